@@ -1,0 +1,1 @@
+//! Which engine socket to talk to.
