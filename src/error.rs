@@ -73,7 +73,10 @@ impl ErrorCode {
 
     pub fn parse(s: &str) -> Option<ErrorCode> {
         let s = s.trim();
-        let s = s.strip_prefix("error[").and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+        let s = s
+            .strip_prefix("error[")
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
         ErrorCode::ALL
             .into_iter()
             .find(|c| c.as_str() == s || c.as_str().trim_start_matches("clw-") == s)
@@ -143,10 +146,7 @@ mod tests {
     fn every_code_round_trips_through_its_name() {
         for c in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
-            assert_eq!(
-                ErrorCode::parse(&format!("error[{}]", c.as_str())),
-                Some(c)
-            );
+            assert_eq!(ErrorCode::parse(&format!("error[{}]", c.as_str())), Some(c));
         }
     }
 
@@ -155,8 +155,12 @@ mod tests {
         for c in ErrorCode::ALL {
             let text = c.explain();
             assert!(text.starts_with(&format!("# {}", c.as_str())), "{c}");
-            for section in ["## Symptom", "## Likely causes", "## How to confirm", "## How to fix"]
-            {
+            for section in [
+                "## Symptom",
+                "## Likely causes",
+                "## How to confirm",
+                "## How to fix",
+            ] {
                 assert!(text.contains(section), "{c} lacks {section}");
             }
         }

@@ -1,8 +1,15 @@
 //! clw-fortress: hardens, enforces, heals, backs up and verifies the sandbox containers AI
 //! agents run their tools in. The binary (`main.rs`) is a thin shell over this library.
 
+pub mod apply;
+pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod manifest;
+pub mod plan;
+pub mod report;
 pub mod seccomp;
 pub mod secrets;
+pub mod spec;
+pub mod state;

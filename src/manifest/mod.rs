@@ -55,7 +55,10 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     #[error("{} problem(s) in {}", problems.len(), file.display())]
-    Invalid { file: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 impl Coded for ManifestError {

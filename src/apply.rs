@@ -1,0 +1,373 @@
+//! The apply driver: observe the engine, ask the planner, execute its actions.
+//!
+//! Order of each action is chosen so that a crash at any point leaves a state the next run
+//! converges from: a container is created, then started, and removed again if the start fails
+//! (a created-but-never-started container would otherwise look converged-but-stopped); a
+//! recreate removes the old container before creating the new one, so a crash in between
+//! leaves "absent", which the next run creates. Names are unique per engine, so no step can
+//! produce a duplicate.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::DirBuilderExt;
+
+use serde::Serialize;
+
+use crate::engine::{Engine, EngineError, Resources};
+use crate::error::{Coded, ErrorCode};
+use crate::manifest::{Fortress, SeccompSource};
+use crate::plan::{Action, Observed, Plan};
+use crate::seccomp::{self, SeccompError};
+use crate::spec::{self, Desired, LABEL_FORTRESS};
+use crate::state::State;
+
+/// Seccomp profiles that failed generation or validation, per sandbox.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.iter().map(|(s, e)| format!("sandbox {s}: {e}")).collect::<Vec<_>>().join("; "))]
+pub struct PrepareError {
+    pub problems: Vec<(String, SeccompError)>,
+}
+
+impl Coded for PrepareError {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::SeccompInvalid
+    }
+    fn hint(&self) -> Option<String> {
+        self.problems.first().and_then(|(_, e)| e.hint())
+    }
+}
+
+/// The desired container of every sandbox, with its seccomp profile generated and validated.
+/// Runs before any engine call, so a bad profile never reaches the engine.
+pub fn prepare(fortress: &Fortress) -> Result<Vec<Desired>, PrepareError> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for s in &fortress.sandboxes {
+        match seccomp::effective_profile_json(&s.seccomp) {
+            Ok(json) => out.push(spec::desired(&fortress.name, s, Some(json))),
+            Err(e) => problems.push((s.name.clone(), e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(PrepareError { problems })
+    }
+}
+
+/// Profiles named by path are re-read on every run; say which ones, for the plan header.
+pub fn profile_files(fortress: &Fortress) -> Vec<String> {
+    fortress
+        .sandboxes
+        .iter()
+        .filter_map(|s| match &s.seccomp {
+            SeccompSource::Profile(p) => Some(p.display().to_string()),
+            SeccompSource::Policy { .. } => None,
+        })
+        .collect()
+}
+
+/// The containers that matter to this fortress: its own, and any holding a declared name.
+pub async fn observe<E: Engine>(
+    engine: &E,
+    fortress: &str,
+    desired: &[Desired],
+) -> Result<Vec<Observed>, EngineError> {
+    let names: BTreeSet<&str> = desired.iter().map(|d| d.sandbox.as_str()).collect();
+    let mut out = Vec::new();
+    for c in engine.list(&[]).await? {
+        let ours = c.labels.get(LABEL_FORTRESS).map(String::as_str) == Some(fortress);
+        if !ours && !names.contains(c.name.as_str()) {
+            continue;
+        }
+        // Removed between list and inspect: it no longer exists, which is what we observe.
+        let Some(i) = engine.inspect(&c.id).await? else {
+            continue;
+        };
+        let hc = i.host_config.unwrap_or_default();
+        out.push(Observed {
+            id: c.id,
+            name: c.name,
+            labels: c.labels,
+            running: i.state.and_then(|s| s.running).unwrap_or(false),
+            resources: Resources {
+                memory: hc.memory,
+                memory_swap: hc.memory_swap,
+                nano_cpus: hc.nano_cpus,
+                pids_limit: hc.pids_limit,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// The outcome of one action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    #[serde(flatten)]
+    pub action: Action,
+    pub ok: bool,
+    /// `None` when ok.
+    pub error: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    fn of(e: &(impl Coded + ?Sized)) -> Failure {
+        Failure {
+            code: e.code().to_string(),
+            message: crate::report::chain(e),
+            hint: e.hint(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+    pub conflicts: Vec<crate::plan::Conflict>,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| !o.ok).count() + self.conflicts.len()
+    }
+    pub fn succeeded(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.ok).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot create the bind source directory {path}")]
+    CreateSource {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{primary}; removing the half-made container {id} also failed: {cleanup}")]
+    Cleanup {
+        primary: EngineError,
+        id: String,
+        cleanup: EngineError,
+    },
+}
+
+impl Coded for ActionError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ActionError::Engine(e) => e.code(),
+            ActionError::CreateSource { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                ErrorCode::PermissionDenied
+            }
+            ActionError::CreateSource { .. } => ErrorCode::SandboxFailure,
+            ActionError::Cleanup { primary, .. } => primary.code(),
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            ActionError::Engine(e) | ActionError::Cleanup { primary: e, .. } => e.hint(),
+            ActionError::CreateSource { .. } => None,
+        }
+    }
+}
+
+/// Executes `plan`, recording every action in `state`. Continues past a failed action: one
+/// sandbox's problem must not leave the others unconverged.
+pub async fn execute<E: Engine>(
+    engine: &E,
+    plan: &Plan,
+    desired: &[Desired],
+    state: &State,
+    actor: &str,
+) -> Report {
+    let mut report = Report {
+        conflicts: plan.conflicts.clone(),
+        ..Default::default()
+    };
+    for c in &plan.conflicts {
+        let _ = state.audit(actor, "conflict", &c.sandbox, "refused", &c.reason);
+    }
+    for action in &plan.actions {
+        let result = run_action(engine, action, desired).await;
+        let (ok, error, detail) = match &result {
+            Ok(detail) => (true, None, detail.clone()),
+            Err(e) => (false, Some(Failure::of(e)), crate::report::chain(e)),
+        };
+        match &result {
+            Ok(_) => tracing::info!(action = action.verb(), target = action.target(), "done"),
+            Err(e) => {
+                tracing::warn!(action = action.verb(), target = action.target(), error = %crate::report::chain(e), "failed")
+            }
+        }
+        let _ = state.audit(
+            actor,
+            action.verb(),
+            action.target(),
+            if ok { "ok" } else { "failed" },
+            &detail,
+        );
+        report.outcomes.push(Outcome {
+            action: action.clone(),
+            ok,
+            error,
+        });
+    }
+    report
+}
+
+fn find<'a>(desired: &'a [Desired], sandbox: &str) -> &'a Desired {
+    desired
+        .iter()
+        .find(|d| d.sandbox == sandbox)
+        .expect("the planner only names declared sandboxes")
+}
+
+async fn run_action<E: Engine>(
+    engine: &E,
+    action: &Action,
+    desired: &[Desired],
+) -> Result<String, ActionError> {
+    match action {
+        Action::Create { sandbox } => {
+            let id = create_and_start(engine, find(desired, sandbox)).await?;
+            Ok(format!("id {}", short(&id)))
+        }
+        Action::Recreate {
+            sandbox,
+            id,
+            reason,
+        } => {
+            engine.remove(id).await?;
+            let new = create_and_start(engine, find(desired, sandbox)).await?;
+            Ok(format!("{reason}; id {} -> {}", short(id), short(&new)))
+        }
+        Action::Start { id, .. } => {
+            engine.start(id).await?;
+            Ok(String::new())
+        }
+        Action::UpdateLimits {
+            sandbox,
+            id,
+            changes,
+        } => {
+            engine
+                .update_resources(id, &find(desired, sandbox).request.resources)
+                .await?;
+            Ok(changes
+                .iter()
+                .map(|c| format!("{} {} -> {}", c.field, fmt_limit(c.from), fmt_limit(c.to)))
+                .collect::<Vec<_>>()
+                .join(", "))
+        }
+        Action::Remove { id, .. } => {
+            engine.remove(id).await?;
+            Ok(String::new())
+        }
+    }
+}
+
+/// Creates the missing `create: true` bind sources, then the container, then starts it; a
+/// container that cannot start is removed again so that nothing half-made stays behind.
+async fn create_and_start<E: Engine>(engine: &E, d: &Desired) -> Result<String, ActionError> {
+    for b in &d.request.binds {
+        let path = std::path::Path::new(&b.source);
+        if !path.exists() {
+            // Only `create: true` sources may be missing after validation; 0700 because the
+            // directory is the agent's private state.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(|source| ActionError::CreateSource {
+                    path: b.source.clone(),
+                    source,
+                })?;
+        }
+    }
+    let id = engine.create(&d.request).await?;
+    if let Err(primary) = engine.start(&id).await {
+        return match engine.remove(&id).await {
+            Ok(()) => Err(ActionError::Engine(primary)),
+            Err(cleanup) => Err(ActionError::Cleanup {
+                primary,
+                id,
+                cleanup,
+            }),
+        };
+    }
+    Ok(id)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// A limit for people: bytes in binary units, nano-CPUs as CPUs.
+pub fn fmt_limit(v: Option<i64>) -> String {
+    match v {
+        None => "unlimited".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{Call, FakeEngine};
+    use crate::plan::plan;
+    use crate::spec::tests::sandbox;
+
+    fn desired(name: &str) -> Desired {
+        spec::desired("f", &sandbox(name), Some("{}".into()))
+    }
+
+    #[tokio::test]
+    async fn a_container_that_cannot_start_is_removed_again() {
+        let engine = FakeEngine::default();
+        engine.fail_start("a");
+        let d = vec![desired("a")];
+        let p = plan("f", &d, &observe(&engine, "f", &d).await.unwrap(), false);
+        let r = execute(&engine, &p, &d, &State::in_memory(), "test").await;
+        assert_eq!(r.failed(), 1);
+        assert!(engine.containers().is_empty(), "nothing half-made stays");
+        let calls = engine.calls();
+        assert!(matches!(calls.last(), Some(Call::Remove(_))), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn a_second_run_performs_no_action() {
+        let engine = FakeEngine::default();
+        let d = vec![desired("a"), desired("b")];
+        let state = State::in_memory();
+        let p = plan("f", &d, &observe(&engine, "f", &d).await.unwrap(), false);
+        assert_eq!(
+            execute(&engine, &p, &d, &state, "test").await.succeeded(),
+            2
+        );
+        let p2 = plan("f", &d, &observe(&engine, "f", &d).await.unwrap(), false);
+        assert!(p2.is_noop(), "{p2:?}");
+        assert_eq!(p2.unchanged.len(), 2);
+        assert_eq!(state.recent_audit(None, 10).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn one_failure_does_not_stop_the_other_sandboxes() {
+        let engine = FakeEngine::default();
+        engine.fail_create("a");
+        let d = vec![desired("a"), desired("b")];
+        let p = plan("f", &d, &observe(&engine, "f", &d).await.unwrap(), false);
+        let r = execute(&engine, &p, &d, &State::in_memory(), "test").await;
+        assert_eq!((r.succeeded(), r.failed()), (1, 1));
+        assert_eq!(engine.containers(), vec!["b".to_string()]);
+    }
+}

@@ -1,0 +1,227 @@
+//! `plan`, `apply` and `exec`: the commands that converge and use sandboxes.
+
+use std::io::Write;
+
+use super::{Cli, CmdResult, Output};
+use crate::apply::{self, Report};
+use crate::engine::Engine;
+use crate::error::{exit, ErrorCode};
+use crate::exec;
+use crate::manifest::Fortress;
+use crate::plan::{self, Action, LimitChange, Plan};
+use crate::report::ErrorReport;
+
+async fn plan_for(
+    cli: &Cli,
+    prune: bool,
+) -> Result<
+    (
+        Fortress,
+        Vec<crate::spec::Desired>,
+        Plan,
+        crate::engine::DockerEngine,
+    ),
+    ErrorReport,
+> {
+    let fortress = cli.load()?;
+    let desired = apply::prepare(&fortress).map_err(|e| super::report_of(&e))?;
+    let engine = cli.connect(Some(&fortress)).await?;
+    let observed = apply::observe(&engine, &fortress.name, &desired)
+        .await
+        .map_err(|e| super::report_of(&e))?;
+    let p = plan::plan(&fortress.name, &desired, &observed, prune);
+    Ok((fortress, desired, p, engine))
+}
+
+pub async fn plan(cli: &Cli, prune: bool) -> CmdResult {
+    let (fortress, _, p, engine) = plan_for(cli, prune).await?;
+    match cli.output {
+        Output::Json => super::print_json(&p),
+        Output::Text => print!("{}", render_plan(&fortress.name, engine.socket(), &p)),
+    }
+    Ok(exit::OK)
+}
+
+pub async fn apply(cli: &Cli, prune: bool) -> CmdResult {
+    let (fortress, desired, p, engine) = plan_for(cli, prune).await?;
+    let state = cli.open_state(&fortress)?;
+    let report = apply::execute(&engine, &p, &desired, &state, "cli:apply").await;
+    match cli.output {
+        Output::Json => super::print_json(&serde_json::json!({
+            "fortress": fortress.name,
+            "report": report,
+            "unchanged": p.unchanged,
+            "orphans": p.orphans,
+        })),
+        Output::Text => print!("{}", render_report(&fortress.name, &p, &report)),
+    }
+    Ok(apply_status(&report))
+}
+
+/// 0 when everything converged; 4 when some operations failed and others were done; the
+/// failure's own status when nothing could be done.
+fn apply_status(r: &Report) -> u8 {
+    if r.failed() == 0 {
+        exit::OK
+    } else if r.succeeded() > 0 {
+        exit::PARTIAL
+    } else if let Some(code) = r
+        .outcomes
+        .iter()
+        .find_map(|o| o.error.as_ref())
+        .and_then(|f| ErrorCode::parse(&f.code))
+    {
+        code.exit_status()
+    } else {
+        exit::ENGINE
+    }
+}
+
+pub async fn exec(cli: &Cli, sandbox: &str, cmd: Vec<String>) -> CmdResult {
+    let fortress = cli.load()?;
+    let engine = cli.connect(Some(&fortress)).await?;
+    let state = cli.open_state(&fortress).ok();
+    let uid = nix::unistd::getuid().as_raw();
+    let out = exec::run(&engine, &fortress, sandbox, cmd, uid, state.as_ref())
+        .await
+        .map_err(|e| super::report_of(&e))?;
+    let _ = std::io::stdout().write_all(&out.stdout);
+    let _ = std::io::stderr().write_all(&out.stderr);
+    // The command's own status, clamped to what a process can return.
+    Ok(out.exit_code.clamp(0, 255) as u8)
+}
+
+fn bytes(v: i64) -> String {
+    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    for (u, n) in UNITS {
+        if v >= n && v % n == 0 {
+            return format!("{}{u}", v / n);
+        }
+    }
+    v.to_string()
+}
+
+fn limit_value(field: &str, v: Option<i64>) -> String {
+    match (field, v) {
+        (_, None) => "unlimited".into(),
+        ("memory" | "memorySwap", Some(v)) => bytes(v),
+        ("nanoCpus", Some(v)) => format!("{} cpus", v as f64 / 1e9),
+        (_, Some(v)) => v.to_string(),
+    }
+}
+
+fn changes(c: &[LimitChange]) -> String {
+    c.iter()
+        .map(|c| {
+            let name = if c.field == "nanoCpus" {
+                "cpus"
+            } else {
+                c.field
+            };
+            format!(
+                "{name} {} -> {}",
+                limit_value(c.field, c.from),
+                limit_value(c.field, c.to)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn action_line(a: &Action) -> String {
+    match a {
+        Action::Create { sandbox } => format!("  + create    {sandbox}"),
+        Action::Start { sandbox, .. } => format!("  > start     {sandbox} (exists, stopped)"),
+        Action::UpdateLimits {
+            sandbox,
+            changes: c,
+            ..
+        } => {
+            format!("  ~ update    {sandbox} in place: {}", changes(c))
+        }
+        Action::Recreate {
+            sandbox, reason, ..
+        } => format!("  ± recreate  {sandbox}: {reason}"),
+        Action::Remove { name, .. } => format!("  - remove    {name} (no longer declared)"),
+    }
+}
+
+/// The plan as people read it. Names and limits only: never an environment value.
+pub fn render_plan(fortress: &str, socket: &str, p: &Plan) -> String {
+    let mut out = format!("plan for fortress {fortress} on {socket}\n");
+    for a in &p.actions {
+        out.push_str(&action_line(a));
+        out.push('\n');
+    }
+    for c in &p.conflicts {
+        out.push_str(&format!(
+            "  ! conflict  {}: {} (left untouched)\n",
+            c.sandbox, c.reason
+        ));
+    }
+    for u in &p.unchanged {
+        out.push_str(&format!("  = ok        {u}\n"));
+    }
+    for o in &p.orphans {
+        out.push_str(&format!(
+            "  ? orphan    {o} (managed, no longer declared; `apply --prune` removes it)\n"
+        ));
+    }
+    let count = |v: &str| p.actions.iter().filter(|a| a.verb() == v).count();
+    out.push_str(&format!(
+        "{} to create, {} to update in place, {} to recreate, {} to start, {} to remove, {} unchanged, {} conflict(s)\n",
+        count("create"),
+        count("update"),
+        count("recreate"),
+        count("start"),
+        count("remove"),
+        p.unchanged.len(),
+        p.conflicts.len()
+    ));
+    out
+}
+
+fn render_report(fortress: &str, p: &Plan, r: &Report) -> String {
+    let mut out = String::new();
+    if p.actions.is_empty() && p.conflicts.is_empty() {
+        out.push_str(&format!(
+            "fortress {fortress}: nothing to do, {} sandbox(es) as declared\n",
+            p.unchanged.len()
+        ));
+    }
+    for o in &r.outcomes {
+        out.push_str(&action_line(&o.action));
+        match &o.error {
+            None => out.push_str("  ... ok\n"),
+            Some(f) => {
+                out.push_str(&format!(
+                    "  ... failed\n    error[{}]: {}\n",
+                    f.code, f.message
+                ));
+                if let Some(h) = &f.hint {
+                    out.push_str(&format!("    hint: {h}\n"));
+                }
+            }
+        }
+    }
+    for c in &r.conflicts {
+        out.push_str(&format!(
+            "  ! conflict  {}: {} (left untouched)\n    error[{}]: the name is taken\n    hint: rename the sandbox or remove the other container yourself\n",
+            c.sandbox,
+            c.reason,
+            ErrorCode::SandboxFailure
+        ));
+    }
+    for o in &p.orphans {
+        out.push_str(&format!(
+            "  ? orphan    {o} (managed, no longer declared; `apply --prune` removes it)\n"
+        ));
+    }
+    out.push_str(&format!(
+        "apply: {} done, {} failed, {} unchanged\n",
+        r.succeeded(),
+        r.failed(),
+        p.unchanged.len()
+    ));
+    out
+}

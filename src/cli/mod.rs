@@ -1,0 +1,222 @@
+//! The command line: argument definitions (clap) and one handler per command. Handlers return
+//! an exit status or an [`ErrorReport`]; printing the report is `main`'s job.
+
+mod apply;
+mod explain;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::engine::{socket, DockerEngine};
+use crate::error::{Coded, ErrorCode};
+use crate::manifest::{self, Fortress, LoadContext, ManifestError};
+use crate::report::ErrorReport;
+use crate::state::State;
+
+pub type CmdResult = Result<u8, ErrorReport>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clw-fortress",
+    version,
+    about = "Hardens, enforces, heals, backs up and verifies AI-agent sandbox containers",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The fortress manifest (default: ./fortress.yaml, then /etc/clw-fortress/fortress.yaml).
+    #[arg(short = 'f', long = "file", global = true, env = "CLW_FORTRESS_FILE")]
+    pub file: Option<PathBuf>,
+    /// Engine socket URL (unix:///…, tcp://…); overrides engine.socket and DOCKER_HOST.
+    #[arg(long, global = true)]
+    pub engine: Option<String>,
+    /// State database path; overrides state.path.
+    #[arg(long, global = true)]
+    pub state: Option<PathBuf>,
+    /// Output format of reports and errors.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// More log output (repeatable); RUST_LOG also works.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate the manifest and its bind sets; no engine needed.
+    Validate,
+    /// Show what `apply` would create, update in place, recreate or remove; changes nothing.
+    Plan {
+        /// Also plan the removal of managed containers no longer declared.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Converge the engine to the manifest (idempotent).
+    Apply {
+        /// Remove managed containers of this fortress that are no longer declared.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Run a command in a sandbox with its secretEnv injected for this exec only.
+    Exec {
+        sandbox: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// The long description of an error code.
+    Explain { code: String },
+    /// Shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Where the manifest is, when `-f` is not given.
+fn default_manifest() -> PathBuf {
+    let local = PathBuf::from("fortress.yaml");
+    if local.exists() {
+        return local;
+    }
+    let system = PathBuf::from("/etc/clw-fortress/fortress.yaml");
+    if system.exists() {
+        return system;
+    }
+    local
+}
+
+impl Cli {
+    pub fn manifest_path(&self) -> PathBuf {
+        self.file.clone().unwrap_or_else(default_manifest)
+    }
+
+    /// Loads and validates the manifest; every problem becomes one detail line.
+    pub fn load(&self) -> Result<Fortress, ErrorReport> {
+        let path = self.manifest_path();
+        let ctx = LoadContext::from_process();
+        let mut f = manifest::load(&path, &ctx).map_err(|e| manifest_report(&e))?;
+        if let Some(state) = &self.state {
+            f.state_path = state.clone();
+        }
+        for w in &f.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(f)
+    }
+
+    pub async fn connect(&self, fortress: Option<&Fortress>) -> Result<DockerEngine, ErrorReport> {
+        let manifest_socket = fortress.and_then(|f| f.engine.socket.as_deref());
+        let resolved = socket::resolve_from_env(self.engine.as_deref(), manifest_socket);
+        tracing::debug!(socket = %resolved.url, origin = resolved.origin.as_str(), "connecting");
+        let profile_dir = fortress
+            .and_then(|f| f.state_path.parent().map(|p| p.join("profiles")))
+            .unwrap_or_else(std::env::temp_dir);
+        DockerEngine::connect(&resolved.url, profile_dir)
+            .await
+            .map_err(|e| {
+                let mut r = ErrorReport::from_error(&e);
+                r.message = format!("{} (from {})", r.message, resolved.origin.as_str());
+                r
+            })
+    }
+
+    pub fn open_state(&self, fortress: &Fortress) -> Result<State, ErrorReport> {
+        State::open(&fortress.state_path).map_err(|e| ErrorReport::from_error(&e))
+    }
+}
+
+pub fn manifest_report(e: &ManifestError) -> ErrorReport {
+    let mut r = ErrorReport::from_error(e);
+    if let ManifestError::Invalid { problems, .. } = e {
+        r.details = problems
+            .iter()
+            .map(|p| {
+                let loc = p
+                    .location
+                    .map(|(l, c)| format!(":{l}:{c}"))
+                    .unwrap_or_default();
+                format!(
+                    "[{}] {}{}: {} = {:?}: {}",
+                    p.code,
+                    p.file.display(),
+                    loc,
+                    p.field,
+                    p.value,
+                    p.message
+                )
+            })
+            .collect();
+        r.hint = Some(format!(
+            "fix the fields above; `clw-fortress explain {}` describes the rule",
+            r.code
+        ));
+    }
+    r
+}
+
+pub fn report_of(e: &(impl Coded + ?Sized)) -> ErrorReport {
+    ErrorReport::from_error(e)
+}
+
+/// Colour only on a terminal and never with NO_COLOR.
+pub fn colour() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+pub fn print_json(v: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("plain data serialises")
+    );
+}
+
+/// Runs the parsed command on a tokio runtime.
+pub fn run(cli: Cli) -> CmdResult {
+    match &cli.command {
+        Command::Explain { code } => explain::run(code, cli.output),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "clw-fortress", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Validate => validate::run(&cli),
+        _ => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    ErrorReport::new(
+                        ErrorCode::PermissionDenied,
+                        format!("cannot start the runtime: {e}"),
+                    )
+                })?;
+            rt.block_on(run_async(&cli))
+        }
+    }
+}
+
+async fn run_async(cli: &Cli) -> CmdResult {
+    match &cli.command {
+        Command::Plan { prune } => apply::plan(cli, *prune).await,
+        Command::Apply { prune } => apply::apply(cli, *prune).await,
+        Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
+        Command::Validate | Command::Explain { .. } | Command::Completions { .. } => {
+            unreachable!("handled without a runtime")
+        }
+    }
+}
+
+pub fn display(p: &Path) -> String {
+    p.display().to_string()
+}

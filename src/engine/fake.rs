@@ -1,0 +1,236 @@
+//! A recording in-memory engine for unit tests of pure-ish drivers. Integration tests never use
+//! it: they talk to a real engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use bollard::models::{ContainerInspectResponse, ContainerState, HostConfig};
+
+use super::*;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Create(String),
+    Start(String),
+    Stop(String),
+    Restart(String),
+    Remove(String),
+    Update(String, Resources),
+    Exec(String, Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+struct Container {
+    id: String,
+    req: CreateRequest,
+    running: bool,
+    resources: Resources,
+}
+
+#[derive(Default)]
+pub struct FakeEngine {
+    containers: Mutex<BTreeMap<String, Container>>,
+    calls: Mutex<Vec<Call>>,
+    fail_create: Mutex<BTreeSet<String>>,
+    fail_start: Mutex<BTreeSet<String>>,
+    next_id: Mutex<u64>,
+}
+
+fn refused(op: &'static str, target: &str) -> EngineError {
+    EngineError::Refused {
+        op,
+        target: target.into(),
+        status: 500,
+        message: "injected failure".into(),
+    }
+}
+
+impl FakeEngine {
+    pub fn fail_create(&self, name: &str) {
+        self.fail_create.lock().unwrap().insert(name.into());
+    }
+    pub fn fail_start(&self, name: &str) {
+        self.fail_start.lock().unwrap().insert(name.into());
+    }
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+    /// Names of the containers that exist.
+    pub fn containers(&self) -> Vec<String> {
+        self.containers.lock().unwrap().keys().cloned().collect()
+    }
+    fn record(&self, c: Call) {
+        self.calls.lock().unwrap().push(c);
+    }
+    fn name_of(&self, id: &str) -> Option<String> {
+        self.containers
+            .lock()
+            .unwrap()
+            .values()
+            .find(|c| c.id == id || c.req.name == id)
+            .map(|c| c.req.name.clone())
+    }
+}
+
+impl Engine for FakeEngine {
+    fn socket(&self) -> &str {
+        "fake://"
+    }
+
+    async fn info(&self) -> EngineResult<EngineInfo> {
+        Ok(EngineInfo {
+            flavor: Flavor::Docker,
+            version: "fake".into(),
+            api_version: "1.41".into(),
+            kernel: "fake".into(),
+            rootless: false,
+            security_options: vec!["name=seccomp,profile=default".into()],
+            cgroup_version: "1".into(),
+            ncpu: 2,
+        })
+    }
+
+    async fn list(&self, labels: &[String]) -> EngineResult<Vec<ContainerSummary>> {
+        let all = self.containers.lock().unwrap();
+        Ok(all
+            .values()
+            .filter(|c| {
+                labels.iter().all(|l| match l.split_once('=') {
+                    Some((k, v)) => c.req.labels.get(k).map(String::as_str) == Some(v),
+                    None => c.req.labels.contains_key(l),
+                })
+            })
+            .map(|c| ContainerSummary {
+                id: c.id.clone(),
+                name: c.req.name.clone(),
+                labels: c.req.labels.clone(),
+                state: if c.running { "running" } else { "created" }.into(),
+                image: c.req.image.clone(),
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, id: &str) -> EngineResult<Option<ContainerInspectResponse>> {
+        let Some(name) = self.name_of(id) else {
+            return Ok(None);
+        };
+        let all = self.containers.lock().unwrap();
+        let c = &all[&name];
+        Ok(Some(ContainerInspectResponse {
+            id: Some(c.id.clone()),
+            name: Some(format!("/{}", c.req.name)),
+            state: Some(ContainerState {
+                running: Some(c.running),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                memory: c.resources.memory,
+                memory_swap: c.resources.memory_swap,
+                nano_cpus: c.resources.nano_cpus,
+                pids_limit: c.resources.pids_limit,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn create(&self, req: &CreateRequest) -> EngineResult<String> {
+        self.record(Call::Create(req.name.clone()));
+        if self.fail_create.lock().unwrap().contains(&req.name) {
+            return Err(refused("create", &req.name));
+        }
+        let mut n = self.next_id.lock().unwrap();
+        *n += 1;
+        let id = format!("{:064x}", *n);
+        self.containers.lock().unwrap().insert(
+            req.name.clone(),
+            Container {
+                id: id.clone(),
+                req: req.clone(),
+                running: false,
+                resources: req.resources,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> EngineResult<()> {
+        self.record(Call::Start(id.into()));
+        let name = self
+            .name_of(id)
+            .ok_or_else(|| EngineError::NotFound(id.into()))?;
+        if self.fail_start.lock().unwrap().contains(&name) {
+            return Err(refused("start", id));
+        }
+        self.containers
+            .lock()
+            .unwrap()
+            .get_mut(&name)
+            .unwrap()
+            .running = true;
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, _timeout_s: i64) -> EngineResult<()> {
+        self.record(Call::Stop(id.into()));
+        let name = self
+            .name_of(id)
+            .ok_or_else(|| EngineError::NotFound(id.into()))?;
+        self.containers
+            .lock()
+            .unwrap()
+            .get_mut(&name)
+            .unwrap()
+            .running = false;
+        Ok(())
+    }
+
+    async fn restart(&self, id: &str, _timeout_s: i64) -> EngineResult<()> {
+        self.record(Call::Restart(id.into()));
+        let name = self
+            .name_of(id)
+            .ok_or_else(|| EngineError::NotFound(id.into()))?;
+        self.containers
+            .lock()
+            .unwrap()
+            .get_mut(&name)
+            .unwrap()
+            .running = true;
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> EngineResult<()> {
+        self.record(Call::Remove(id.into()));
+        if let Some(name) = self.name_of(id) {
+            self.containers.lock().unwrap().remove(&name);
+        }
+        Ok(())
+    }
+
+    async fn update_resources(&self, id: &str, r: &Resources) -> EngineResult<()> {
+        self.record(Call::Update(id.into(), *r));
+        let name = self
+            .name_of(id)
+            .ok_or_else(|| EngineError::NotFound(id.into()))?;
+        self.containers
+            .lock()
+            .unwrap()
+            .get_mut(&name)
+            .unwrap()
+            .resources = *r;
+        Ok(())
+    }
+
+    async fn exec(&self, id: &str, req: &ExecRequest) -> EngineResult<ExecOutput> {
+        self.record(Call::Exec(id.into(), req.cmd.clone()));
+        Ok(ExecOutput::default())
+    }
+
+    fn events(&self) -> EventStream {
+        Box::pin(futures_util::stream::empty())
+    }
+
+    fn archive(&self, _id: &str, _path: &str) -> ByteStream {
+        Box::pin(futures_util::stream::empty())
+    }
+}

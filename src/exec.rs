@@ -1,0 +1,117 @@
+//! `exec`: run a command in a sandbox with its `secretEnv` injected for that exec only.
+//!
+//! Secrets are read from the secrets file at the moment of the exec (so a rotated key is used
+//! at once), passed to the engine in the exec's own environment, and dropped. They are never
+//! part of the container's config (so `docker inspect` never shows them), never written to
+//! disk, never logged; the audit row names the keys only.
+
+use secrecy::ExposeSecret;
+
+use crate::engine::{Engine, EngineError, ExecOutput, ExecRequest};
+use crate::error::{Coded, ErrorCode};
+use crate::manifest::Fortress;
+use crate::secrets::{self, SecretsError};
+use crate::state::State;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("no sandbox named {sandbox:?} in fortress {fortress}")]
+    UnknownSandbox { sandbox: String, fortress: String },
+    #[error("sandbox {0} does not exist on the engine")]
+    Missing(String),
+    #[error("sandbox {0} is not running")]
+    NotRunning(String),
+    #[error("sandbox {sandbox} declares secretEnv but the manifest has no secrets file")]
+    NoSecretsFile { sandbox: String },
+    #[error("secret {key} named by sandbox {sandbox} is not in the secrets file")]
+    MissingSecret { sandbox: String, key: String },
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl Coded for ExecError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ExecError::UnknownSandbox { .. }
+            | ExecError::NoSecretsFile { .. }
+            | ExecError::MissingSecret { .. } => ErrorCode::ConfigInvalid,
+            ExecError::Missing(_) | ExecError::NotRunning(_) => ErrorCode::SandboxFailure,
+            ExecError::Secrets(e) => e.code(),
+            ExecError::Engine(e) => e.code(),
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            ExecError::Missing(_) | ExecError::NotRunning(_) => {
+                Some("run `clw-fortress apply` to create and start it".into())
+            }
+            ExecError::Secrets(e) => e.hint(),
+            ExecError::Engine(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `cmd` in `sandbox` and returns its output and exit code.
+pub async fn run<E: Engine>(
+    engine: &E,
+    fortress: &Fortress,
+    sandbox: &str,
+    cmd: Vec<String>,
+    uid: u32,
+    state: Option<&State>,
+) -> Result<ExecOutput, ExecError> {
+    let sbx = fortress
+        .sandboxes
+        .iter()
+        .find(|s| s.name == sandbox)
+        .ok_or_else(|| ExecError::UnknownSandbox {
+            sandbox: sandbox.into(),
+            fortress: fortress.name.clone(),
+        })?;
+    let inspected = engine
+        .inspect(sandbox)
+        .await?
+        .ok_or_else(|| ExecError::Missing(sandbox.into()))?;
+    if inspected.state.and_then(|s| s.running) != Some(true) {
+        return Err(ExecError::NotRunning(sandbox.into()));
+    }
+    let mut env = Vec::new();
+    if !sbx.secret_env.is_empty() {
+        let file = fortress
+            .secrets_file
+            .as_deref()
+            .ok_or_else(|| ExecError::NoSecretsFile {
+                sandbox: sandbox.into(),
+            })?;
+        let map = secrets::read(file, uid)?;
+        for key in &sbx.secret_env {
+            let value = map.get(key).ok_or_else(|| ExecError::MissingSecret {
+                sandbox: sandbox.into(),
+                key: key.clone(),
+            })?;
+            env.push((key.clone(), value.expose_secret().to_string()));
+        }
+    }
+    let req = ExecRequest {
+        cmd: cmd.clone(),
+        env,
+        ..Default::default()
+    };
+    let out = engine.exec(sandbox, &req).await;
+    if let Some(state) = state {
+        let detail = format!(
+            "argv0={} secrets=[{}] exit={}",
+            cmd.first().map(String::as_str).unwrap_or(""),
+            sbx.secret_env.join(","),
+            out.as_ref()
+                .map(|o| o.exit_code.to_string())
+                .unwrap_or_else(|_| "-".into())
+        );
+        let outcome = if out.is_ok() { "ok" } else { "failed" };
+        let _ = state.audit("cli:exec", "exec", sandbox, outcome, &detail);
+    }
+    Ok(out?)
+}

@@ -1,0 +1,263 @@
+//! The desired container of each sandbox, derived purely from the validated manifest, and the
+//! canonical hash that `apply` compares against the `clw-fortress.spec-hash` label.
+//!
+//! The hash covers everything the engine can only change by recreating the container (image,
+//! user, binds, env, command, network, hardening, seccomp profile). Resource limits are left out
+//! on purpose: they are updated in place, and a label cannot change without a recreate, so
+//! hashing them would leave a stale label after every in-place update. Limits are compared
+//! against the live values the engine reports instead, which also catches drift.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{BindMount, CreateRequest, Resources};
+use crate::manifest::{Limits, Sandbox};
+
+pub const LABEL_MANAGED: &str = "clw-fortress.managed";
+pub const LABEL_FORTRESS: &str = "clw-fortress.fortress";
+pub const LABEL_SANDBOX: &str = "clw-fortress.sandbox";
+pub const LABEL_SPEC_HASH: &str = "clw-fortress.spec-hash";
+
+/// Mode of every tmpfs mount: world-writable with the sticky bit, like `/tmp`, so the
+/// non-root sandbox user can write and nobody can delete another user's files. Podman leaves
+/// a tmpfs without a mode at 000, so the mode is always explicit.
+const TMPFS_MODE: &str = "1777";
+
+/// What one sandbox should look like on the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub sandbox: String,
+    pub request: CreateRequest,
+    pub spec_hash: String,
+}
+
+/// The part of the container config that only a recreate can change, in a stable order.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    image: &'a str,
+    user: &'a str,
+    env: &'a [String],
+    cmd: &'a [String],
+    binds: Vec<(&'a str, &'a str, bool)>,
+    tmpfs: &'a BTreeMap<String, String>,
+    read_only_root: bool,
+    cap_drop: Vec<String>,
+    cap_add: Vec<String>,
+    no_new_privileges: bool,
+    seccomp_sha256: Option<String>,
+    network: &'a str,
+}
+
+pub fn resources_of(l: &Limits) -> Resources {
+    Resources {
+        memory: l.memory,
+        memory_swap: l.memory_swap,
+        nano_cpus: l.nano_cpus(),
+        pids_limit: l.pids,
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn caps(list: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|c| {
+            let c = c.trim().to_ascii_uppercase();
+            c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The desired container of `sandbox` in fortress `fortress`, with its seccomp profile
+/// (compact JSON) already generated and validated by the caller.
+pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) -> Desired {
+    let env: Vec<String> = sandbox
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let binds: Vec<BindMount> = sandbox
+        .binds
+        .iter()
+        .map(|b| BindMount {
+            source: b.source.display().to_string(),
+            target: b.target.display().to_string(),
+            read_only: b.mode == crate::manifest::Mode::Ro,
+        })
+        .collect();
+    let tmpfs: BTreeMap<String, String> = sandbox
+        .tmpfs
+        .iter()
+        .map(|(path, size)| {
+            (
+                path.clone(),
+                format!("size={size},mode={TMPFS_MODE},nosuid,nodev"),
+            )
+        })
+        .collect();
+    let cap_drop = caps(&sandbox.cap_drop);
+    let cap_add = caps(&sandbox.cap_add);
+    let canonical = Canonical {
+        image: &sandbox.image,
+        user: &sandbox.user,
+        env: &env,
+        cmd: &sandbox.command,
+        binds: binds
+            .iter()
+            .map(|b| (b.source.as_str(), b.target.as_str(), b.read_only))
+            .collect(),
+        tmpfs: &tmpfs,
+        read_only_root: sandbox.read_only_root,
+        cap_drop: cap_drop.clone(),
+        cap_add: cap_add.clone(),
+        no_new_privileges: sandbox.no_new_privileges,
+        seccomp_sha256: seccomp_json.as_deref().map(|j| sha256_hex(j.as_bytes())),
+        network: sandbox.network.mode(),
+    };
+    let spec_hash = sha256_hex(
+        serde_json::to_string(&canonical)
+            .expect("the canonical spec is plain data")
+            .as_bytes(),
+    );
+    let labels = BTreeMap::from([
+        (LABEL_MANAGED.to_string(), "1".to_string()),
+        (LABEL_FORTRESS.to_string(), fortress.to_string()),
+        (LABEL_SANDBOX.to_string(), sandbox.name.clone()),
+        (LABEL_SPEC_HASH.to_string(), spec_hash.clone()),
+    ]);
+    Desired {
+        sandbox: sandbox.name.clone(),
+        request: CreateRequest {
+            name: sandbox.name.clone(),
+            image: sandbox.image.clone(),
+            user: sandbox.user.clone(),
+            env,
+            cmd: sandbox.command.clone(),
+            labels,
+            binds,
+            tmpfs,
+            read_only_root: sandbox.read_only_root,
+            cap_drop,
+            cap_add,
+            no_new_privileges: sandbox.no_new_privileges,
+            seccomp_profile: seccomp_json,
+            network_mode: sandbox.network.mode().to_string(),
+            resources: resources_of(&sandbox.limits),
+        },
+        spec_hash,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::manifest::{Bind, Mode, Network, SeccompPolicy, SeccompSource};
+    use std::path::PathBuf;
+
+    pub(crate) fn sandbox(name: &str) -> Sandbox {
+        Sandbox {
+            name: name.into(),
+            image: "img:1".into(),
+            user: "1000:1000".into(),
+            allow_root: false,
+            network: Network::None,
+            read_only_root: true,
+            tmpfs: BTreeMap::from([("/tmp".to_string(), 64 << 20)]),
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec![],
+            no_new_privileges: true,
+            seccomp: SeccompSource::Policy {
+                policy: SeccompPolicy::Default,
+                allow: vec![],
+                deny: vec![],
+            },
+            limits: Limits {
+                memory: Some(64 << 20),
+                memory_swap: Some(64 << 20),
+                cpus: Some(0.5),
+                pids: Some(64),
+            },
+            binds: vec![Bind {
+                source: PathBuf::from("/h/.openclaw/workspace"),
+                target: PathBuf::from("/agent-workspace"),
+                mode: Mode::Rw,
+                create: false,
+            }],
+            bind_sets: vec![],
+            env: BTreeMap::from([("LANG".to_string(), "C.UTF-8".to_string())]),
+            secret_env: vec!["API_KEY".into()],
+            command: vec!["sleep".into(), "infinity".into()],
+            liveness: None,
+        }
+    }
+
+    #[test]
+    fn limits_do_not_change_the_spec_hash() {
+        let a = sandbox("s");
+        let mut b = a.clone();
+        b.limits.memory = Some(128 << 20);
+        b.limits.pids = Some(128);
+        assert_eq!(
+            desired("f", &a, None).spec_hash,
+            desired("f", &b, None).spec_hash
+        );
+    }
+
+    #[test]
+    fn every_recreate_field_changes_the_spec_hash() {
+        let base = sandbox("s");
+        let h = |s: &Sandbox, p: Option<&str>| desired("f", s, p.map(str::to_string)).spec_hash;
+        let h0 = h(&base, Some("{}"));
+        let mut variants: Vec<Sandbox> = Vec::new();
+        let mut v = base.clone();
+        v.image = "img:2".into();
+        variants.push(v);
+        let mut v = base.clone();
+        v.binds[0].mode = Mode::Ro;
+        variants.push(v);
+        let mut v = base.clone();
+        v.user = "1001".into();
+        variants.push(v);
+        let mut v = base.clone();
+        v.read_only_root = false;
+        variants.push(v);
+        let mut v = base.clone();
+        v.cap_add = vec!["NET_BIND_SERVICE".into()];
+        variants.push(v);
+        let mut v = base.clone();
+        v.network = Network::Bridge;
+        variants.push(v);
+        let mut v = base.clone();
+        v.env.insert("X".into(), "1".into());
+        variants.push(v);
+        for v in &variants {
+            assert_ne!(h(v, Some("{}")), h0, "{v:?}");
+        }
+        assert_ne!(h(&base, Some("{\"a\":1}")), h0, "seccomp profile change");
+    }
+
+    #[test]
+    fn secret_names_never_reach_the_container_config() {
+        let d = desired("f", &sandbox("s"), None);
+        assert!(d.request.env.iter().all(|e| !e.starts_with("API_KEY")));
+    }
+
+    #[test]
+    fn capabilities_are_normalised_before_hashing() {
+        let mut a = sandbox("s");
+        a.cap_drop = vec!["cap_all".into()];
+        let b = sandbox("s");
+        assert_eq!(
+            desired("f", &a, None).spec_hash,
+            desired("f", &b, None).spec_hash
+        );
+    }
+}

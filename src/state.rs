@@ -1,0 +1,324 @@
+//! The state database: an embedded sqlite file with versioned migrations, holding the audit
+//! log of every action taken (and, as other capabilities land, their own tables).
+//!
+//! It must never hold a secret value: callers pass names and outcomes, never environment
+//! values or file contents.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+use serde::Serialize;
+
+use crate::error::{Coded, ErrorCode};
+
+/// Schema migrations, oldest first. Append only: a released migration never changes.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        "CREATE TABLE audit (
+            id       INTEGER PRIMARY KEY,
+            ts_ms    INTEGER NOT NULL,
+            actor    TEXT NOT NULL,
+            action   TEXT NOT NULL,
+            target   TEXT NOT NULL,
+            outcome  TEXT NOT NULL,
+            detail   TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX audit_target ON audit(target, ts_ms);",
+    )])
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create the state directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the state database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot migrate the state database {path}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+    #[error("the state database {path} failed its integrity check: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("state database query failed: {op}")]
+    Query {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl Coded for StateError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            StateError::CreateDir { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                ErrorCode::PermissionDenied
+            }
+            StateError::CreateDir { .. } | StateError::Open { .. } => ErrorCode::PermissionDenied,
+            StateError::Migrate { .. } | StateError::Corrupt { .. } | StateError::Query { .. } => {
+                ErrorCode::StateCorrupt
+            }
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            StateError::CreateDir { path, .. } | StateError::Open { path, .. } => Some(format!(
+                "pass --state <path> or set state.path to a file this user may write (tried {})",
+                path.display()
+            )),
+            StateError::Corrupt { path, .. } | StateError::Migrate { path, .. } => Some(format!(
+                "move {} aside; clw-fortress creates a fresh one (the audit history in it is lost)",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl State {
+    /// Opens (creating on first use, directory mode 0700) and migrates the database.
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| StateError::CreateDir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+            }
+        }
+        let mut conn = Connection::open(path).map_err(|source| StateError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // The daemon and a timer-mode command may write at once; wait rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|source| StateError::Query {
+                op: "set busy timeout",
+                source,
+            })?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|source| StateError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|source| StateError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        restrict_mode(path);
+        Ok(State {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> State {
+        let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
+        migrations().to_latest(&mut conn).expect("migrations apply");
+        State {
+            conn,
+            path: PathBuf::from(":memory:"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// `PRAGMA integrity_check`.
+    pub fn check_integrity(&self) -> Result<(), StateError> {
+        let result: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|source| StateError::Query {
+                op: "integrity check",
+                source,
+            })?;
+        if result == "ok" {
+            Ok(())
+        } else {
+            Err(StateError::Corrupt {
+                path: self.path.clone(),
+                detail: result,
+            })
+        }
+    }
+
+    /// Records one action. `detail` must not contain a secret value.
+    pub fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<i64, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO audit (ts_ms, actor, action, target, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![now_ms(), actor, action, target, outcome, detail],
+            )
+            .map_err(|source| StateError::Query {
+                op: "insert audit",
+                source,
+            })?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The newest `limit` audit rows, newest first; only those of `target` when given.
+    pub fn recent_audit(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, ts_ms, actor, action, target, outcome, detail FROM audit
+                 WHERE (?1 IS NULL OR target = ?1) ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|source| StateError::Query {
+                op: "select audit",
+                source,
+            })?;
+        let rows = stmt
+            .query_map(params![target, limit as i64], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    ts_ms: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    outcome: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| StateError::Query {
+                op: "select audit",
+                source,
+            })?;
+        Ok(rows)
+    }
+
+    /// The schema version (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64, StateError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .optional()
+            .map(|v| v.unwrap_or(0))
+            .map_err(|source| StateError::Query {
+                op: "read user_version",
+                source,
+            })
+    }
+}
+
+/// The database can hold container names and paths an attacker would like to map; keep it
+/// private to the user (best effort: the directory is 0700 anyway).
+fn restrict_mode(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn database_is_created_on_first_use_with_private_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/state.db");
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 1);
+        s.check_integrity().unwrap();
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(s);
+        // Reopening an existing database migrates nothing and keeps the rows.
+        let s = State::open(&path).unwrap();
+        s.audit("test", "create", "sbx", "ok", "").unwrap();
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.recent_audit(None, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn audit_rows_come_back_newest_first_and_by_target() {
+        let s = State::in_memory();
+        s.audit("cli:apply", "create", "a", "ok", "").unwrap();
+        s.audit("cli:apply", "create", "b", "failed", "image missing")
+            .unwrap();
+        s.audit("cli:apply", "update", "a", "ok", "pids 4096 -> 64")
+            .unwrap();
+        let all = s.recent_audit(None, 10).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["update", "create", "create"]
+        );
+        let a = s.recent_audit(Some("a"), 10).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(s.recent_audit(None, 1).unwrap().len(), 1);
+    }
+}
