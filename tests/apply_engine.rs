@@ -1,0 +1,317 @@
+//! `plan` / `apply` / `exec` against a real engine: every hardening field lands, apply is
+//! idempotent, limits update in place, other changes recreate, `--prune` removes only what is
+//! ours, an interrupted apply converges, and `exec` injects secrets the container never holds.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+fn apply_ok(fx: &Fixture, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["apply"];
+    args.extend_from_slice(extra);
+    let out = fx.run(&args);
+    assert!(out.status.success(), "apply failed: {}", describe(&out));
+    out
+}
+
+fn plan_json(fx: &Fixture, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["-o", "json", "plan"];
+    args.extend_from_slice(extra);
+    let out = fx.run(&args);
+    assert!(out.status.success(), "plan failed: {}", describe(&out));
+    json(&out)
+}
+
+fn id_of(name: &str) -> String {
+    inspect(name)["Id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn apply_creates_a_sandbox_with_every_hardening_field() {
+    require_engine();
+    let fx = Fixture::new("harden");
+    apply_ok(&fx, &[]);
+    let c = inspect(&fx.sandbox());
+    let hc = &c["HostConfig"];
+    assert_eq!(c["State"]["Running"], true);
+    assert_eq!(hc["ReadonlyRootfs"], true);
+    assert_eq!(hc["CapDrop"], serde_json::json!(["ALL"]));
+    assert!(hc["CapAdd"].is_null() || hc["CapAdd"] == serde_json::json!([]));
+    assert_eq!(hc["NetworkMode"], "none");
+    assert_eq!(hc["Privileged"], false);
+    assert_eq!(hc["Memory"], 64 << 20);
+    assert_eq!(hc["MemorySwap"], 64 << 20);
+    assert_eq!(hc["NanoCpus"], 500_000_000);
+    assert_eq!(hc["PidsLimit"], 64);
+    let sec: Vec<String> = serde_json::from_value(hc["SecurityOpt"].clone()).unwrap();
+    assert!(sec.iter().any(|s| s == "no-new-privileges:true"), "{sec:?}");
+    let seccomp = sec.iter().find(|s| s.starts_with("seccomp=")).expect("a seccomp profile");
+    assert!(seccomp.contains("defaultAction"), "an inline generated profile: {seccomp:.80}");
+    assert!(!seccomp.contains("unconfined"));
+    let tmpfs = hc["Tmpfs"].as_object().expect("tmpfs mounts");
+    for mount in ["/tmp", "/run"] {
+        let opts = tmpfs[mount].as_str().unwrap();
+        assert!(opts.contains("mode=1777"), "{mount}: {opts}");
+        assert!(opts.contains("size="), "{mount}: {opts}");
+    }
+    assert_eq!(c["Config"]["User"], "1000:1000");
+    assert_eq!(c["Config"]["Cmd"], serde_json::json!(["sleep", "3600"]));
+    let env: Vec<String> = serde_json::from_value(c["Config"]["Env"].clone()).unwrap();
+    assert!(env.contains(&"LANG=C.UTF-8".to_string()), "{env:?}");
+    let labels = &c["Config"]["Labels"];
+    assert_eq!(labels["clw-fortress.managed"], "1");
+    assert_eq!(labels["clw-fortress.fortress"], fx.name());
+    assert_eq!(labels["clw-fortress.sandbox"], fx.sandbox().as_str());
+    assert_eq!(labels["clw-fortress.spec-hash"].as_str().unwrap().len(), 64);
+
+    // Binds: each declared source with its mode, denied paths absent.
+    let mounts = c["Mounts"].as_array().unwrap();
+    let find = |dest: &str| {
+        mounts
+            .iter()
+            .find(|m| m["Destination"] == dest)
+            .unwrap_or_else(|| panic!("no mount at {dest}: {mounts:?}"))
+    };
+    assert_eq!(find("/agent-workspace")["RW"], true);
+    let logs = fx.openclaw_dir().join("logs");
+    let logs_mount = find(logs.to_str().unwrap());
+    assert_eq!(logs_mount["RW"], false);
+    assert_eq!(logs_mount["Propagation"], "rprivate");
+    for m in mounts {
+        let src = m["Source"].as_str().unwrap_or("");
+        for denied in ["credentials", "secrets", "matrix", "identity", "devices"] {
+            assert!(!src.contains(denied), "denied path mounted: {src}");
+        }
+    }
+
+    // The hardening is real inside, not only in the config.
+    let status = docker_ok(&["exec", &fx.sandbox(), "cat", "/proc/self/status"]);
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    let w = docker(&["exec", &fx.sandbox(), "touch", "/etc/x"]);
+    assert!(!w.status.success(), "root filesystem is writable");
+    let w = docker(&["exec", &fx.sandbox(), "touch", logs.join("x").to_str().unwrap()]);
+    assert!(!w.status.success(), "ro bind is writable");
+    docker_ok(&["exec", &fx.sandbox(), "touch", "/agent-workspace/probe", "/tmp/probe"]);
+}
+
+#[test]
+fn a_second_apply_performs_zero_actions() {
+    require_engine();
+    let fx = Fixture::new("idem");
+    let first = plan_json(&fx, &[]);
+    assert_eq!(first["actions"][0]["action"], "create");
+    apply_ok(&fx, &[]);
+    let id = id_of(&fx.sandbox());
+    let again = plan_json(&fx, &[]);
+    assert_eq!(again["actions"], serde_json::json!([]), "{again}");
+    assert_eq!(again["unchanged"], serde_json::json!([fx.sandbox()]));
+    let out = fx.run(&["-o", "json", "apply"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(json(&out)["report"]["outcomes"], serde_json::json!([]));
+    assert_eq!(id_of(&fx.sandbox()), id);
+}
+
+#[test]
+fn a_limits_only_change_updates_in_place_and_keeps_the_id() {
+    require_engine();
+    let fx = Fixture::new("limits");
+    apply_ok(&fx, &[]);
+    let id = id_of(&fx.sandbox());
+    fx.write_manifest(&fx.manifest_text().replace(
+        "{memory: 64Mi, memorySwap: 64Mi, cpus: 0.5, pids: 64}",
+        "{memory: 96Mi, memorySwap: 96Mi, cpus: 0.25, pids: 48}",
+    ));
+    let p = plan_json(&fx, &[]);
+    assert_eq!(p["actions"][0]["action"], "update-limits", "{p}");
+    apply_ok(&fx, &[]);
+    assert_eq!(id_of(&fx.sandbox()), id, "same container");
+    let hc = inspect(&fx.sandbox())["HostConfig"].clone();
+    assert_eq!(hc["Memory"], 96 << 20);
+    assert_eq!(hc["NanoCpus"], 250_000_000);
+    assert_eq!(hc["PidsLimit"], 48);
+    // And the cgroup inside agrees (v1 or v2).
+    let pids = docker_ok(&[
+        "exec",
+        &fx.sandbox(),
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(pids, "48");
+    assert_eq!(plan_json(&fx, &[])["actions"], serde_json::json!([]));
+}
+
+#[test]
+fn drift_made_with_docker_update_is_planned_and_reverted() {
+    require_engine();
+    let fx = Fixture::new("drift");
+    apply_ok(&fx, &[]);
+    docker_ok(&["update", "--pids-limit", "4096", &fx.sandbox()]);
+    let p = plan_json(&fx, &[]);
+    assert_eq!(p["actions"][0]["action"], "update-limits");
+    assert_eq!(p["actions"][0]["changes"][0]["field"], "pids");
+    assert_eq!(p["actions"][0]["changes"][0]["from"], 4096);
+    apply_ok(&fx, &[]);
+    assert_eq!(inspect(&fx.sandbox())["HostConfig"]["PidsLimit"], 64);
+}
+
+#[test]
+fn a_bind_change_recreates_the_container() {
+    require_engine();
+    let fx = Fixture::new("rebind");
+    apply_ok(&fx, &[]);
+    let id = id_of(&fx.sandbox());
+    let binds = std::fs::read_to_string(fx.bind_set_path()).unwrap();
+    std::fs::write(
+        fx.bind_set_path(),
+        binds.replace("{source: memory, mode: rw}", "{source: memory, mode: ro}"),
+    )
+    .unwrap();
+    let p = plan_json(&fx, &[]);
+    assert_eq!(p["actions"][0]["action"], "recreate", "{p}");
+    apply_ok(&fx, &[]);
+    let new_id = id_of(&fx.sandbox());
+    assert_ne!(new_id, id);
+    assert!(!container_exists(&id), "the old container is gone");
+    let memory = fx.openclaw_dir().join("memory");
+    let m = inspect(&fx.sandbox())["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == memory.to_str().unwrap())
+        .cloned()
+        .unwrap();
+    assert_eq!(m["RW"], false);
+}
+
+#[test]
+fn prune_removes_only_undeclared_managed_containers() {
+    require_engine();
+    let fx = Fixture::new("prune");
+    let extra = format!("{}-extra", fx.name());
+    let lookalike = format!("{}-lookalike", fx.name());
+    let mut guard = ContainerGuard::new();
+    guard.track(&lookalike);
+    // An unlabelled container with the same name prefix: never ours.
+    docker_ok(&["run", "-d", "--name", &lookalike, "--label", "clw-test=1", FIXTURE_IMAGE, "sleep", "3600"]);
+
+    let two = fx.manifest_text().replace(
+        "sandboxes:\n",
+        &format!("sandboxes:\n  - name: {extra}\n    command: [sleep, \"3600\"]\n"),
+    );
+    fx.write_manifest(&two);
+    apply_ok(&fx, &[]);
+    assert!(container_exists(&extra));
+    fx.write_manifest(&fx.default_manifest());
+
+    // Without --prune the undeclared one is reported, not removed.
+    let p = plan_json(&fx, &[]);
+    assert_eq!(p["orphans"], serde_json::json!([extra]));
+    apply_ok(&fx, &[]);
+    assert!(container_exists(&extra));
+
+    let p = plan_json(&fx, &["--prune"]);
+    assert_eq!(p["actions"][0]["action"], "remove");
+    assert_eq!(p["actions"][0]["name"], extra.as_str());
+    apply_ok(&fx, &["--prune"]);
+    assert!(!container_exists(&extra), "undeclared managed container removed");
+    assert!(container_exists(&fx.sandbox()), "declared one kept");
+    assert!(container_exists(&lookalike), "unlabelled lookalike untouched");
+    assert_eq!(inspect(&lookalike)["State"]["Running"], true);
+}
+
+#[test]
+fn a_name_held_by_an_unmanaged_container_is_a_conflict_left_untouched() {
+    require_engine();
+    let fx = Fixture::new("conflict");
+    let mut guard = ContainerGuard::new();
+    guard.track(&fx.sandbox());
+    docker_ok(&["run", "-d", "--name", &fx.sandbox(), "--label", "clw-test=1", FIXTURE_IMAGE, "sleep", "3600"]);
+    let id = id_of(&fx.sandbox());
+    let out = fx.run(&["apply"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("conflict"), "{}", describe(&out));
+    assert_eq!(id_of(&fx.sandbox()), id, "the foreign container is untouched");
+    assert!(inspect(&fx.sandbox())["Config"]["Labels"]["clw-fortress.managed"].is_null());
+}
+
+#[test]
+fn an_apply_killed_midway_converges_on_the_next_run_without_duplicates() {
+    require_engine();
+    let fx = Fixture::new("killed");
+    let names: Vec<String> = (0..6).map(|i| format!("{}-s{i}", fx.name())).collect();
+    let mut yaml = fx.manifest_text();
+    let extra: String = names
+        .iter()
+        .map(|n| format!("  - name: {n}\n    command: [sleep, \"3600\"]\n"))
+        .collect();
+    yaml = yaml.replace("sandboxes:\n", &format!("sandboxes:\n{extra}"));
+    fx.write_manifest(&yaml);
+
+    let mut child = fx.command(&["apply"]).spawn().expect("spawn apply");
+    // Kill it as soon as the first container of the fortress exists: part-way through.
+    let label = format!("clw-fortress.fortress={}", fx.name());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while containers_with_label(&label).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill apply");
+    let _ = child.wait();
+
+    apply_ok(&fx, &[]);
+    let all = containers_with_label(&label);
+    assert_eq!(all.len(), names.len() + 1, "exactly one container per sandbox: {all:?}");
+    for n in names.iter().chain([&fx.sandbox()]) {
+        assert_eq!(inspect(n)["State"]["Running"], true, "{n} running");
+    }
+    assert_eq!(plan_json(&fx, &[])["actions"], serde_json::json!([]));
+}
+
+#[test]
+fn exec_injects_a_secret_that_inspect_never_shows() {
+    require_engine();
+    let fx = Fixture::new("exec");
+    apply_ok(&fx, &[]);
+    let secret = fx.secret_value("ANTHROPIC_API_KEY");
+    let out = fx.run(&["exec", &fx.sandbox(), "--", "sh", "-c", "printf %s \"$ANTHROPIC_API_KEY\""]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), secret);
+    // Only the declared secretEnv is injected.
+    let out = fx.run(&["exec", &fx.sandbox(), "--", "sh", "-c", "printf %s \"${BOT_TOKEN:-unset}\""]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "unset");
+    // The command's exit status is passed through.
+    let out = fx.run(&["exec", &fx.sandbox(), "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+
+    let inspected = docker_ok(&["inspect", &fx.sandbox()]);
+    assert!(!inspected.contains(&secret), "docker inspect shows the secret");
+    let environ = docker_ok(&["exec", &fx.sandbox(), "sh", "-c", "cat /proc/1/environ | tr '\\0' '\\n'"]);
+    assert!(!environ.contains(&secret), "PID 1 holds the secret");
+    // Nor does anything clw-fortress wrote: the state database and its own output.
+    let db = std::fs::read(fx.state_path()).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&db).contains(&secret), "state db holds the secret");
+    let plan = fx.run(&["plan"]);
+    assert!(!String::from_utf8_lossy(&plan.stdout).contains(&secret));
+}
+
+#[test]
+fn an_unreachable_engine_exits_3_naming_the_socket() {
+    let fx = Fixture::new("nosock");
+    let sock = fx.dir().join("nothing-here.sock");
+    let url = format!("unix://{}", sock.display());
+    let out = fx.run(&["--engine", &url, "plan"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error[clw-engine-unreachable]"), "{err}");
+    assert!(err.contains(sock.to_str().unwrap()), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
