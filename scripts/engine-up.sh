@@ -7,7 +7,8 @@
 # already done it only checks, so it is safe to run before every test run.
 #
 # There is no init system to lean on: dockerd is started by hand, its log goes to
-# ${TMPDIR:-/tmp}/clw-dockerd.log.
+# ${TMPDIR:-/tmp}/clw-dockerd.log. CLW_DOCKERD_PIDFILE (default /var/run/docker.pid) exists so
+# the start-up path can be exercised with stand-in binaries next to a running daemon.
 set -euo pipefail
 
 SOCK=/var/run/docker.sock
