@@ -41,7 +41,7 @@ fn main() -> ExitCode {
                 Output::Json => println!("{}", report.render_json()),
                 Output::Text => eprint!("{}", report.render_text()),
             }
-            ExitCode::from(report.exit_status)
+            ExitCode::from(report.exit_status())
         }
     }
 }

@@ -8,15 +8,13 @@ use crate::error::{Coded, ErrorCode};
 /// An error ready to print.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorReport {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     pub causes: Vec<String>,
     pub hint: Option<String>,
     /// Extra lines under the headline (e.g. every manifest problem).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
-    #[serde(skip)]
-    pub exit_status: u8,
 }
 
 impl ErrorReport {
@@ -32,24 +30,26 @@ impl ErrorReport {
             source = s.source();
         }
         ErrorReport {
-            code: e.code().to_string(),
+            code: e.code(),
             message: e.to_string(),
             causes,
             hint: e.hint(),
             details: Vec::new(),
-            exit_status: e.code().exit_status(),
         }
     }
 
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorReport {
         ErrorReport {
-            code: code.to_string(),
+            code,
             message: message.into(),
             causes: Vec::new(),
             hint: None,
             details: Vec::new(),
-            exit_status: code.exit_status(),
         }
+    }
+
+    pub fn exit_status(&self) -> u8 {
+        self.code.exit_status()
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -114,7 +114,7 @@ mod tests {
             r.render_text(),
             "error[clw-engine-unreachable]: outer failed\n  caused by: connection refused\nhint: start it\n"
         );
-        assert_eq!(r.exit_status, 3);
+        assert_eq!(r.exit_status(), 3);
         let v: serde_json::Value = serde_json::from_str(&r.render_json()).unwrap();
         assert_eq!(v["code"], "clw-engine-unreachable");
         assert_eq!(v["causes"][0], "connection refused");

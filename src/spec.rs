@@ -156,6 +156,28 @@ pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) 
     }
 }
 
+/// Docker refuses a CPU limit above the engine host's CPU count ("Range of CPUs is from 0.01
+/// to N"), while manifest.md makes it a warning; a limit of more CPUs than exist means "all of
+/// them", so it is clamped to the host's count. Returns the sandboxes that were clamped.
+pub fn clamp_cpus(desired: &mut [Desired], host_cpus: i64) -> Vec<String> {
+    let max = host_cpus.saturating_mul(1_000_000_000);
+    let mut clamped = Vec::new();
+    if host_cpus <= 0 {
+        return clamped;
+    }
+    for d in desired {
+        if let Some(n) = d.request.resources.nano_cpus.filter(|n| *n > max) {
+            d.request.resources.nano_cpus = Some(max);
+            clamped.push(format!(
+                "{} ({} -> {host_cpus} cpus)",
+                d.sandbox,
+                n as f64 / 1e9
+            ));
+        }
+    }
+    clamped
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -248,6 +270,20 @@ pub(crate) mod tests {
     fn secret_names_never_reach_the_container_config() {
         let d = desired("f", &sandbox("s"), None);
         assert!(d.request.env.iter().all(|e| !e.starts_with("API_KEY")));
+    }
+
+    #[test]
+    fn cpus_above_the_host_count_are_clamped_to_it() {
+        let mut big = sandbox("big");
+        big.limits.cpus = Some(4.0);
+        let mut d = vec![
+            desired("f", &big, None),
+            desired("f", &sandbox("small"), None),
+        ];
+        let clamped = clamp_cpus(&mut d, 2);
+        assert_eq!(clamped.len(), 1);
+        assert_eq!(d[0].request.resources.nano_cpus, Some(2_000_000_000));
+        assert_eq!(d[1].request.resources.nano_cpus, Some(500_000_000));
     }
 
     #[test]

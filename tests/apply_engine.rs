@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
 }
 
 fn apply_ok(fx: &Fixture, extra: &[&str]) -> std::process::Output {
@@ -51,8 +52,14 @@ fn apply_creates_a_sandbox_with_every_hardening_field() {
     assert_eq!(hc["PidsLimit"], 64);
     let sec: Vec<String> = serde_json::from_value(hc["SecurityOpt"].clone()).unwrap();
     assert!(sec.iter().any(|s| s == "no-new-privileges:true"), "{sec:?}");
-    let seccomp = sec.iter().find(|s| s.starts_with("seccomp=")).expect("a seccomp profile");
-    assert!(seccomp.contains("defaultAction"), "an inline generated profile: {seccomp:.80}");
+    let seccomp = sec
+        .iter()
+        .find(|s| s.starts_with("seccomp="))
+        .expect("a seccomp profile");
+    assert!(
+        seccomp.contains("defaultAction"),
+        "an inline generated profile: {seccomp:.80}"
+    );
     assert!(!seccomp.contains("unconfined"));
     let tmpfs = hc["Tmpfs"].as_object().expect("tmpfs mounts");
     for mount in ["/tmp", "/run"] {
@@ -97,9 +104,20 @@ fn apply_creates_a_sandbox_with_every_hardening_field() {
     assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
     let w = docker(&["exec", &fx.sandbox(), "touch", "/etc/x"]);
     assert!(!w.status.success(), "root filesystem is writable");
-    let w = docker(&["exec", &fx.sandbox(), "touch", logs.join("x").to_str().unwrap()]);
+    let w = docker(&[
+        "exec",
+        &fx.sandbox(),
+        "touch",
+        logs.join("x").to_str().unwrap(),
+    ]);
     assert!(!w.status.success(), "ro bind is writable");
-    docker_ok(&["exec", &fx.sandbox(), "touch", "/agent-workspace/probe", "/tmp/probe"]);
+    docker_ok(&[
+        "exec",
+        &fx.sandbox(),
+        "touch",
+        "/agent-workspace/probe",
+        "/tmp/probe",
+    ]);
 }
 
 #[test]
@@ -201,7 +219,17 @@ fn prune_removes_only_undeclared_managed_containers() {
     let mut guard = ContainerGuard::new();
     guard.track(&lookalike);
     // An unlabelled container with the same name prefix: never ours.
-    docker_ok(&["run", "-d", "--name", &lookalike, "--label", "clw-test=1", FIXTURE_IMAGE, "sleep", "3600"]);
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &lookalike,
+        "--label",
+        "clw-test=1",
+        FIXTURE_IMAGE,
+        "sleep",
+        "3600",
+    ]);
 
     let two = fx.manifest_text().replace(
         "sandboxes:\n",
@@ -222,9 +250,15 @@ fn prune_removes_only_undeclared_managed_containers() {
     assert_eq!(p["actions"][0]["action"], "remove");
     assert_eq!(p["actions"][0]["name"], extra.as_str());
     apply_ok(&fx, &["--prune"]);
-    assert!(!container_exists(&extra), "undeclared managed container removed");
+    assert!(
+        !container_exists(&extra),
+        "undeclared managed container removed"
+    );
     assert!(container_exists(&fx.sandbox()), "declared one kept");
-    assert!(container_exists(&lookalike), "unlabelled lookalike untouched");
+    assert!(
+        container_exists(&lookalike),
+        "unlabelled lookalike untouched"
+    );
     assert_eq!(inspect(&lookalike)["State"]["Running"], true);
 }
 
@@ -234,13 +268,27 @@ fn a_name_held_by_an_unmanaged_container_is_a_conflict_left_untouched() {
     let fx = Fixture::new("conflict");
     let mut guard = ContainerGuard::new();
     guard.track(&fx.sandbox());
-    docker_ok(&["run", "-d", "--name", &fx.sandbox(), "--label", "clw-test=1", FIXTURE_IMAGE, "sleep", "3600"]);
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &fx.sandbox(),
+        "--label",
+        "clw-test=1",
+        FIXTURE_IMAGE,
+        "sleep",
+        "3600",
+    ]);
     let id = id_of(&fx.sandbox());
     let out = fx.run(&["apply"]);
     assert!(!out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("conflict"), "{}", describe(&out));
-    assert_eq!(id_of(&fx.sandbox()), id, "the foreign container is untouched");
+    assert_eq!(
+        id_of(&fx.sandbox()),
+        id,
+        "the foreign container is untouched"
+    );
     assert!(inspect(&fx.sandbox())["Config"]["Labels"]["clw-fortress.managed"].is_null());
 }
 
@@ -269,7 +317,11 @@ fn an_apply_killed_midway_converges_on_the_next_run_without_duplicates() {
 
     apply_ok(&fx, &[]);
     let all = containers_with_label(&label);
-    assert_eq!(all.len(), names.len() + 1, "exactly one container per sandbox: {all:?}");
+    assert_eq!(
+        all.len(),
+        names.len() + 1,
+        "exactly one container per sandbox: {all:?}"
+    );
     for n in names.iter().chain([&fx.sandbox()]) {
         assert_eq!(inspect(n)["State"]["Running"], true, "{n} running");
     }
@@ -282,23 +334,49 @@ fn exec_injects_a_secret_that_inspect_never_shows() {
     let fx = Fixture::new("exec");
     apply_ok(&fx, &[]);
     let secret = fx.secret_value("ANTHROPIC_API_KEY");
-    let out = fx.run(&["exec", &fx.sandbox(), "--", "sh", "-c", "printf %s \"$ANTHROPIC_API_KEY\""]);
+    let out = fx.run(&[
+        "exec",
+        &fx.sandbox(),
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$ANTHROPIC_API_KEY\"",
+    ]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), secret);
     // Only the declared secretEnv is injected.
-    let out = fx.run(&["exec", &fx.sandbox(), "--", "sh", "-c", "printf %s \"${BOT_TOKEN:-unset}\""]);
+    let out = fx.run(&[
+        "exec",
+        &fx.sandbox(),
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"${BOT_TOKEN:-unset}\"",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "unset");
     // The command's exit status is passed through.
     let out = fx.run(&["exec", &fx.sandbox(), "--", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
 
     let inspected = docker_ok(&["inspect", &fx.sandbox()]);
-    assert!(!inspected.contains(&secret), "docker inspect shows the secret");
-    let environ = docker_ok(&["exec", &fx.sandbox(), "sh", "-c", "cat /proc/1/environ | tr '\\0' '\\n'"]);
+    assert!(
+        !inspected.contains(&secret),
+        "docker inspect shows the secret"
+    );
+    let environ = docker_ok(&[
+        "exec",
+        &fx.sandbox(),
+        "sh",
+        "-c",
+        "cat /proc/1/environ | tr '\\0' '\\n'",
+    ]);
     assert!(!environ.contains(&secret), "PID 1 holds the secret");
     // Nor does anything clw-fortress wrote: the state database and its own output.
     let db = std::fs::read(fx.state_path()).unwrap_or_default();
-    assert!(!String::from_utf8_lossy(&db).contains(&secret), "state db holds the secret");
+    assert!(
+        !String::from_utf8_lossy(&db).contains(&secret),
+        "state db holds the secret"
+    );
     let plan = fx.run(&["plan"]);
     assert!(!String::from_utf8_lossy(&plan.stdout).contains(&secret));
 }

@@ -56,9 +56,10 @@ fn add_sandbox_bind(fx: &Fixture, bind: &str) {
 }
 
 fn set_in_sandbox(fx: &Fixture, line: &str) {
-    let text = fx
-        .manifest_text()
-        .replace("    bindSets: [test]\n", &format!("    bindSets: [test]\n    {line}\n"));
+    let text = fx.manifest_text().replace(
+        "    bindSets: [test]\n",
+        &format!("    bindSets: [test]\n    {line}\n"),
+    );
     fx.write_manifest(&text);
 }
 
@@ -92,7 +93,10 @@ fn cases() -> Vec<Case> {
             name: "rule 3: a parent bind exposing the denied credentials is forbidden",
             edit: |fx| {
                 let p = fx.openclaw_dir();
-                add_sandbox_bind(fx, &format!("{{source: {:?}, target: /state, mode: ro}}", p));
+                add_sandbox_bind(
+                    fx,
+                    &format!("{{source: {:?}, target: /state, mode: ro}}", p),
+                );
             },
             code: "clw-bind-forbidden",
             field: "sandboxes[0].binds[0].source",
@@ -100,7 +104,10 @@ fn cases() -> Vec<Case> {
         Case {
             name: "rule 3: the engine socket is a forbidden source",
             edit: |fx| {
-                add_sandbox_bind(fx, "{source: /var/run/docker.sock, target: /var/run/docker.sock, mode: ro}")
+                add_sandbox_bind(
+                    fx,
+                    "{source: /var/run/docker.sock, target: /var/run/docker.sock, mode: ro}",
+                )
             },
             code: "clw-bind-forbidden",
             field: "sandboxes[0].binds[0].source",
@@ -110,7 +117,10 @@ fn cases() -> Vec<Case> {
             edit: |fx| {
                 let link = fx.openclaw_dir().join("workspace/innocent");
                 std::os::unix::fs::symlink(fx.openclaw_dir().join("credentials"), &link).unwrap();
-                add_sandbox_bind(fx, &format!("{{source: {:?}, target: /innocent, mode: ro}}", link));
+                add_sandbox_bind(
+                    fx,
+                    &format!("{{source: {:?}, target: /innocent, mode: ro}}", link),
+                );
             },
             code: "clw-bind-forbidden",
             field: "sandboxes[0].binds[0].source",
@@ -119,7 +129,10 @@ fn cases() -> Vec<Case> {
             name: "rule 4: a target under /proc is rejected",
             edit: |fx| {
                 let p = fx.openclaw_dir().join("skills");
-                add_sandbox_bind(fx, &format!("{{source: {:?}, target: /proc/x, mode: ro}}", p));
+                add_sandbox_bind(
+                    fx,
+                    &format!("{{source: {:?}, target: /proc/x, mode: ro}}", p),
+                );
             },
             code: "clw-config-invalid",
             field: "sandboxes[0].binds[0].target",
@@ -136,7 +149,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "rule 6: a secretEnv name missing from the secrets file is rejected",
             edit: |fx| {
-                let t = fx.manifest_text().replace("secretEnv: [ANTHROPIC_API_KEY]", "secretEnv: [NOT_THERE]");
+                let t = fx
+                    .manifest_text()
+                    .replace("secretEnv: [ANTHROPIC_API_KEY]", "secretEnv: [NOT_THERE]");
                 fx.write_manifest(&t);
             },
             code: "clw-config-invalid",
@@ -193,18 +208,34 @@ fn every_rule_exits_2_with_code_and_field_and_never_contacts_the_engine() {
             if out.status.code() != Some(2) {
                 problems.push(format!("exit {:?}", out.status.code()));
             }
-            if !err.contains(&format!("error[{}]", case.code)) && !err.contains(&format!("[{}]", case.code)) {
+            if !err.contains(&format!("error[{}]", case.code))
+                && !err.contains(&format!("[{}]", case.code))
+            {
                 problems.push(format!("no {}", case.code));
             }
             if !err.contains(case.field) {
                 problems.push(format!("no field {}", case.field));
             }
             if !problems.is_empty() {
-                failures.push(format!("{} / {cmd}: {}\n{}", case.name, problems.join(", "), describe(&out)));
+                failures.push(format!(
+                    "{} / {cmd}: {}\n{}",
+                    case.name,
+                    problems.join(", "),
+                    describe(&out)
+                ));
             }
         }
-        assert_eq!(engine.connections(), 0, "{}: the engine was contacted", case.name);
-        assert!(!fx.state_path().exists(), "{}: the state database was created", case.name);
+        assert_eq!(
+            engine.connections(),
+            0,
+            "{}: the engine was contacted",
+            case.name
+        );
+        assert!(
+            !fx.state_path().exists(),
+            "{}: the state database was created",
+            case.name
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -245,9 +276,16 @@ fn a_secret_value_never_appears_in_an_error() {
     fx.write_manifest(&t);
     std::fs::set_permissions(fx.secrets_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = fx.run(&["validate"]);
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(2), "{all}");
-    assert!(!all.contains(&secret), "the secret leaked into the error: {all}");
+    assert!(
+        !all.contains(&secret),
+        "the secret leaked into the error: {all}"
+    );
 }
 
 #[test]

@@ -24,8 +24,12 @@ async fn plan_for(
     ErrorReport,
 > {
     let fortress = cli.load()?;
-    let desired = apply::prepare(&fortress).map_err(|e| super::report_of(&e))?;
+    let mut desired = apply::prepare(&fortress).map_err(|e| super::report_of(&e))?;
     let engine = cli.connect(Some(&fortress)).await?;
+    let info = engine.info().await.map_err(|e| super::report_of(&e))?;
+    for c in crate::spec::clamp_cpus(&mut desired, info.ncpu) {
+        tracing::warn!("cpus above the engine host's count, clamped: {c}");
+    }
     let observed = apply::observe(&engine, &fortress.name, &desired)
         .await
         .map_err(|e| super::report_of(&e))?;
