@@ -196,7 +196,10 @@ pub struct Liveness {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
     /// `key=value` label (or just `key`, meaning present).
-    Label { key: String, value: Option<String> },
+    Label {
+        key: String,
+        value: Option<String>,
+    },
     NamePrefix(String),
 }
 
