@@ -71,6 +71,30 @@ pub fn expand_path(input: &str, base: &Path, ctx: &LoadContext) -> Result<PathBu
     Ok(out)
 }
 
+/// Expands a path to a file the manifest refers to (a bind set, a profile, the state
+/// database), where `..` is ordinary (`bindSets: [../binds/openclaw.yaml]`) and is folded
+/// lexically. Bind sources never come through here: they must not contain `..` at all.
+pub fn expand_file_path(input: &str, base: &Path, ctx: &LoadContext) -> Result<PathBuf, String> {
+    if input.trim().is_empty() {
+        return Err("the path is empty".to_string());
+    }
+    let expanded = expand(input, ctx)?;
+    let mut out = PathBuf::new();
+    for component in base.join(&expanded).components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    if !out.is_absolute() {
+        return Err(format!("`{expanded}` does not expand to an absolute path"));
+    }
+    Ok(out)
+}
+
 /// The real path: symlinks resolved. A path that does not exist yet resolves through its
 /// nearest existing ancestor with the missing tail appended, so a `create: true` source is
 /// checked where it will really be created. The flag says whether the path itself exists.
@@ -141,6 +165,10 @@ mod tests {
         assert_eq!(expand_path("/abs", base, &ctx()), Ok(PathBuf::from("/abs")));
         assert!(expand_path("~/x/../../etc", base, &ctx()).is_err());
         assert!(expand_path("", base, &ctx()).is_err());
+        assert_eq!(
+            expand_file_path("../binds/x.yaml", Path::new("/repo/manifests"), &ctx()),
+            Ok(PathBuf::from("/repo/binds/x.yaml"))
+        );
     }
 
     #[test]

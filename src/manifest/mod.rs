@@ -199,3 +199,6 @@ fn yaml_problem(err: &serde_norway::Error, file: &Path) -> Problem {
         location,
     }
 }
+
+#[cfg(test)]
+mod tests;

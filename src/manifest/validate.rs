@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::expand::{expand, expand_path, real_path};
+use super::expand::{expand, expand_file_path, expand_path, real_path};
 use super::raw::*;
 use super::units::{parse_duration, parse_size};
 use super::*;
@@ -156,7 +156,7 @@ pub(super) fn fortress(
 
     // The secrets file, as written and real (rule 3 forbids it and its directory).
     let secrets_file = raw.secrets.as_ref().and_then(|s| {
-        expand_path(&s.file, &dir, ctx)
+        expand_file_path(&s.file, &dir, ctx)
             .map_err(|m| r.invalid(file, "secrets.file", &s.file, m))
             .ok()
     });
@@ -210,6 +210,8 @@ pub(super) fn fortress(
         .iter()
         .flat_map(|b| b.binds.iter().cloned())
         .collect();
+    // When a bind set file failed to load, "no bind set named x" would only repeat its problem.
+    let all_sets_loaded = bind_sets.len() == raw.bind_sets.len();
     let mut names = BTreeSet::new();
     for (i, s) in raw.sandboxes.iter().enumerate() {
         let prefix = format!("sandboxes[{i}]");
@@ -220,7 +222,7 @@ pub(super) fn fortress(
             &prefix,
             s,
             [&builtin, &defaults],
-            &bind_sets,
+            (&bind_sets, all_sets_loaded),
             &forbidden,
             &mut all_binds,
             ctx,
@@ -349,7 +351,7 @@ fn state_path(
     };
     match raw.and_then(|s| s.path.as_ref()) {
         None => default,
-        Some(p) => expand_path(p, dir, ctx)
+        Some(p) => expand_file_path(p, dir, ctx)
             .map_err(|m| r.invalid(file, "state.path", p, m))
             .unwrap_or(default),
     }
@@ -366,7 +368,7 @@ fn load_bind_set(
     ctx: &LoadContext,
 ) -> Option<LoadedBindSet> {
     let field = format!("bindSets[{index}]");
-    let file = expand_path(path, dir, ctx)
+    let file = expand_file_path(path, dir, ctx)
         .map_err(|m| r.invalid(manifest, &field, path, m))
         .ok()?;
     let text = std::fs::read_to_string(&file)
@@ -395,7 +397,7 @@ fn load_bind_set(
     let set_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let root_lexical = match &raw.root {
         None => set_dir.clone(),
-        Some(root) => expand_path(root, &set_dir, ctx)
+        Some(root) => expand_file_path(root, &set_dir, ctx)
             .map_err(|m| r.invalid(&file, "root", root, m))
             .ok()?,
     };
@@ -828,7 +830,7 @@ fn parse_seccomp(
             );
             return None;
         }
-        let path = expand_path(profile, dir, ctx)
+        let path = expand_file_path(profile, dir, ctx)
             .map_err(|m| r.invalid(file, format!("{field}.profile"), profile, m))
             .ok()?;
         if !path.is_file() {
@@ -977,7 +979,7 @@ fn sandbox(
     prefix: &str,
     raw: &RawSandbox,
     inherited: [&Partial; 2],
-    bind_sets: &[LoadedBindSet],
+    (bind_sets, all_sets_loaded): (&[LoadedBindSet], bool),
     forbidden: &[Forbidden],
     all_binds: &mut Vec<Resolved>,
     ctx: &LoadContext,
@@ -1040,6 +1042,7 @@ fn sandbox(
     for (j, name) in raw.bind_sets.iter().enumerate() {
         match bind_sets.iter().find(|b| &b.set.name == name) {
             Some(loaded) => binds.extend(loaded.binds.iter().cloned()),
+            None if !all_sets_loaded => {}
             None => {
                 let known: Vec<&str> = bind_sets.iter().map(|b| b.set.name.as_str()).collect();
                 r.invalid(
@@ -1612,7 +1615,7 @@ fn backups(
                 }
             }
         }
-        let dest = expand_path(&b.dest, dir, ctx)
+        let dest = expand_file_path(&b.dest, dir, ctx)
             .map_err(|m| r.invalid(file, format!("{prefix}.dest"), &b.dest, m))
             .ok();
         if let Some(dest) = &dest {
