@@ -529,7 +529,13 @@ fn forbidden_list(
     }
     if let Some(secrets) = secrets_file {
         push(secrets.to_path_buf(), "the secrets file".into(), true, true);
-        if let Some(dir) = secrets.parent() {
+        // The directory as written and, when the file is a symlink, the real file's directory.
+        let real = real_path(secrets).0;
+        let mut dirs: Vec<&Path> = secrets.parent().into_iter().collect();
+        if let Some(real_dir) = real.parent().filter(|d| Some(*d) != secrets.parent()) {
+            dirs.push(real_dir);
+        }
+        for dir in dirs {
             push(
                 dir.to_path_buf(),
                 "the secrets file's directory".into(),
