@@ -4,14 +4,24 @@
 //! Host facts (home, environment, uid, CPU count) come in through [`LoadContext`] so every rule
 //! is unit-tested on fixtures.
 
+mod expand;
+mod raw;
 pub mod types;
+pub mod units;
+mod validate;
 
 pub use types::*;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
+
 use crate::error::{Coded, ErrorCode};
+
+/// The only `apiVersion` this build understands.
+pub const API_VERSION: &str = "clw-fortress/v1";
 
 /// Host facts the manifest depends on.
 #[derive(Debug, Clone)]
@@ -28,7 +38,16 @@ pub struct LoadContext {
 
 impl LoadContext {
     pub fn from_process() -> Self {
-        todo!("manifest helper")
+        LoadContext {
+            // Without a home directory `~` cannot mean anything safe; `/` makes every `~` path
+            // land on a forbidden or nonexistent source, which validation then reports.
+            home: dirs::home_dir().unwrap_or_else(|| PathBuf::from("/")),
+            env: std::env::vars().collect(),
+            uid: nix::unistd::getuid().as_raw(),
+            host_cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
     }
 }
 
@@ -44,6 +63,23 @@ pub struct Problem {
     pub message: String,
     /// 1-based line and column, where the parser gives one.
     pub location: Option<(usize, usize)>,
+}
+
+impl fmt::Display for Problem {
+    /// `file:line:col: field = value: message [code]`, omitting what is unknown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.location {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+            if !self.value.is_empty() {
+                write!(f, " = {:?}", self.value)?;
+            }
+        }
+        write!(f, ": {} [{}]", self.message, self.code)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +111,94 @@ impl Coded for ManifestError {
 
 /// Loads, expands and validates a Fortress manifest and the bind sets it names.
 pub fn load(path: &Path, ctx: &LoadContext) -> Result<Fortress, ManifestError> {
-    let _ = (path, ctx);
-    todo!("manifest helper")
+    let read_err = |source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::canonicalize(path).map_err(read_err)?;
+    let text = std::fs::read_to_string(&file).map_err(read_err)?;
+    let invalid = |problems| ManifestError::Invalid {
+        file: file.clone(),
+        problems,
+    };
+    let raw = parse_document::<raw::RawFortress>(&text, &file, "Fortress").map_err(invalid)?;
+    validate::fortress(raw, &file, ctx).map_err(invalid)
 }
+
+/// Parses one YAML document of the expected `kind`; parse errors become [`Problem`]s with the
+/// parser's line:column and, where its message carries one, the field path.
+pub(crate) fn parse_document<T: DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    kind: &str,
+) -> Result<T, Vec<Problem>> {
+    // The header first: a file of the wrong kind would otherwise surface as a confusing
+    // "unknown field" about its first kind-specific key.
+    let header: raw::RawHeader =
+        serde_norway::from_str(text).map_err(|e| vec![yaml_problem(&e, file)])?;
+    let mut problems = Vec::new();
+    let mut header_problem = |field: &str, value: Option<String>, want: &str| {
+        problems.push(Problem {
+            code: ErrorCode::ConfigInvalid,
+            file: file.to_path_buf(),
+            field: field.to_string(),
+            value: value.clone().unwrap_or_default(),
+            message: match value {
+                Some(_) => format!("must be `{want}`"),
+                None => format!("missing; write `{field}: {want}`"),
+            },
+            location: None,
+        })
+    };
+    if header.api_version.as_deref() != Some(API_VERSION) {
+        header_problem("apiVersion", header.api_version.clone(), API_VERSION);
+    }
+    if header.kind.as_deref() != Some(kind) {
+        header_problem("kind", header.kind.clone(), kind);
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    serde_norway::from_str(text).map_err(|e| vec![yaml_problem(&e, file)])
+}
+
+/// Turns a serde_norway error into a problem. Its messages read
+/// `<path>: <message> at line L column C`, where `<path>` is absent at the root.
+fn yaml_problem(err: &serde_norway::Error, file: &Path) -> Problem {
+    let location = err.location().map(|l| (l.line(), l.column()));
+    let mut text = err.to_string();
+    if location.is_some() {
+        if let Some(at) = text.find(" at line ") {
+            text.truncate(at);
+        }
+    }
+    let (mut field, message) = match text.split_once(": ") {
+        Some((path, rest)) if !path.is_empty() && !path.contains(char::is_whitespace) => {
+            (path.to_string(), rest.to_string())
+        }
+        _ => (String::new(), text.clone()),
+    };
+    let mut value = String::new();
+    if let Some(name) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        value = name.to_string();
+        field = if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
+    }
+    Problem {
+        code: ErrorCode::ConfigInvalid,
+        file: file.to_path_buf(),
+        field,
+        value,
+        message,
+        location,
+    }
+}
+
+#[cfg(test)]
+mod tests;
