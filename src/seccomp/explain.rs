@@ -94,7 +94,8 @@ pub fn explain(profile: &Profile) -> String {
         );
     }
 
-    let engine = denied_names(&policy::permissive());
+    let engine_profile = policy::permissive();
+    let engine = denied_names(&engine_profile);
     let here = denied_names(profile);
     let tightened: Vec<&str> = here.difference(&engine).map(String::as_str).collect();
     let loosened: Vec<&str> = engine.difference(&here).map(String::as_str).collect();
@@ -111,7 +112,26 @@ pub fn explain(profile: &Profile) -> String {
         loosened.len(),
         list_or_none(&loosened)
     );
+    let engine_any = allowed_under_some_condition(&engine_profile);
+    let here_any = allowed_under_some_condition(profile);
+    let gone: Vec<&str> = engine_any.difference(&here_any).copied().collect();
+    let _ = writeln!(
+        out,
+        "  no longer allowed under any condition, added capabilities included ({}): {}",
+        gone.len(),
+        list_or_none(&gone)
+    );
     out
+}
+
+/// Names some rule lets through, with whatever conditions.
+fn allowed_under_some_condition(profile: &Profile) -> BTreeSet<&str> {
+    profile
+        .syscalls
+        .iter()
+        .filter(|r| r.action.lets_through())
+        .flat_map(Rule::all_names)
+        .collect()
 }
 
 fn list_or_none(names: &[&str]) -> String {

@@ -98,7 +98,11 @@ const NETLINK_ROUTE: u64 = 0;
 
 /// `S_IFMT`, and the file types `strict` lets `mknod` create (0 means a regular file).
 const S_IFMT: u64 = 0o170000;
-const MKNOD_TYPES: [(u64, &str); 3] = [(0, "0"), (0o100000, "S_IFREG"), (0o010000, "S_IFIFO")];
+const MKNOD_TYPES: [(u64, &str); 3] = [
+    (0, "a regular file (type bits 0)"),
+    (0o100000, "a regular file (S_IFREG)"),
+    (0o010000, "a fifo (S_IFIFO)"),
+];
 
 /// The uid/gid-setting calls and how many id arguments each takes.
 const SETID_CALLS: [(&str, u32); 8] = [
@@ -162,8 +166,9 @@ pub fn default() -> Profile {
         p.syscalls.push(
             Rule::allow(
                 &["personality"],
-                "personality only as PER_LINUX, PER_LINUX32 or the query 0xffffffff; other \
-                 personas (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, UNAME26) weaken the process",
+                "personality only as PER_LINUX, PER_LINUX32 or the query 0xffffffff; \
+                 ADDR_NO_RANDOMIZE and READ_IMPLIES_EXEC weaken the process, UNAME26 only \
+                 fakes an old kernel version and no tool needs it",
             )
             .with_args(&[Arg::new(0, Op::Eq, value)]),
         );
@@ -218,8 +223,8 @@ pub fn strict() -> Profile {
                 Rule::allow(
                     &[name],
                     &format!(
-                        "{name} only of file type {label} (regular files and fifos); device \
-                         nodes would reach host hardware through CAP_MKNOD"
+                        "{name} only creating {label}; device nodes would reach host \
+                         hardware through CAP_MKNOD, which engines grant by default"
                     ),
                 )
                 .with_args(&[Arg::masked_eq(mode_index, S_IFMT, file_type)]),

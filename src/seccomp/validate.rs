@@ -69,13 +69,33 @@ pub fn suggest(name: &str) -> Option<String> {
         .map(|(_, n)| n.to_string())
 }
 
-/// Whether the rule applies on `target` whatever the capabilities, kernel and arguments.
+/// The oldest host kernel assumed: 5.10, the oldest upstream long-term kernel still
+/// maintained. An `includes.minKernel` at or below it counts as always met (the engine
+/// default's `ptrace` group asks for 4.8); a newer or unparsable one is a condition.
+pub const ASSUMED_KERNEL: (u32, u32) = (5, 10);
+
+fn kernel_at_most_assumed(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) <= ASSUMED_KERNEL,
+        (Some(Ok(major)), None) => (major, 0) <= ASSUMED_KERNEL,
+        _ => false,
+    }
+}
+
+/// Whether the rule applies on `target` whatever the capabilities and arguments, on any
+/// kernel from [`ASSUMED_KERNEL`].
 pub fn applies_unconditionally(rule: &Rule, target: Target) -> bool {
     if !rule.args().is_empty() {
         return false;
     }
     if let Some(inc) = &rule.includes {
-        if !inc.caps().is_empty() || inc.min_kernel.is_some() {
+        if !inc.caps().is_empty()
+            || inc
+                .min_kernel
+                .as_deref()
+                .is_some_and(|k| !kernel_at_most_assumed(k))
+        {
             return false;
         }
         if !inc.arches().is_empty()
@@ -309,6 +329,16 @@ mod tests {
         p.syscalls = vec![Rule::allow(&names, "start-critical")];
         p.syscalls.extend(extra);
         p
+    }
+
+    #[test]
+    fn a_min_kernel_up_to_the_assumed_one_is_no_condition() {
+        let rule = Rule::allow(&["ptrace"], "k").if_min_kernel("4.8");
+        assert!(applies_unconditionally(&rule, Target::X86_64));
+        let rule = Rule::allow(&["ptrace"], "k").if_min_kernel("6.1");
+        assert!(!applies_unconditionally(&rule, Target::X86_64));
+        let rule = Rule::allow(&["ptrace"], "k").if_min_kernel("four");
+        assert!(!applies_unconditionally(&rule, Target::X86_64));
     }
 
     #[test]
