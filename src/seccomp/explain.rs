@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::model::{Action, Arg, Op, Profile, Rule};
+use super::model::{Action, Arch, Arg, Op, Profile, Rule};
 use super::policy;
 use super::validate::{allowed_unconditionally, denied_unconditionally, Target};
 
@@ -37,13 +37,13 @@ pub fn explain(profile: &Profile) -> String {
         .arch_map
         .iter()
         .flatten()
-        .map(|m| format!("{:?}", m.architecture))
+        .map(|m| arch_token(m.architecture))
         .chain(
             profile
                 .architectures
                 .iter()
                 .flatten()
-                .map(|a| format!("{a:?}")),
+                .map(|a| arch_token(*a)),
         )
         .collect();
     let _ = writeln!(
@@ -132,6 +132,14 @@ fn allowed_under_some_condition(profile: &Profile) -> BTreeSet<&str> {
         .filter(|r| r.action.lets_through())
         .flat_map(Rule::all_names)
         .collect()
+}
+
+/// The libseccomp token (`SCMP_ARCH_X86_64`), as the profile spells it.
+fn arch_token(arch: Arch) -> String {
+    serde_json::to_value(arch)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn list_or_none(names: &[&str]) -> String {

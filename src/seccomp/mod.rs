@@ -18,7 +18,7 @@ use crate::manifest::{SeccompPolicy, SeccompSource};
 
 pub use explain::{denied_names, explain};
 pub use model::{Action, Arch, ArchMap, Arg, Filter, Flag, Op, Profile, Rule};
-pub use validate::{validate, START_CRITICAL};
+pub use validate::{validate, Critical, START_CRITICAL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {

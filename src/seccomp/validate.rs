@@ -141,46 +141,177 @@ fn unconditional(profile: &Profile, target: Target, through: bool) -> BTreeSet<&
         .collect()
 }
 
+/// A call every container makes after the seccomp filter is loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct Critical {
+    pub name: &'static str,
+    /// Why every container needs it, as the error sentence says it.
+    pub why: &'static str,
+    /// The one ABI that has or needs it, if not all.
+    pub only: Option<Target>,
+}
+
 /// Calls every container makes after the filter is loaded, so a profile must allow each one
 /// unconditionally. runc loads the filter in `runc init` (libcontainer/standard_init_linux.go):
 /// with `no_new_privileges` as late as possible, right before `execve`; without it *before*
 /// `finalizeNamespace`, which drops capabilities and switches user. After loading, runc (a Go
-/// program) still runs its runtime (futexes, signal masks and handlers, `sigaltstack` on each
-/// new thread, `mmap`/`munmap`), opens the exec fifo with `openat`, writes to it, checks
-/// `getppid`/`getpid`, closes its fds and calls `execve`. Then the dynamic loader and libc of
-/// the container's first process map libraries (`openat`, `fstat`/`newfstatat`, `read`,
-/// `mmap`, `mprotect`, `munmap`, `close`), set up TLS and the thread (`arch_prctl` on x86_64,
-/// `set_tid_address`), grow the heap (`brk`) and finally exit. Calls that only some images
-/// make (`rseq`, `set_robust_list`, `prlimit64`, `getrandom`) are not in the set: libc
-/// tolerates their failure. `setresuid`/`setresgid`/`setgroups` are not in it either: runc
+/// program) still runs its runtime (futexes, signal masks and handlers, `sigaltstack` on each new
+/// thread, `mmap`/`munmap`), opens the exec fifo with `openat`, writes to it, checks
+/// `getppid`/`getpid`, lists and closes its fds (`getdents64`, `close`) and calls `execve`. Then
+/// the dynamic loader and libc of the container's first process map libraries (`openat`,
+/// `fstat`/`newfstatat`, `read`, `mmap`, `mprotect`, `munmap`, `close`), set up TLS and the thread
+/// (`arch_prctl` on x86_64, `set_tid_address`), grow the heap (`brk`) and finally exit. Calls that
+/// only some images make (`rseq`, `set_robust_list`, `prlimit64`, `getrandom`) are not in the set:
+/// libc tolerates their failure. `setresuid`/`setresgid`/`setgroups` are not in it either: runc
 /// calls them after the filter only without `no_new_privileges`, and `strict` allows them with
 /// argument filters (never to uid 0).
-pub const START_CRITICAL: &[(&str, &str, Option<Target>)] = &[
-    ("execve", "the container's first process is started with execve after the filter is loaded, so nothing could start", None),
-    ("exit", "threads end with exit; the runtime's own threads and every threaded program need it", None),
-    ("exit_group", "every process ends with exit_group; without it no process can terminate cleanly", None),
-    ("rt_sigreturn", "returning from any signal handler uses rt_sigreturn; the first handled signal would crash the process", None),
-    ("rt_sigaction", "runc's Go runtime and every libc install signal handlers after the filter is loaded", None),
-    ("rt_sigprocmask", "runc's Go runtime and libc block and unblock signals on every thread, also after the filter is loaded", None),
-    ("sigaltstack", "runc's Go runtime gives every thread an alternate signal stack, also after the filter is loaded", None),
-    ("futex", "runc's Go runtime and every threaded program synchronise with futex; runc would hang before execve", None),
-    ("brk", "libc's allocator and the dynamic loader grow the heap with brk at startup", None),
-    ("mmap", "the dynamic loader maps every shared library with mmap, and runc's Go runtime allocates with it", None),
-    ("munmap", "the dynamic loader and runc's Go runtime release mappings with munmap", None),
-    ("mprotect", "the dynamic loader makes relocated segments read-only (RELRO) with mprotect", None),
-    ("read", "the dynamic loader reads ELF headers and runc reads its sync pipe; nothing works without read", None),
-    ("write", "runc writes to the exec fifo after the filter is loaded to signal the start; nothing can print without write", None),
-    ("close", "runc closes its private descriptors before execve so they cannot leak into the container", None),
-    ("openat", "runc opens the exec fifo and the dynamic loader opens shared libraries with openat", None),
-    ("fstat", "the dynamic loader and libc stat opened files (older glibc and musl use fstat)", None),
-    ("newfstatat", "the dynamic loader and glibc from 2.33 stat opened files with newfstatat", None),
-    ("arch_prctl", "libc sets up thread-local storage with arch_prctl on x86_64 before main", Some(Target::X86_64)),
-    ("set_tid_address", "libc initialises the main thread with set_tid_address at startup", None),
-    ("getpid", "runc records the container's pid with getpid after the filter is loaded", None),
-    ("getppid", "runc checks with getppid that its parent is still alive after the filter is loaded", None),
-    ("prctl", "runc sets the parent-death signal and keep-caps with prctl after the filter is loaded", None),
-    ("capget", "runc reads the capability sets to drop them after the filter is loaded without no_new_privileges", None),
-    ("capset", "runc drops capabilities with capset after the filter is loaded without no_new_privileges", None),
+pub const START_CRITICAL: &[Critical] = &[
+    Critical {
+        name: "execve",
+        why: "the container's first process is started with execve after the filter is loaded, so \
+            nothing could start",
+        only: None,
+    },
+    Critical {
+        name: "exit",
+        why: "threads end with exit; the runtime's own threads and every threaded program need it",
+        only: None,
+    },
+    Critical {
+        name: "exit_group",
+        why: "every process ends with exit_group; without it no process can terminate cleanly",
+        only: None,
+    },
+    Critical {
+        name: "rt_sigreturn",
+        why: "returning from any signal handler uses rt_sigreturn; the first handled signal would \
+            crash the process",
+        only: None,
+    },
+    Critical {
+        name: "rt_sigaction",
+        why: "runc's Go runtime and every libc install signal handlers after the filter is loaded",
+        only: None,
+    },
+    Critical {
+        name: "rt_sigprocmask",
+        why:
+            "runc's Go runtime and libc block and unblock signals on every thread, also after the \
+            filter is loaded",
+        only: None,
+    },
+    Critical {
+        name: "sigaltstack",
+        why: "runc's Go runtime gives every thread an alternate signal stack, also after the \
+            filter is loaded",
+        only: None,
+    },
+    Critical {
+        name: "futex",
+        why:
+            "runc's Go runtime and every threaded program synchronise with futex; runc would hang \
+            before execve",
+        only: None,
+    },
+    Critical {
+        name: "brk",
+        why: "libc's allocator and the dynamic loader grow the heap with brk at startup",
+        only: None,
+    },
+    Critical {
+        name: "mmap",
+        why: "the dynamic loader maps every shared library with mmap, and runc's Go runtime \
+            allocates with it",
+        only: None,
+    },
+    Critical {
+        name: "munmap",
+        why: "the dynamic loader and runc's Go runtime release mappings with munmap",
+        only: None,
+    },
+    Critical {
+        name: "mprotect",
+        why: "the dynamic loader makes relocated segments read-only (RELRO) with mprotect",
+        only: None,
+    },
+    Critical {
+        name: "read",
+        why: "the dynamic loader reads ELF headers and runc reads its sync pipe; nothing works \
+            without read",
+        only: None,
+    },
+    Critical {
+        name: "write",
+        why:
+            "runc writes to the exec fifo after the filter is loaded to signal the start; nothing \
+            can print without write",
+        only: None,
+    },
+    Critical {
+        name: "close",
+        why: "runc closes its private descriptors before execve so they cannot leak into the \
+            container",
+        only: None,
+    },
+    Critical {
+        name: "getdents64",
+        why: "runc lists /proc/self/fd with getdents64 to close its private descriptors before \
+            execve",
+        only: None,
+    },
+    Critical {
+        name: "openat",
+        why: "runc opens the exec fifo and the dynamic loader opens shared libraries with openat",
+        only: None,
+    },
+    Critical {
+        name: "fstat",
+        why: "the dynamic loader and libc stat opened files (older glibc and musl use fstat)",
+        only: None,
+    },
+    Critical {
+        name: "newfstatat",
+        why: "the dynamic loader and glibc from 2.33 stat opened files with newfstatat",
+        only: None,
+    },
+    Critical {
+        name: "arch_prctl",
+        why: "libc sets up thread-local storage with arch_prctl on x86_64 before main",
+        only: Some(Target::X86_64),
+    },
+    Critical {
+        name: "set_tid_address",
+        why: "libc initialises the main thread with set_tid_address at startup",
+        only: None,
+    },
+    Critical {
+        name: "getpid",
+        why: "runc records the container's pid with getpid after the filter is loaded",
+        only: None,
+    },
+    Critical {
+        name: "getppid",
+        why: "runc checks with getppid that its parent is still alive after the filter is loaded",
+        only: None,
+    },
+    Critical {
+        name: "prctl",
+        why: "runc sets the parent-death signal and keep-caps with prctl after the filter is \
+            loaded",
+        only: None,
+    },
+    Critical {
+        name: "capget",
+        why: "runc reads the capability sets to drop them after the filter is loaded without \
+            no_new_privileges",
+        only: None,
+    },
+    Critical {
+        name: "capset",
+        why: "runc drops capabilities with capset after the filter is loaded without \
+            no_new_privileges",
+        only: None,
+    },
 ];
 
 /// The architectures a profile targets that we can check; both when it names none (native).
@@ -277,7 +408,7 @@ pub fn validate(profile: &Profile) -> Result<Vec<String>, SeccompError> {
     for target in targets(profile) {
         let allowed = allowed_unconditionally(profile, target);
         let denied = denied_unconditionally(profile, target);
-        for (name, why, only) in START_CRITICAL {
+        for Critical { name, why, only } in START_CRITICAL {
             if only.is_some_and(|t| t != target) || !target.has(name) {
                 continue;
             }
@@ -323,7 +454,7 @@ mod tests {
     use super::*;
 
     fn minimal(extra: Vec<Rule>) -> Profile {
-        let mut names: Vec<&str> = START_CRITICAL.iter().map(|(n, _, _)| *n).collect();
+        let mut names: Vec<&str> = START_CRITICAL.iter().map(|c| c.name).collect();
         names.sort_unstable();
         let mut p = engine_default();
         p.syscalls = vec![Rule::allow(&names, "start-critical")];
@@ -343,8 +474,8 @@ mod tests {
 
     #[test]
     fn every_start_critical_name_exists_on_some_target() {
-        for (name, _, _) in START_CRITICAL {
-            assert!(is_known(name), "{name}");
+        for c in START_CRITICAL {
+            assert!(is_known(c.name), "{}", c.name);
         }
     }
 
