@@ -1,23 +1,436 @@
 //! Seccomp profiles: the typed Docker/OCI profile model, the generated policies, and the
 //! validation every profile passes before an engine sees it.
+//!
+//! Owns profile content only. It must not talk to an engine or decide how a profile is
+//! delivered (inline for Docker, a path for Podman): that is the engine adapter's job.
+
+mod baseline;
+mod explain;
+pub mod model;
+mod policy;
+pub mod validate;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Coded, ErrorCode};
-use crate::manifest::SeccompSource;
+use crate::manifest::{SeccompPolicy, SeccompSource};
+
+pub use explain::{denied_names, explain};
+pub use model::{Action, Arch, ArchMap, Arg, Filter, Flag, Op, Profile, Rule};
+pub use validate::{validate, Critical, START_CRITICAL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("seccomp profile is invalid: {0}")]
-    Invalid(String),
+    #[error("cannot read seccomp profile {file}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("seccomp profile {file} does not parse: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("seccomp profile {file}: {source}")]
+    InFile {
+        file: PathBuf,
+        #[source]
+        source: Box<SeccompError>,
+    },
+    #[error("unknown syscall `{name}`{}", suggestion.as_ref().map(|s| format!(", did you mean `{s}`?")).unwrap_or_default())]
+    UnknownSyscall {
+        name: String,
+        suggestion: Option<String>,
+    },
+    #[error("the profile denies `{name}`: {why}")]
+    StartCritical { name: String, why: &'static str },
+    #[error("`{name}` is both allowed and denied unconditionally")]
+    Contradiction { name: String },
+    #[error(
+        "the profile is unconfined: default action {default_action} and no rule denies anything"
+    )]
+    Unconfined { default_action: &'static str },
+    #[error("rule #{index} names no syscall")]
+    EmptyRule { index: usize },
+    #[error("rule #{rule} compares argument {index}, but syscalls have arguments 0 to 5")]
+    ArgIndex { rule: usize, index: u32 },
+    #[error("{} problems: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<SeccompError>),
 }
 
 impl Coded for SeccompError {
     fn code(&self) -> ErrorCode {
         ErrorCode::SeccompInvalid
     }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            SeccompError::Read { .. } => {
+                Some("check the `seccomp.profile` path and its permissions".into())
+            }
+            SeccompError::Parse { .. } => Some(
+                "the file must be a Docker/OCI seccomp profile (defaultAction, syscalls[]); \
+                 actions are SCMP_ACT_*, operators SCMP_CMP_*, architectures SCMP_ARCH_*"
+                    .into(),
+            ),
+            SeccompError::InFile { source, .. } => source.hint(),
+            SeccompError::UnknownSyscall {
+                suggestion: Some(s),
+                ..
+            } => Some(format!("use `{s}`")),
+            SeccompError::UnknownSyscall { .. } => Some(
+                "names must be syscalls of x86_64 or aarch64; see syscalls(2) for the spelling"
+                    .into(),
+            ),
+            SeccompError::StartCritical { name, .. } => Some(format!(
+                "remove `{name}` from `seccomp.deny` or the profile's denials and allow it \
+                 without conditions"
+            )),
+            SeccompError::Contradiction { name } => Some(format!(
+                "keep `{name}` in either the allow or the deny side, not both"
+            )),
+            SeccompError::Unconfined { .. } => Some(
+                "use `seccomp.policy: permissive` for the engine's default instead of turning \
+                 seccomp off"
+                    .into(),
+            ),
+            SeccompError::EmptyRule { .. } => Some("give the rule `names` or remove it".into()),
+            SeccompError::ArgIndex { .. } => Some("argument indexes run from 0 to 5".into()),
+            SeccompError::Several(errors) => errors.first().and_then(Coded::hint),
+        }
+    }
+}
+
+/// The profile of `policy` with the manifest's overrides, validated.
+pub fn generate(
+    policy: SeccompPolicy,
+    allow: &[String],
+    deny: &[String],
+) -> Result<Profile, SeccompError> {
+    if let Some(name) = allow.iter().find(|n| deny.contains(n)) {
+        return Err(SeccompError::Contradiction { name: name.clone() });
+    }
+    let profile = policy::build(policy, allow, deny);
+    validate(&profile)?;
+    Ok(profile)
+}
+
+/// Reads, parses and validates a profile file; every error names the file.
+pub fn load_file(path: &Path) -> Result<Profile, SeccompError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let profile = Profile::from_json(&text).map_err(|e| SeccompError::Parse {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    validate(&profile).map_err(|e| SeccompError::InFile {
+        file: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    Ok(profile)
+}
+
+/// Validates a profile; returns its warnings.
+pub fn check(profile: &Profile) -> Result<Vec<String>, SeccompError> {
+    validate(profile)
 }
 
 /// The effective profile of a sandbox as compact JSON, validated.
 pub fn effective_profile_json(source: &SeccompSource) -> Result<String, SeccompError> {
-    let _ = source;
-    todo!("seccomp helper")
+    let profile = match source {
+        SeccompSource::Policy {
+            policy,
+            allow,
+            deny,
+        } => generate(*policy, allow, deny)?,
+        SeccompSource::Profile(path) => load_file(path)?,
+    };
+    Ok(profile.to_compact_json())
+}
+
+/// Names of x86_64 syscalls a policy denies; see [`denied_names`].
+pub fn policy_denied_names(policy: SeccompPolicy) -> Result<BTreeSet<String>, SeccompError> {
+    Ok(denied_names(&generate(policy, &[], &[])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn denied(policy: SeccompPolicy) -> BTreeSet<String> {
+        policy_denied_names(policy).unwrap()
+    }
+
+    #[test]
+    fn every_policy_generates_a_valid_profile_without_warnings() {
+        for policy in [
+            SeccompPolicy::Permissive,
+            SeccompPolicy::Default,
+            SeccompPolicy::Strict,
+        ] {
+            let p = generate(policy, &[], &[]).unwrap();
+            assert_eq!(check(&p).unwrap(), Vec::<String>::new(), "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn strict_denies_strictly_more_than_default_which_denies_strictly_more_than_permissive() {
+        let (p, d, s) = (
+            denied(SeccompPolicy::Permissive),
+            denied(SeccompPolicy::Default),
+            denied(SeccompPolicy::Strict),
+        );
+        assert!(
+            p.is_subset(&d) && p.len() < d.len(),
+            "{:?}",
+            p.difference(&d)
+        );
+        assert!(
+            d.is_subset(&s) && d.len() < s.len(),
+            "{:?}",
+            d.difference(&s)
+        );
+    }
+
+    #[test]
+    fn default_denies_the_listed_calls_even_with_added_capabilities() {
+        let p = generate(SeccompPolicy::Default, &[], &[]).unwrap();
+        for name in [
+            "io_uring_setup",
+            "userfaultfd",
+            "keyctl",
+            "bpf",
+            "perf_event_open",
+            "ptrace",
+            "process_vm_readv",
+            "kcmp",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "fsopen",
+            "open_tree",
+            "unshare",
+            "setns",
+            "acct",
+            "quotactl",
+            "swapon",
+            "reboot",
+            "kexec_load",
+            "init_module",
+            "lookup_dcookie",
+            "name_to_handle_at",
+            "open_by_handle_at",
+            "vhangup",
+        ] {
+            assert!(
+                !p.syscalls
+                    .iter()
+                    .any(|r| r.action.lets_through() && r.all_names().any(|n| n == name)),
+                "{name} is allowed by some group"
+            );
+            assert!(
+                p.syscalls
+                    .iter()
+                    .any(|r| r.action == Action::Errno && r.all_names().any(|n| n == name)),
+                "{name} has no explicit deny group"
+            );
+        }
+    }
+
+    #[test]
+    fn default_allows_clone_only_without_namespace_flags_and_clone3_answers_enosys() {
+        let p = generate(SeccompPolicy::Default, &[], &[]).unwrap();
+        let clone: Vec<&Rule> = p
+            .syscalls
+            .iter()
+            .filter(|r| r.all_names().any(|n| n == "clone"))
+            .collect();
+        assert_eq!(clone.len(), 1);
+        assert_eq!(clone[0].args()[0].op, Op::MaskedEq);
+        assert_eq!(clone[0].args()[0].value, 0x7E02_0000);
+        assert!(clone[0].includes.is_none() && clone[0].excludes.is_none());
+        let clone3: Vec<&Rule> = p
+            .syscalls
+            .iter()
+            .filter(|r| r.all_names().any(|n| n == "clone3"))
+            .collect();
+        assert_eq!(clone3.len(), 1);
+        assert_eq!(
+            (clone3[0].action, clone3[0].errno_ret),
+            (Action::Errno, Some(38))
+        );
+        assert!(clone3[0].excludes.is_none());
+    }
+
+    #[test]
+    fn strict_filters_socket_families_mknod_types_and_setuid_to_root() {
+        let p = generate(SeccompPolicy::Strict, &[], &[]).unwrap();
+        let socket_families: BTreeSet<u64> = p
+            .syscalls
+            .iter()
+            .filter(|r| r.all_names().any(|n| n == "socket"))
+            .map(|r| {
+                assert_eq!(r.args()[0].op, Op::Eq);
+                r.args()[0].value
+            })
+            .collect();
+        assert_eq!(socket_families, BTreeSet::from([1, 2, 10, 16]));
+        for r in p
+            .syscalls
+            .iter()
+            .filter(|r| r.all_names().any(|n| n == "setresuid"))
+        {
+            assert_eq!(r.args().len(), 3);
+            assert!(r.args().iter().all(|a| a.op == Op::Ne && a.value == 0));
+        }
+        for r in p
+            .syscalls
+            .iter()
+            .filter(|r| r.all_names().any(|n| n == "mknodat"))
+        {
+            assert_eq!(r.args()[0].index, 2);
+            assert_eq!(r.args()[0].value, 0o170000);
+        }
+        assert!(denied_names(&p).contains("chroot"));
+    }
+
+    #[test]
+    fn no_generated_rule_kills_and_every_rule_has_a_comment() {
+        for policy in [
+            SeccompPolicy::Permissive,
+            SeccompPolicy::Default,
+            SeccompPolicy::Strict,
+        ] {
+            let p = generate(policy, &names(&["chroot"]), &names(&["flock"])).unwrap();
+            assert!(!p.default_action.is_kill());
+            for r in &p.syscalls {
+                assert!(!r.action.is_kill());
+                assert!(r.comment.as_deref().is_some_and(|c| !c.is_empty()));
+                if r.action == Action::Errno {
+                    assert!(matches!(r.errno_ret, Some(1) | Some(38)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn denying_execve_via_overrides_is_rejected_naming_execve() {
+        let err = generate(SeccompPolicy::Default, &[], &names(&["execve"])).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, SeccompError::StartCritical { .. }), "{text}");
+        assert!(text.contains("`execve`"), "{text}");
+        assert!(text.contains("execve after the filter is loaded"), "{text}");
+        assert_eq!(err.code(), ErrorCode::SeccompInvalid);
+        assert!(err.hint().unwrap().contains("seccomp.deny"));
+    }
+
+    #[test]
+    fn unknown_override_name_suggests_the_nearest_syscall() {
+        let err = generate(SeccompPolicy::Strict, &names(&["exceve"]), &[]).unwrap_err();
+        assert!(err.to_string().contains("did you mean `execve`"), "{err}");
+    }
+
+    #[test]
+    fn override_allow_brings_back_a_denied_call_without_contradiction() {
+        let p = generate(SeccompPolicy::Default, &names(&["ptrace"]), &[]).unwrap();
+        assert!(!denied_names(&p).contains("ptrace"));
+        let last = p.syscalls.last().unwrap();
+        assert_eq!(
+            last.comment.as_deref(),
+            Some("allowed by manifest override")
+        );
+    }
+
+    #[test]
+    fn override_deny_removes_a_call_from_every_group() {
+        let p = generate(SeccompPolicy::Permissive, &[], &names(&["flock", "clone"])).unwrap();
+        assert!(denied_names(&p).contains("flock"));
+        assert!(!p
+            .syscalls
+            .iter()
+            .any(|r| r.action.lets_through() && r.all_names().any(|n| n == "clone")));
+    }
+
+    #[test]
+    fn a_name_in_both_override_lists_is_a_contradiction() {
+        let err = generate(
+            SeccompPolicy::Default,
+            &names(&["flock"]),
+            &names(&["flock"]),
+        )
+        .unwrap_err();
+        assert!(matches!(err, SeccompError::Contradiction { name } if name == "flock"));
+    }
+
+    #[test]
+    fn load_file_names_the_file_in_parse_and_validation_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_NOPE"}"#).unwrap();
+        let err = load_file(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.json") && err.contains("SCMP_ACT_NOPE"),
+            "{err}"
+        );
+
+        let open = dir.path().join("open.json");
+        std::fs::write(&open, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+        let err = load_file(&open).unwrap_err().to_string();
+        assert!(
+            err.contains("open.json") && err.contains("unconfined"),
+            "{err}"
+        );
+
+        let missing = dir.path().join("missing.json");
+        assert!(load_file(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("missing.json"));
+    }
+
+    #[test]
+    fn a_generated_profile_written_to_a_file_loads_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("strict.json");
+        let p = generate(SeccompPolicy::Strict, &[], &[]).unwrap();
+        std::fs::write(&file, p.to_pretty_json()).unwrap();
+        assert_eq!(load_file(&file).unwrap(), p);
+        let json = effective_profile_json(&SeccompSource::Profile(file)).unwrap();
+        assert_eq!(json, p.to_compact_json());
+    }
+
+    #[test]
+    fn effective_json_of_a_policy_is_compact_and_parses() {
+        let json = effective_profile_json(&SeccompSource::Policy {
+            policy: SeccompPolicy::Default,
+            allow: vec![],
+            deny: vec![],
+        })
+        .unwrap();
+        assert!(!json.contains('\n'));
+        assert_eq!(
+            Profile::from_json(&json).unwrap(),
+            generate(SeccompPolicy::Default, &[], &[]).unwrap()
+        );
+    }
+
+    #[test]
+    fn explain_names_the_denials_their_reasons_and_the_difference_from_the_engine() {
+        let text = explain(&generate(SeccompPolicy::Default, &[], &[]).unwrap());
+        assert!(text.contains("default action: EPERM"), "{text}");
+        assert!(text.contains("io_uring_setup"), "{text}");
+        assert!(text.contains("shocker"), "{text}");
+        assert!(text.contains("compared with the engine default"), "{text}");
+        assert!(text.contains("no longer allowed unconditionally"), "{text}");
+        let engine = explain(&generate(SeccompPolicy::Permissive, &[], &[]).unwrap());
+        assert!(
+            engine.contains("no longer allowed unconditionally (0): none"),
+            "{engine}"
+        );
+    }
 }
