@@ -23,6 +23,8 @@ cp -a examples/demo/home/. "$demo_home/"
 # Git keeps no modes: set the ones the manifest rules demand of a secrets file.
 chmod 700 "$demo_home/.config/openclaw-secrets"
 chmod 600 "$demo_home/.config/openclaw-secrets/secrets.env"
+# The state directory belongs to the user the sandbox runs as (user: "1000:1000").
+chown -R 1000:1000 "$demo_home/.openclaw"
 export HOME="$demo_home"
 manifest="$repo/examples/demo/fortress.yaml"
 fortress() { run "$bin" -f "$manifest" "$@"; }

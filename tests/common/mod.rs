@@ -272,6 +272,9 @@ impl Fixture {
         fs::write(oc.join("openclaw.json"), "{}\n").expect("write openclaw.json");
         // Something worth stealing in a denied directory, for probes that look for it.
         fs::write(oc.join("credentials/channel-token.json"), "{}\n").expect("write credentials");
+        // On a real host the state directory belongs to the user the sandbox runs as
+        // (`user: "1000:1000"`); tests run as root, so hand it over like an install would.
+        chown_tree(&oc, SANDBOX_UID);
 
         let secrets = vec![
             (
@@ -452,6 +455,18 @@ deny: [credentials, secrets.env, matrix, identity, devices]
 "#,
         root = yaml_path(openclaw)
     )
+}
+
+/// The uid (and gid) fixture sandboxes run as.
+pub const SANDBOX_UID: u32 = 1000;
+
+fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).expect("chown the fixture tree");
+    if path.is_dir() && !path.is_symlink() {
+        for entry in fs::read_dir(path).expect("read the fixture tree") {
+            chown_tree(&entry.expect("a directory entry").path(), uid);
+        }
+    }
 }
 
 /// A YAML double-quoted scalar (JSON strings are valid YAML).
