@@ -84,3 +84,18 @@ say "built ${id#sha256:} as ${TAGS[*]}"
 # The image must run as the sandbox user out of the box.
 uid=$(docker run --rm --network none --user 1000:1000 clw-fixture:busybox id -u)
 [ "$uid" = 1000 ] || { say "fixture image runs as uid '$uid', expected 1000"; exit 1; }
+
+# The Podman half of the engine matrix (CLW_PODMAN_FIXTURES=1): the same root filesystem,
+# imported rather than built (`podman build` with a RUN step failed on these machines, and
+# import needs none). Podman names local images `localhost/<name>`; the compat API resolves
+# the short names the manifests use to them.
+if [ "${CLW_PODMAN_FIXTURES:-0}" = 1 ]; then
+    export CONTAINERS_CONF=${CONTAINERS_CONF:-${CLW_PODMAN_DIR:-/run/clw-podman}/containers.conf}
+    for t in "${TAGS[@]}"; do
+        podman import --quiet --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' \
+            "$ctx/rootfs.tar" "localhost/$t" >/dev/null
+    done
+    puid=$(podman run --rm --network none --user 1000:1000 localhost/clw-fixture:busybox id -u)
+    [ "$puid" = 1000 ] || { say "podman fixture runs as uid '$puid', expected 1000"; exit 1; }
+    say "imported the same root filesystem into podman as ${TAGS[*]}"
+fi

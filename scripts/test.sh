@@ -14,13 +14,23 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "engine"
 scripts/engine-up.sh
-step "fixture images"
-scripts/build-fixtures.sh
+step "podman service (second engine of the matrix)"
+podman_socket=$(scripts/podman-up.sh)
+step "fixture images (docker and podman)"
+CLW_PODMAN_FIXTURES=1 scripts/build-fixtures.sh
 
 export CLW_TEST_REQUIRE_ENGINE=1
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
-step "cargo test --all-targets"
+step "cargo test --all-targets (docker)"
 cargo test --all-targets
+
+# The engine-facing integration tests again, unchanged, against Podman's compat API: the same
+# tests, a matrix, not a copy. A target joins the list once it passes on both engines.
+PODMAN_MATRIX=(apply_engine)
+step "engine matrix on podman: ${PODMAN_MATRIX[*]}"
+matrix_args=()
+for t in "${PODMAN_MATRIX[@]}"; do matrix_args+=(--test "$t"); done
+DOCKER_HOST="$podman_socket" cargo test "${matrix_args[@]}"

@@ -24,6 +24,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::podman::{self, Libpod};
 use super::{
     ByteStream, ContainerSummary, CreateRequest, Engine, EngineError, EngineInfo, EngineResult,
     Event, EventKind, EventStream, ExecOutput, ExecRequest, Flavor, Resources,
@@ -40,6 +41,8 @@ pub struct DockerEngine {
     flavor: Flavor,
     /// Where Podman-bound seccomp profiles are written (content-addressed).
     profile_dir: PathBuf,
+    /// The host's cgroup root, where Podman's live limits are read (see `podman`).
+    cgroup_root: PathBuf,
 }
 
 impl DockerEngine {
@@ -73,6 +76,7 @@ impl DockerEngine {
             socket: socket.to_string(),
             flavor: flavor_of(&version),
             profile_dir,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         })
     }
 
@@ -87,6 +91,42 @@ impl DockerEngine {
 
     /// Docker reads the profile inline; Podman's compat API reads `seccomp=` as a path
     /// (measured on Podman 4.3.1: inline JSON fails with "opening seccomp profile failed").
+    fn libpod(&self, op: &'static str, target: &str) -> EngineResult<Libpod> {
+        Libpod::new(&self.socket).ok_or_else(|| EngineError::Http {
+            op,
+            target: target.to_string(),
+            message: format!(
+                "Podman's libpod endpoints are reached over a unix socket, not {}",
+                self.socket
+            ),
+        })
+    }
+
+    /// Podman reports create-time limits after an update (see `podman`); replace them with
+    /// what the cgroup enforces, when the cgroup is readable from here.
+    async fn patch_live_limits(&self, id: &str, c: &mut ContainerInspectResponse) {
+        let Ok(libpod) = self.libpod("inspect", id) else {
+            return;
+        };
+        let path = match libpod.cgroup_path(id).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(container = id, error = %e, "no libpod cgroup path");
+                return;
+            }
+        };
+        let Some(live) = podman::live_limits(&self.cgroup_root, &path) else {
+            tracing::debug!(container = id, cgroup = %path, "cgroup not readable; using inspect");
+            return;
+        };
+        let hc = c.host_config.get_or_insert_with(Default::default);
+        hc.memory = live.memory;
+        hc.memory_swap = live.memory_swap;
+        hc.nano_cpus = live.nano_cpus;
+        hc.pids_limit = live.pids_limit;
+    }
+
     fn seccomp_opt(&self, profile: &str) -> EngineResult<String> {
         match self.flavor {
             Flavor::Docker => Ok(format!("seccomp={profile}")),
@@ -174,7 +214,19 @@ fn request_error(op: &'static str, target: &str, e: bollard::errors::Error) -> E
     }
 }
 
-fn to_create_body(req: &CreateRequest, seccomp_opt: Option<String>) -> ContainerCreateBody {
+fn to_create_body(
+    req: &CreateRequest,
+    seccomp_opt: Option<String>,
+    flavor: Flavor,
+) -> ContainerCreateBody {
+    let mut tmpfs: HashMap<String, String> = req.tmpfs.clone().into_iter().collect();
+    if flavor == Flavor::Podman && req.read_only_root {
+        for path in podman::AUTO_TMPFS {
+            tmpfs
+                .entry(path.to_string())
+                .or_insert_with(|| podman::SHADOW_TMPFS.to_string());
+        }
+    }
     let mounts = req
         .binds
         .iter()
@@ -210,7 +262,7 @@ fn to_create_body(req: &CreateRequest, seccomp_opt: Option<String>) -> Container
         network_disabled: Some(req.network_mode == "none"),
         host_config: Some(HostConfig {
             mounts: Some(mounts),
-            tmpfs: Some(req.tmpfs.clone().into_iter().collect()),
+            tmpfs: Some(tmpfs),
             readonly_rootfs: Some(req.read_only_root),
             cap_drop: Some(req.cap_drop.clone()),
             cap_add: Some(req.cap_add.clone()),
@@ -322,7 +374,12 @@ impl Engine for DockerEngine {
 
     async fn inspect(&self, id: &str) -> EngineResult<Option<ContainerInspectResponse>> {
         match self.docker.inspect_container(id, None).await {
-            Ok(c) => Ok(Some(c)),
+            Ok(mut c) => {
+                if self.flavor == Flavor::Podman {
+                    self.patch_live_limits(id, &mut c).await;
+                }
+                Ok(Some(c))
+            }
             Err(e) => match request_error("inspect", id, e) {
                 EngineError::NotFound(_) => Ok(None),
                 other => Err(other),
@@ -341,7 +398,7 @@ impl Engine for DockerEngine {
         };
         let created = self
             .docker
-            .create_container(Some(opts), to_create_body(req, seccomp))
+            .create_container(Some(opts), to_create_body(req, seccomp, self.flavor))
             .await
             .map_err(|e| request_error("create", &req.name, e))?;
         Ok(created.id)
@@ -395,6 +452,9 @@ impl Engine for DockerEngine {
     }
 
     async fn update_resources(&self, id: &str, r: &Resources) -> EngineResult<()> {
+        if self.flavor == Flavor::Podman {
+            return self.libpod("update the limits of", id)?.update(id, r).await;
+        }
         let body = ContainerUpdateBody {
             memory: r.memory,
             memory_swap: r.memory_swap,
@@ -524,6 +584,30 @@ mod tests {
     }
 
     #[test]
+    fn on_podman_undeclared_automatic_tmpfs_mounts_are_shadowed_read_only() {
+        let req = CreateRequest {
+            read_only_root: true,
+            tmpfs: BTreeMap::from([("/tmp".to_string(), "size=1m,mode=1777".to_string())]),
+            ..Default::default()
+        };
+        let podman = to_create_body(&req, None, Flavor::Podman)
+            .host_config
+            .unwrap();
+        let t = podman.tmpfs.unwrap();
+        assert_eq!(t["/tmp"], "size=1m,mode=1777", "declared mount kept");
+        assert_eq!(t["/var/tmp"], podman::SHADOW_TMPFS);
+        assert_eq!(t["/run"], podman::SHADOW_TMPFS);
+        let docker = to_create_body(&req, None, Flavor::Docker)
+            .host_config
+            .unwrap();
+        assert_eq!(
+            docker.tmpfs.unwrap().len(),
+            1,
+            "docker adds none of its own"
+        );
+    }
+
+    #[test]
     fn create_body_carries_every_hardening_field_and_no_secret() {
         let req = CreateRequest {
             name: "s".into(),
@@ -547,7 +631,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let body = to_create_body(&req, Some("seccomp={}".into()));
+        let body = to_create_body(&req, Some("seccomp={}".into()), Flavor::Docker);
         let hc = body.host_config.unwrap();
         assert_eq!(hc.readonly_rootfs, Some(true));
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));

@@ -6,6 +6,7 @@
 //! planner's job.
 
 pub mod docker;
+pub mod podman;
 pub mod socket;
 
 #[cfg(test)]
@@ -197,6 +198,12 @@ pub enum EngineError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("engine request to {op} {target} failed: {message}")]
+    Http {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
     #[error("could not write the seccomp profile for podman to {path}")]
     ProfileWrite {
         path: String,
@@ -215,6 +222,7 @@ impl Coded for EngineError {
             EngineError::Refused { .. }
             | EngineError::NotFound(_)
             | EngineError::Request { .. }
+            | EngineError::Http { .. }
             | EngineError::ProfileWrite { .. } => ErrorCode::SandboxFailure,
         }
     }

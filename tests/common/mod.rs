@@ -25,6 +25,95 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The image every fixture sandbox runs (built by `scripts/build-fixtures.sh`).
 pub const FIXTURE_IMAGE: &str = "clw-fixture:busybox";
 
+/// Which engine answers at [`engine_socket`]: the test matrix runs the same tests on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Docker,
+    Podman,
+}
+
+/// Asked of the engine's `/version` (a component named "Podman Engine"), like the product does.
+pub fn engine_flavor() -> Flavor {
+    static FLAVOR: OnceLock<Flavor> = OnceLock::new();
+    *FLAVOR.get_or_init(|| {
+        let out = docker(&["version", "--format", "{{json .Server.Components}}"]);
+        if String::from_utf8_lossy(&out.stdout).contains("Podman") {
+            Flavor::Podman
+        } else {
+            Flavor::Docker
+        }
+    })
+}
+
+/// Loosens a container's pids limit behind clw-fortress's back, the way an operator or an
+/// attacker with socket access would: `docker update` on Docker; on Podman 4.3, whose compat
+/// API has no update endpoint and whose CLI has no `--pids-limit`, libpod's update endpoint.
+pub fn loosen_pids_limit(name: &str, limit: i64) {
+    match engine_flavor() {
+        Flavor::Docker => {
+            docker_ok(&["update", "--pids-limit", &limit.to_string(), name]);
+        }
+        Flavor::Podman => {
+            let body = format!("{{\"pids\":{{\"limit\":{limit}}}}}");
+            let (status, reply) = unix_http(
+                "POST",
+                &format!("/v4.0.0/libpod/containers/{name}/update"),
+                &body,
+            );
+            assert!(
+                status < 300,
+                "libpod update of {name} answered {status}: {reply}"
+            );
+        }
+    }
+}
+
+/// One HTTP/1.0 request over the engine's unix socket, with nothing but std: the harness
+/// stays independent of the product's own engine code.
+pub fn unix_http(method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let sock = engine_socket();
+    let sock = sock.strip_prefix("unix://").expect("a unix engine socket");
+    let mut s =
+        std::os::unix::net::UnixStream::connect(sock).expect("connect to the engine socket");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: engine\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write the request");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read the reply");
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+/// The limits the kernel enforces for a container, read from its own cgroup inside it
+/// (v1 or v2): `(memory bytes, cpu quota/period as nano-cpus, pids)`. Unlimited reads as -1.
+pub fn cgroup_limits(name: &str) -> (i64, i64, i64) {
+    let script = r#"
+        if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+          echo "$(cat /sys/fs/cgroup/memory.max) $(cat /sys/fs/cgroup/cpu.max) $(cat /sys/fs/cgroup/pids.max)"
+        else
+          echo "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us) $(cat /sys/fs/cgroup/pids/pids.max)"
+        fi"#;
+    let out = docker_ok(&["exec", name, "sh", "-c", script]);
+    let f: Vec<&str> = out.split_whitespace().collect();
+    let num = |s: &str| -> i64 { s.parse().unwrap_or(-1) };
+    let (mem, quota, period, pids) = (num(f[0]), num(f[1]), num(f[2]), num(f[3]));
+    let mem = if mem >= 1 << 62 { -1 } else { mem };
+    let nano = if quota > 0 && period > 0 {
+        quota * 1_000_000_000 / period
+    } else {
+        -1
+    };
+    (mem, nano, pids)
+}
+
 /// The label put on containers a test creates directly (not through `clw-fortress`).
 pub const TEST_LABEL: &str = "clw-test=1";
 

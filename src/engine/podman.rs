@@ -1,0 +1,327 @@
+//! What Podman's Docker-compatible API does not do like Docker, absorbed here (measured on
+//! Podman 4.3.1, the version Debian 12 ships):
+//!
+//! - `POST /containers/{id}/update` answers 404; `POST /libpod/containers/{id}/update` with
+//!   OCI `LinuxResources` works (containers/podman#15067 added the compat endpoint later).
+//! - That update changes only the live cgroup: both inspect endpoints keep reporting the
+//!   create-time limits, and a restart reverts to them. The live limits are therefore read
+//!   from the container's cgroup (libpod's `State.CgroupPath`) when the engine is local, so
+//!   that drift and in-place updates are observed as they really are.
+//! - With `ReadonlyRootfs`, Podman mounts writable tmpfs at `/tmp`, `/var/tmp` and `/run` on
+//!   its own (`--read-only-tmpfs` defaults to true and the compat API cannot turn it off);
+//!   undeclared ones are shadowed by read-only tmpfs mounts so that only the declared tmpfs
+//!   mounts are writable.
+//!
+//! Bollard's raw request builder is crate-private, so the few libpod calls go through a small
+//! hyper client over the same unix socket.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyperlocal::{UnixClientExt, UnixConnector};
+
+use super::{EngineError, EngineResult, Resources};
+
+/// Libpod API version prefix; 4.0.0 is the oldest Podman whose compat API we support.
+const LIBPOD_PREFIX: &str = "/v4.0.0/libpod";
+
+/// The paths Podman's read-only-tmpfs default makes writable.
+pub const AUTO_TMPFS: [&str; 3] = ["/tmp", "/var/tmp", "/run"];
+
+/// Options of a tmpfs that shadows an automatic writable one: read-only and tiny.
+pub const SHADOW_TMPFS: &str = "ro,size=4k,mode=0555,nosuid,nodev,noexec";
+
+pub struct Libpod {
+    socket_path: PathBuf,
+}
+
+impl Libpod {
+    /// `None` when the engine is not on a unix socket (libpod calls need one).
+    pub fn new(socket: &str) -> Option<Libpod> {
+        let path = socket
+            .strip_prefix("unix://")
+            .or_else(|| socket.starts_with('/').then_some(socket))?;
+        Some(Libpod {
+            socket_path: PathBuf::from(path),
+        })
+    }
+
+    async fn request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        op: &'static str,
+        target: &str,
+    ) -> EngineResult<Bytes> {
+        let client: Client<UnixConnector, Full<Bytes>> = Client::unix();
+        let uri: hyper::Uri =
+            hyperlocal::Uri::new(&self.socket_path, &format!("{LIBPOD_PREFIX}{path}")).into();
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(payload)))
+            .map_err(|e| http_error(op, target, e.to_string()))?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| http_error(op, target, e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| http_error(op, target, e.to_string()))?
+            .to_bytes();
+        if status.as_u16() == 404 {
+            return Err(EngineError::NotFound(target.to_string()));
+        }
+        if !status.is_success() {
+            return Err(EngineError::Refused {
+                op,
+                target: target.to_string(),
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&bytes).trim().to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Applies limits to the running container's cgroup.
+    pub async fn update(&self, id: &str, r: &Resources) -> EngineResult<()> {
+        self.request(
+            hyper::Method::POST,
+            &format!("/containers/{id}/update"),
+            Some(oci_resources(r)),
+            "update the limits of",
+            id,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The container's cgroup path relative to the cgroup root, as libpod reports it.
+    pub async fn cgroup_path(&self, id: &str) -> EngineResult<Option<String>> {
+        let bytes = self
+            .request(
+                hyper::Method::GET,
+                &format!("/containers/{id}/json"),
+                None,
+                "inspect",
+                id,
+            )
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| http_error("inspect", id, e.to_string()))?;
+        Ok(v["State"]["CgroupPath"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string))
+    }
+}
+
+fn http_error(op: &'static str, target: &str, message: String) -> EngineError {
+    EngineError::Http {
+        op,
+        target: target.to_string(),
+        message,
+    }
+}
+
+/// The OCI `LinuxResources` body libpod's update endpoint takes. CPUs become a CFS quota over
+/// the default 100 ms period, which is what `NanoCpus` means to runc.
+pub fn oci_resources(r: &Resources) -> serde_json::Value {
+    const PERIOD: i64 = 100_000;
+    let mut body = serde_json::Map::new();
+    let mut memory = serde_json::Map::new();
+    if let Some(m) = r.memory {
+        memory.insert("limit".into(), m.into());
+    }
+    if let Some(s) = r.memory_swap {
+        memory.insert("swap".into(), s.into());
+    }
+    if !memory.is_empty() {
+        body.insert("memory".into(), memory.into());
+    }
+    if let Some(n) = r.nano_cpus {
+        body.insert(
+            "cpu".into(),
+            serde_json::json!({"quota": n * PERIOD / 1_000_000_000, "period": PERIOD}),
+        );
+    }
+    if let Some(p) = r.pids_limit {
+        body.insert("pids".into(), serde_json::json!({ "limit": p }));
+    }
+    serde_json::Value::Object(body)
+}
+
+/// Values at or above this are the kernel's "no limit" for memory (page-rounded i64::MAX).
+const UNLIMITED_BYTES: i64 = 1 << 62;
+
+fn read_trim(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn int(path: &Path) -> Option<i64> {
+    read_trim(path).and_then(|s| s.parse().ok())
+}
+
+fn bytes_limit(v: Option<i64>) -> Option<i64> {
+    v.filter(|b| *b > 0 && *b < UNLIMITED_BYTES)
+}
+
+/// The limits in force for the cgroup at `cgroup_path` (e.g. `/libpod_parent/libpod-<id>`),
+/// read from `cgroup_root` (normally `/sys/fs/cgroup`), v2 unified or v1 per-controller.
+/// `None` when nothing could be read (remote engine, no permission).
+pub fn live_limits(cgroup_root: &Path, cgroup_path: &str) -> Option<Resources> {
+    let rel = cgroup_path.trim_start_matches('/');
+    let v2 = cgroup_root.join(rel);
+    if v2.join("cgroup.controllers").exists() {
+        let memory = read_trim(&v2.join("memory.max")).and_then(|s| s.parse().ok());
+        let swap = read_trim(&v2.join("memory.swap.max")).and_then(|s| s.parse::<i64>().ok());
+        let cpu = read_trim(&v2.join("cpu.max")).and_then(|s| {
+            let mut it = s.split_whitespace();
+            let quota: i64 = it.next()?.parse().ok()?;
+            let period: i64 = it.next()?.parse().ok()?;
+            (period > 0).then(|| quota * 1_000_000_000 / period)
+        });
+        let pids = read_trim(&v2.join("pids.max")).and_then(|s| s.parse().ok());
+        return Some(Resources {
+            memory: bytes_limit(memory),
+            // v2 counts swap separately; the engines' MemorySwap is memory + swap.
+            memory_swap: bytes_limit(memory).zip(swap).map(|(m, s)| m + s),
+            nano_cpus: cpu,
+            pids_limit: pids,
+        });
+    }
+    let mem = cgroup_root.join("memory").join(rel);
+    let cpu = cgroup_root.join("cpu").join(rel);
+    let pids = cgroup_root.join("pids").join(rel);
+    if !mem.exists() && !pids.exists() && !cpu.exists() {
+        return None;
+    }
+    let quota = int(&cpu.join("cpu.cfs_quota_us")).filter(|q| *q > 0);
+    let period = int(&cpu.join("cpu.cfs_period_us")).filter(|p| *p > 0);
+    Some(Resources {
+        memory: bytes_limit(int(&mem.join("memory.limit_in_bytes"))),
+        memory_swap: bytes_limit(int(&mem.join("memory.memsw.limit_in_bytes"))),
+        nano_cpus: quota.zip(period).map(|(q, p)| q * 1_000_000_000 / p),
+        pids_limit: read_trim(&pids.join("pids.max")).and_then(|s| s.parse().ok()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    #[test]
+    fn v1_live_limits_are_read_per_controller() {
+        let d = tempfile::tempdir().unwrap();
+        let c = "libpod_parent/libpod-abc";
+        write(
+            d.path(),
+            &format!("memory/{c}/memory.limit_in_bytes"),
+            "67108864\n",
+        );
+        write(
+            d.path(),
+            &format!("memory/{c}/memory.memsw.limit_in_bytes"),
+            "134217728\n",
+        );
+        write(d.path(), &format!("cpu/{c}/cpu.cfs_quota_us"), "25000\n");
+        write(d.path(), &format!("cpu/{c}/cpu.cfs_period_us"), "100000\n");
+        write(d.path(), &format!("pids/{c}/pids.max"), "99\n");
+        let r = live_limits(d.path(), &format!("/{c}")).unwrap();
+        assert_eq!(
+            r,
+            Resources {
+                memory: Some(64 << 20),
+                memory_swap: Some(128 << 20),
+                nano_cpus: Some(250_000_000),
+                pids_limit: Some(99),
+            }
+        );
+    }
+
+    #[test]
+    fn unlimited_spellings_read_as_none() {
+        let d = tempfile::tempdir().unwrap();
+        let c = "x";
+        write(
+            d.path(),
+            "memory/x/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        write(d.path(), "cpu/x/cpu.cfs_quota_us", "-1\n");
+        write(d.path(), "cpu/x/cpu.cfs_period_us", "100000\n");
+        write(d.path(), "pids/x/pids.max", "max\n");
+        assert_eq!(live_limits(d.path(), c).unwrap(), Resources::default());
+    }
+
+    #[test]
+    fn v2_live_limits_add_swap_to_memory() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "machine.slice/libpod-abc.scope/cgroup.controllers",
+            "cpu memory pids\n",
+        );
+        write(
+            d.path(),
+            "machine.slice/libpod-abc.scope/memory.max",
+            "67108864\n",
+        );
+        write(
+            d.path(),
+            "machine.slice/libpod-abc.scope/memory.swap.max",
+            "0\n",
+        );
+        write(
+            d.path(),
+            "machine.slice/libpod-abc.scope/cpu.max",
+            "50000 100000\n",
+        );
+        write(d.path(), "machine.slice/libpod-abc.scope/pids.max", "64\n");
+        let r = live_limits(d.path(), "/machine.slice/libpod-abc.scope").unwrap();
+        assert_eq!(r.memory, Some(64 << 20));
+        assert_eq!(r.memory_swap, Some(64 << 20));
+        assert_eq!(r.nano_cpus, Some(500_000_000));
+        assert_eq!(r.pids_limit, Some(64));
+    }
+
+    #[test]
+    fn a_missing_cgroup_is_none() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(live_limits(d.path(), "/nope"), None);
+    }
+
+    #[test]
+    fn oci_body_expresses_cpus_as_a_cfs_quota() {
+        let body = oci_resources(&Resources {
+            memory: Some(1 << 26),
+            memory_swap: Some(1 << 26),
+            nano_cpus: Some(250_000_000),
+            pids_limit: Some(48),
+        });
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "memory": {"limit": 67108864, "swap": 67108864},
+                "cpu": {"quota": 25000, "period": 100000},
+                "pids": {"limit": 48}
+            })
+        );
+    }
+}
