@@ -28,6 +28,12 @@ pub enum SeccompError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write seccomp profile {file}")]
+    Write {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("seccomp profile {file} does not parse: {message}")]
     Parse { file: PathBuf, message: String },
     #[error("seccomp profile {file}: {source}")]
@@ -66,6 +72,9 @@ impl Coded for SeccompError {
         match self {
             SeccompError::Read { .. } => {
                 Some("check the `seccomp.profile` path and its permissions".into())
+            }
+            SeccompError::Write { .. } => {
+                Some("check that the directory exists and is writable".into())
             }
             SeccompError::Parse { .. } => Some(
                 "the file must be a Docker/OCI seccomp profile (defaultAction, syscalls[]); \
