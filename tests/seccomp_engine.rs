@@ -286,6 +286,14 @@ const PROBES: &[Probe] = &[
         nr: 105,
         args: &[A::N(0)],
     },
+    // fchmodat2(AT_FDCWD, "", 0644, AT_SYMLINK_NOFOLLOW): newer than every call the profile
+    // names, so runc answers ENOSYS (not the default action) and glibc >= 2.39 falls back
+    // to its older path instead of failing `lchmod`.
+    Probe {
+        name: "fchmodat2",
+        nr: 452,
+        args: &[A::N(AT_FDCWD), A::Buf, A::N(0o644), A::N(0x100)],
+    },
     // getpid: the control; must succeed everywhere.
     Probe {
         name: "getpid",
@@ -597,9 +605,11 @@ fn default_denies_with_eperm_what_the_engine_default_allows_without_any_capabili
             ));
         }
     }
-    // clone3 answers ENOSYS (libc falls back to clone); the controls succeed.
+    // clone3 answers ENOSYS (libc falls back to clone), so does a call newer than the
+    // profile; the controls succeed.
     for (name, want) in [
         ("clone3", ENOSYS),
+        ("fchmodat2", ENOSYS),
         ("personality_linux", 0),
         ("getpid", 0),
         ("socket_inet", 0),
@@ -782,4 +792,69 @@ fn changing_the_policy_from_default_to_strict_makes_plan_recreate() {
     let (code, out) = sh(&fx.sandbox(), None, "cat /proc/self/status");
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
+}
+
+#[test]
+fn strict_with_a_root_user_and_no_new_privileges_off_is_refused_before_the_engine() {
+    require_engine();
+    // Why: on the real engine such a container cannot start at all.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("strict.json");
+    let out = bin()
+        .args(["seccomp", "generate", "--policy", "strict", "--out"])
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut guard = ContainerGuard::new();
+    let name = guard.track(&unique("clw-sc-rootstrict"));
+    let opt = format!("seccomp={}", profile.display());
+    let run = docker(&[
+        "run",
+        "--name",
+        &name,
+        "--label",
+        TEST_LABEL,
+        "--network",
+        "none",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        &opt,
+        "-u",
+        "0:0",
+        FIXTURE_IMAGE,
+        "true",
+    ]);
+    assert!(!run.status.success(), "{}", describe(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("unable to setup user"),
+        "{}",
+        describe(&run)
+    );
+
+    // So clw-fortress refuses the manifest, without contacting the engine.
+    let fx = Fixture::new("sc-rootnnp");
+    let engine = CountingSocket::new(fx.dir());
+    write_sandboxes(
+        &fx,
+        &[Sbx::new(
+            "root",
+            &[
+                "seccomp: {policy: strict}",
+                ROOT_USER,
+                ALLOW_ROOT,
+                "noNewPrivileges: false",
+            ],
+        )],
+    );
+    for cmd in ["validate", "plan", "apply"] {
+        let out = fx.run(&["--engine", &engine.url, cmd]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", describe(&out));
+        assert!(err.contains("error[clw-seccomp-invalid]"), "{cmd}: {err}");
+        assert!(err.contains(&sandbox_name(&fx, "root")), "{cmd}: {err}");
+        assert!(err.contains("noNewPrivileges"), "{cmd}: {err}");
+    }
+    assert_eq!(engine.connections(), 0, "the engine was contacted");
 }

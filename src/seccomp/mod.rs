@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Coded, ErrorCode};
-use crate::manifest::{SeccompPolicy, SeccompSource};
+use crate::manifest::{Sandbox, SeccompPolicy, SeccompSource};
 
 pub use explain::{denied_names, explain};
 pub use model::{Action, Arch, ArchMap, Arg, Filter, Flag, Op, Profile, Rule};
@@ -49,6 +49,12 @@ pub enum SeccompError {
     },
     #[error("the profile denies `{name}`: {why}")]
     StartCritical { name: String, why: &'static str },
+    #[error(
+        "policy `strict` denies switching to uid/gid 0, which the runtime does after loading \
+         the filter to start user `{user}` when noNewPrivileges is off, so the sandbox could \
+         not start"
+    )]
+    RootWithoutNoNewPrivileges { user: String },
     #[error("`{name}` is both allowed and denied unconditionally")]
     Contradiction { name: String },
     #[error(
@@ -94,6 +100,11 @@ impl Coded for SeccompError {
                 "remove `{name}` from `seccomp.deny` or the profile's denials and allow it \
                  without conditions"
             )),
+            SeccompError::RootWithoutNoNewPrivileges { .. } => Some(
+                "keep `noNewPrivileges: true` (the runtime then loads the filter after switching \
+                 user), run as a non-root user and group, or use policy `default`"
+                    .into(),
+            ),
             SeccompError::Contradiction { name } => Some(format!(
                 "keep `{name}` in either the allow or the deny side, not both"
             )),
@@ -156,6 +167,46 @@ pub fn effective_profile_json(source: &SeccompSource) -> Result<String, SeccompE
         SeccompSource::Profile(path) => load_file(path)?,
     };
     Ok(profile.to_compact_json())
+}
+
+/// The effective profile of one sandbox as compact JSON, validated, and checked against how
+/// the runtime starts the sandbox's process.
+pub fn sandbox_profile_json(sandbox: &Sandbox) -> Result<String, SeccompError> {
+    if let Some(e) = start_problem(&sandbox.seccomp, &sandbox.user, sandbox.no_new_privileges) {
+        return Err(e);
+    }
+    effective_profile_json(&sandbox.seccomp)
+}
+
+/// Without `no_new_privileges`, runc loads the filter *before* it switches to the container's
+/// user (it must, to keep the filter from being installed by an unprivileged process without
+/// NNP), so the `setresuid`/`setresgid` to the configured ids meet `strict`'s "never to 0"
+/// rules and the container fails with "unable to setup user: operation not permitted"
+/// (measured on Docker 20.10 / runc 1.1 with `-u 0` and `-u 1000:0`). With NNP the filter comes
+/// last and root sandboxes start. A manifest that allows any setuid-family call itself has
+/// taken that decision and is left alone.
+fn start_problem(
+    source: &SeccompSource,
+    user: &str,
+    no_new_privileges: bool,
+) -> Option<SeccompError> {
+    let SeccompSource::Policy {
+        policy: SeccompPolicy::Strict,
+        allow,
+        ..
+    } = source
+    else {
+        return None;
+    };
+    let overridden = policy::SETID_CALLS
+        .iter()
+        .any(|(name, _)| allow.iter().any(|a| a == name));
+    let zero = |id: &str| matches!(id.trim(), "0" | "root");
+    let mut ids = user.split(':');
+    let root = ids.next().is_some_and(zero) || ids.next().is_some_and(zero);
+    (root && !no_new_privileges && !overridden).then(|| SeccompError::RootWithoutNoNewPrivileges {
+        user: user.to_string(),
+    })
 }
 
 /// Names of x86_64 syscalls a policy denies; see [`denied_names`].
@@ -336,6 +387,49 @@ mod tests {
         assert!(text.contains("execve after the filter is loaded"), "{text}");
         assert_eq!(err.code(), ErrorCode::SeccompInvalid);
         assert!(err.hint().unwrap().contains("seccomp.deny"));
+    }
+
+    #[test]
+    fn strict_refuses_a_root_user_or_group_without_no_new_privileges() {
+        let strict = |allow: &[&str]| SeccompSource::Policy {
+            policy: SeccompPolicy::Strict,
+            allow: names(allow),
+            deny: vec![],
+        };
+        let default = SeccompSource::Policy {
+            policy: SeccompPolicy::Default,
+            allow: vec![],
+            deny: vec![],
+        };
+        // (source, user, no_new_privileges, refused)
+        let cases = [
+            (strict(&[]), "0", false, true),
+            (strict(&[]), "root", false, true),
+            (strict(&[]), "0:0", false, true),
+            (strict(&[]), "1000:0", false, true),
+            (strict(&[]), "1000:root", false, true),
+            (strict(&[]), "0", true, false),
+            (strict(&[]), "1000:1000", false, false),
+            (strict(&[]), "1000", false, false),
+            (strict(&[]), "sandbox", false, false),
+            (strict(&["setresuid", "setresgid"]), "0", false, false),
+            (default.clone(), "0", false, false),
+            (
+                SeccompSource::Profile(PathBuf::from("/p.json")),
+                "0",
+                false,
+                false,
+            ),
+        ];
+        for (source, user, nnp, refused) in cases {
+            let got = start_problem(&source, user, nnp);
+            assert_eq!(got.is_some(), refused, "{source:?} {user} nnp={nnp}");
+            if let Some(e) = got {
+                assert_eq!(e.code(), ErrorCode::SeccompInvalid);
+                assert!(e.to_string().contains(&format!("`{user}`")), "{e}");
+                assert!(e.hint().unwrap().contains("noNewPrivileges"));
+            }
+        }
     }
 
     #[test]
