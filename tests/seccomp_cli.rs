@@ -150,6 +150,29 @@ fn check_names_the_file_the_syscall_and_why() {
         "{err}"
     );
 
+    // Several problems: a short headline, then one per line, each said once.
+    let two = write(
+        dir.path(),
+        "two.json",
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["ptrase", "execve"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    );
+    let out = run(&["seccomp", "check", &two]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error[clw-seccomp-invalid]: seccomp profile {two}: 2 problems\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("\n  unknown syscall `ptrase`, did you mean `ptrace`?\n"),
+        "{err}"
+    );
+    assert!(err.contains("\n  the profile denies `execve`: "), "{err}");
+    assert_eq!(err.matches("ptrase").count(), 1, "{err}");
+
     let kill = write(
         dir.path(),
         "kill.json",

@@ -98,8 +98,46 @@ fn emit(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn report(e: &SeccompError) -> ErrorReport {
-    super::report_of(e)
+/// The error with each of several problems on its own line under a short headline.
+pub fn report(e: &SeccompError) -> ErrorReport {
+    let mut r = super::report_of(e);
+    let problems = e.problems();
+    if problems.len() > 1 {
+        r.message = match e.file() {
+            Some(f) => format!(
+                "seccomp profile {}: {} problems",
+                display(f),
+                problems.len()
+            ),
+            None => format!("{} problems in the seccomp profile", problems.len()),
+        };
+        r.details = problems;
+        r.causes.clear();
+    }
+    r
+}
+
+/// `apply::prepare`'s error: one detail line per sandbox and problem.
+pub fn prepare_report(e: &crate::apply::PrepareError) -> ErrorReport {
+    let mut r = super::report_of(e);
+    let lines: Vec<String> = e
+        .problems
+        .iter()
+        .flat_map(|(sandbox, err)| {
+            let file = err
+                .file()
+                .map(|f| format!("{}: ", display(f)))
+                .unwrap_or_default();
+            err.problems()
+                .into_iter()
+                .map(move |p| format!("sandbox {sandbox}: {file}{p}"))
+        })
+        .collect();
+    if lines.len() > 1 {
+        r.message = format!("{} seccomp problems", lines.len());
+        r.details = lines;
+    }
+    r
 }
 
 fn generate(source: &PolicyArgs, out: Option<&Path>, output: Output, quiet: bool) -> CmdResult {

@@ -36,11 +36,12 @@ pub enum SeccompError {
     },
     #[error("seccomp profile {file} does not parse: {message}")]
     Parse { file: PathBuf, message: String },
-    #[error("seccomp profile {file}: {source}")]
+    /// A validation problem of a profile file. Not a `#[source]`: the message already holds
+    /// it, and a cause line would repeat it.
+    #[error("seccomp profile {file}: {problem}")]
     InFile {
         file: PathBuf,
-        #[source]
-        source: Box<SeccompError>,
+        problem: Box<SeccompError>,
     },
     #[error("unknown syscall `{name}`{}", suggestion.as_ref().map(|s| format!(", did you mean `{s}`?")).unwrap_or_default())]
     UnknownSyscall {
@@ -87,7 +88,7 @@ impl Coded for SeccompError {
                  actions are SCMP_ACT_*, operators SCMP_CMP_*, architectures SCMP_ARCH_*"
                     .into(),
             ),
-            SeccompError::InFile { source, .. } => source.hint(),
+            SeccompError::InFile { problem, .. } => problem.hint(),
             SeccompError::UnknownSyscall {
                 suggestion: Some(s),
                 ..
@@ -120,6 +121,28 @@ impl Coded for SeccompError {
     }
 }
 
+impl SeccompError {
+    /// Each problem on its own, for reports that list them one per line.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            SeccompError::Several(all) => all.iter().map(ToString::to_string).collect(),
+            SeccompError::InFile { problem, .. } => problem.problems(),
+            e => vec![e.to_string()],
+        }
+    }
+
+    /// The profile file the error is about, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            SeccompError::Read { file, .. }
+            | SeccompError::Write { file, .. }
+            | SeccompError::Parse { file, .. }
+            | SeccompError::InFile { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+}
+
 /// The profile of `policy` with the manifest's overrides, validated.
 pub fn generate(
     policy: SeccompPolicy,
@@ -146,7 +169,7 @@ pub fn load_file(path: &Path) -> Result<Profile, SeccompError> {
     })?;
     validate(&profile).map_err(|e| SeccompError::InFile {
         file: path.to_path_buf(),
-        source: Box::new(e),
+        problem: Box::new(e),
     })?;
     Ok(profile)
 }
@@ -494,6 +517,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing.json"));
+    }
+
+    #[test]
+    fn several_problems_of_a_file_are_listed_one_by_one_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("two.json");
+        std::fs::write(
+            &file,
+            r#"{"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["ptrase", "execve"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let err = load_file(&file).unwrap_err();
+        assert_eq!(err.file(), Some(file.as_path()));
+        let problems = err.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("did you mean `ptrace`"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("`execve`"), "{problems:?}");
+        // No cause line repeating the message.
+        assert!(std::error::Error::source(&err).is_none());
     }
 
     #[test]
