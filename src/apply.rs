@@ -42,7 +42,7 @@ pub fn prepare(fortress: &Fortress) -> Result<Vec<Desired>, PrepareError> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for s in &fortress.sandboxes {
-        match seccomp::effective_profile_json(&s.seccomp) {
+        match seccomp::sandbox_profile_json(s) {
             Ok(json) => out.push(spec::desired(&fortress.name, s, Some(json))),
             Err(e) => problems.push((s.name.clone(), e)),
         }

@@ -5,39 +5,8 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use common::*;
-
-/// A unix socket that accepts and counts connections (and answers nothing).
-struct CountingSocket {
-    url: String,
-    count: Arc<AtomicUsize>,
-}
-
-impl CountingSocket {
-    fn new(dir: &std::path::Path) -> Self {
-        let path = dir.join("engine.sock");
-        let listener = UnixListener::bind(&path).expect("bind the counting socket");
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
-        std::thread::spawn(move || {
-            for s in listener.incoming() {
-                c.fetch_add(1, Ordering::SeqCst);
-                drop(s);
-            }
-        });
-        CountingSocket {
-            url: format!("unix://{}", path.display()),
-            count,
-        }
-    }
-    fn connections(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-}
 
 struct Case {
     name: &'static str,

@@ -24,7 +24,7 @@ async fn plan_for(
     ErrorReport,
 > {
     let fortress = cli.load()?;
-    let mut desired = apply::prepare(&fortress).map_err(|e| super::report_of(&e))?;
+    let mut desired = apply::prepare(&fortress).map_err(|e| super::seccomp::prepare_report(&e))?;
     let engine = cli.connect(Some(&fortress)).await?;
     let info = engine.info().await.map_err(|e| super::report_of(&e))?;
     for c in crate::spec::clamp_cpus(&mut desired, info.ncpu) {

@@ -3,6 +3,7 @@
 
 mod apply;
 mod explain;
+mod seccomp;
 mod validate;
 
 use std::io::IsTerminal;
@@ -75,6 +76,11 @@ pub enum Command {
         sandbox: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Generate, check and explain seccomp profiles; no manifest or engine needed.
+    Seccomp {
+        #[command(subcommand)]
+        cmd: seccomp::SeccompCommand,
     },
     /// The long description of an error code.
     Explain { code: String },
@@ -190,6 +196,7 @@ pub fn run(cli: Cli) -> CmdResult {
             Ok(0)
         }
         Command::Validate => validate::run(&cli),
+        Command::Seccomp { cmd } => seccomp::run(cmd, cli.output, cli.quiet),
         _ => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -211,7 +218,10 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
-        Command::Validate | Command::Explain { .. } | Command::Completions { .. } => {
+        Command::Validate
+        | Command::Seccomp { .. }
+        | Command::Explain { .. }
+        | Command::Completions { .. } => {
             unreachable!("handled without a runtime")
         }
     }

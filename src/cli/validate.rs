@@ -6,7 +6,7 @@ use crate::apply;
 
 pub fn run(cli: &Cli) -> CmdResult {
     let fortress = cli.load()?;
-    apply::prepare(&fortress).map_err(|e| super::report_of(&e))?;
+    apply::prepare(&fortress).map_err(|e| super::seccomp::prepare_report(&e))?;
     match cli.output {
         Output::Json => super::print_json(&serde_json::json!({
             "ok": true,

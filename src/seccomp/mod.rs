@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Coded, ErrorCode};
-use crate::manifest::{SeccompPolicy, SeccompSource};
+use crate::manifest::{Sandbox, SeccompPolicy, SeccompSource};
 
 pub use explain::{denied_names, explain};
 pub use model::{Action, Arch, ArchMap, Arg, Filter, Flag, Op, Profile, Rule};
@@ -28,13 +28,20 @@ pub enum SeccompError {
         #[source]
         source: std::io::Error,
     },
-    #[error("seccomp profile {file} does not parse: {message}")]
-    Parse { file: PathBuf, message: String },
-    #[error("seccomp profile {file}: {source}")]
-    InFile {
+    #[error("cannot write seccomp profile {file}")]
+    Write {
         file: PathBuf,
         #[source]
-        source: Box<SeccompError>,
+        source: std::io::Error,
+    },
+    #[error("seccomp profile {file} does not parse: {message}")]
+    Parse { file: PathBuf, message: String },
+    /// A validation problem of a profile file. Not a `#[source]`: the message already holds
+    /// it, and a cause line would repeat it.
+    #[error("seccomp profile {file}: {problem}")]
+    InFile {
+        file: PathBuf,
+        problem: Box<SeccompError>,
     },
     #[error("unknown syscall `{name}`{}", suggestion.as_ref().map(|s| format!(", did you mean `{s}`?")).unwrap_or_default())]
     UnknownSyscall {
@@ -43,6 +50,12 @@ pub enum SeccompError {
     },
     #[error("the profile denies `{name}`: {why}")]
     StartCritical { name: String, why: &'static str },
+    #[error(
+        "policy `strict` denies switching to uid/gid 0, which the runtime does after loading \
+         the filter to start user `{user}` when noNewPrivileges is off, so the sandbox could \
+         not start"
+    )]
+    RootWithoutNoNewPrivileges { user: String },
     #[error("`{name}` is both allowed and denied unconditionally")]
     Contradiction { name: String },
     #[error(
@@ -67,12 +80,15 @@ impl Coded for SeccompError {
             SeccompError::Read { .. } => {
                 Some("check the `seccomp.profile` path and its permissions".into())
             }
+            SeccompError::Write { .. } => {
+                Some("check that the directory exists and is writable".into())
+            }
             SeccompError::Parse { .. } => Some(
                 "the file must be a Docker/OCI seccomp profile (defaultAction, syscalls[]); \
                  actions are SCMP_ACT_*, operators SCMP_CMP_*, architectures SCMP_ARCH_*"
                     .into(),
             ),
-            SeccompError::InFile { source, .. } => source.hint(),
+            SeccompError::InFile { problem, .. } => problem.hint(),
             SeccompError::UnknownSyscall {
                 suggestion: Some(s),
                 ..
@@ -85,6 +101,11 @@ impl Coded for SeccompError {
                 "remove `{name}` from `seccomp.deny` or the profile's denials and allow it \
                  without conditions"
             )),
+            SeccompError::RootWithoutNoNewPrivileges { .. } => Some(
+                "keep `noNewPrivileges: true` (the runtime then loads the filter after switching \
+                 user), run as a non-root user and group, or use policy `default`"
+                    .into(),
+            ),
             SeccompError::Contradiction { name } => Some(format!(
                 "keep `{name}` in either the allow or the deny side, not both"
             )),
@@ -96,6 +117,28 @@ impl Coded for SeccompError {
             SeccompError::EmptyRule { .. } => Some("give the rule `names` or remove it".into()),
             SeccompError::ArgIndex { .. } => Some("argument indexes run from 0 to 5".into()),
             SeccompError::Several(errors) => errors.first().and_then(Coded::hint),
+        }
+    }
+}
+
+impl SeccompError {
+    /// Each problem on its own, for reports that list them one per line.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            SeccompError::Several(all) => all.iter().map(ToString::to_string).collect(),
+            SeccompError::InFile { problem, .. } => problem.problems(),
+            e => vec![e.to_string()],
+        }
+    }
+
+    /// The profile file the error is about, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            SeccompError::Read { file, .. }
+            | SeccompError::Write { file, .. }
+            | SeccompError::Parse { file, .. }
+            | SeccompError::InFile { file, .. } => Some(file),
+            _ => None,
         }
     }
 }
@@ -126,7 +169,7 @@ pub fn load_file(path: &Path) -> Result<Profile, SeccompError> {
     })?;
     validate(&profile).map_err(|e| SeccompError::InFile {
         file: path.to_path_buf(),
-        source: Box::new(e),
+        problem: Box::new(e),
     })?;
     Ok(profile)
 }
@@ -147,6 +190,46 @@ pub fn effective_profile_json(source: &SeccompSource) -> Result<String, SeccompE
         SeccompSource::Profile(path) => load_file(path)?,
     };
     Ok(profile.to_compact_json())
+}
+
+/// The effective profile of one sandbox as compact JSON, validated, and checked against how
+/// the runtime starts the sandbox's process.
+pub fn sandbox_profile_json(sandbox: &Sandbox) -> Result<String, SeccompError> {
+    if let Some(e) = start_problem(&sandbox.seccomp, &sandbox.user, sandbox.no_new_privileges) {
+        return Err(e);
+    }
+    effective_profile_json(&sandbox.seccomp)
+}
+
+/// Without `no_new_privileges`, runc loads the filter *before* it switches to the container's
+/// user (it must, to keep the filter from being installed by an unprivileged process without
+/// NNP), so the `setresuid`/`setresgid` to the configured ids meet `strict`'s "never to 0"
+/// rules and the container fails with "unable to setup user: operation not permitted"
+/// (measured on Docker 20.10 / runc 1.1 with `-u 0` and `-u 1000:0`). With NNP the filter comes
+/// last and root sandboxes start. A manifest that allows any setuid-family call itself has
+/// taken that decision and is left alone.
+fn start_problem(
+    source: &SeccompSource,
+    user: &str,
+    no_new_privileges: bool,
+) -> Option<SeccompError> {
+    let SeccompSource::Policy {
+        policy: SeccompPolicy::Strict,
+        allow,
+        ..
+    } = source
+    else {
+        return None;
+    };
+    let overridden = policy::SETID_CALLS
+        .iter()
+        .any(|(name, _)| allow.iter().any(|a| a == name));
+    let zero = |id: &str| matches!(id.trim(), "0" | "root");
+    let mut ids = user.split(':');
+    let root = ids.next().is_some_and(zero) || ids.next().is_some_and(zero);
+    (root && !no_new_privileges && !overridden).then(|| SeccompError::RootWithoutNoNewPrivileges {
+        user: user.to_string(),
+    })
 }
 
 /// Names of x86_64 syscalls a policy denies; see [`denied_names`].
@@ -330,6 +413,49 @@ mod tests {
     }
 
     #[test]
+    fn strict_refuses_a_root_user_or_group_without_no_new_privileges() {
+        let strict = |allow: &[&str]| SeccompSource::Policy {
+            policy: SeccompPolicy::Strict,
+            allow: names(allow),
+            deny: vec![],
+        };
+        let default = SeccompSource::Policy {
+            policy: SeccompPolicy::Default,
+            allow: vec![],
+            deny: vec![],
+        };
+        // (source, user, no_new_privileges, refused)
+        let cases = [
+            (strict(&[]), "0", false, true),
+            (strict(&[]), "root", false, true),
+            (strict(&[]), "0:0", false, true),
+            (strict(&[]), "1000:0", false, true),
+            (strict(&[]), "1000:root", false, true),
+            (strict(&[]), "0", true, false),
+            (strict(&[]), "1000:1000", false, false),
+            (strict(&[]), "1000", false, false),
+            (strict(&[]), "sandbox", false, false),
+            (strict(&["setresuid", "setresgid"]), "0", false, false),
+            (default.clone(), "0", false, false),
+            (
+                SeccompSource::Profile(PathBuf::from("/p.json")),
+                "0",
+                false,
+                false,
+            ),
+        ];
+        for (source, user, nnp, refused) in cases {
+            let got = start_problem(&source, user, nnp);
+            assert_eq!(got.is_some(), refused, "{source:?} {user} nnp={nnp}");
+            if let Some(e) = got {
+                assert_eq!(e.code(), ErrorCode::SeccompInvalid);
+                assert!(e.to_string().contains(&format!("`{user}`")), "{e}");
+                assert!(e.hint().unwrap().contains("noNewPrivileges"));
+            }
+        }
+    }
+
+    #[test]
     fn unknown_override_name_suggests_the_nearest_syscall() {
         let err = generate(SeccompPolicy::Strict, &names(&["exceve"]), &[]).unwrap_err();
         assert!(err.to_string().contains("did you mean `execve`"), "{err}");
@@ -391,6 +517,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing.json"));
+    }
+
+    #[test]
+    fn several_problems_of_a_file_are_listed_one_by_one_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("two.json");
+        std::fs::write(
+            &file,
+            r#"{"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["ptrase", "execve"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let err = load_file(&file).unwrap_err();
+        assert_eq!(err.file(), Some(file.as_path()));
+        let problems = err.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("did you mean `ptrace`"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("`execve`"), "{problems:?}");
+        // No cause line repeating the message.
+        assert!(std::error::Error::source(&err).is_none());
     }
 
     #[test]

@@ -105,7 +105,7 @@ const MKNOD_TYPES: [(u64, &str); 3] = [
 ];
 
 /// The uid/gid-setting calls and how many id arguments each takes.
-const SETID_CALLS: [(&str, u32); 8] = [
+pub const SETID_CALLS: [(&str, u32); 8] = [
     ("setuid", 1),
     ("setgid", 1),
     ("setfsuid", 1),

@@ -16,10 +16,11 @@ use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The image every fixture sandbox runs (built by `scripts/build-fixtures.sh`).
@@ -575,4 +576,35 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A unix socket that accepts and counts connections (and answers nothing): passed as
+/// `--engine`, it proves a command never contacted the engine.
+pub struct CountingSocket {
+    /// `unix://<path>`, for `--engine`.
+    pub url: String,
+    count: Arc<AtomicUsize>,
+}
+
+impl CountingSocket {
+    /// Binds `<dir>/engine.sock` and counts every connection on a background thread.
+    pub fn new(dir: &std::path::Path) -> Self {
+        let path = dir.join("engine.sock");
+        let listener = UnixListener::bind(&path).expect("bind the counting socket");
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                c.fetch_add(1, Ordering::SeqCst);
+                drop(s);
+            }
+        });
+        CountingSocket {
+            url: format!("unix://{}", path.display()),
+            count,
+        }
+    }
+    pub fn connections(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
 }
