@@ -3,6 +3,7 @@
 
 mod apply;
 mod explain;
+mod openclaw;
 mod validate;
 
 use std::io::IsTerminal;
@@ -78,6 +79,11 @@ pub enum Command {
     },
     /// The long description of an error code.
     Explain { code: String },
+    /// Harden an OpenClaw install (secrets out of the state directory, narrow sandbox binds).
+    Openclaw {
+        #[command(subcommand)]
+        command: openclaw::OpenclawCommand,
+    },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -190,6 +196,7 @@ pub fn run(cli: Cli) -> CmdResult {
             Ok(0)
         }
         Command::Validate => validate::run(&cli),
+        Command::Openclaw { command } => openclaw::run(&cli, command),
         _ => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -211,7 +218,10 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
-        Command::Validate | Command::Explain { .. } | Command::Completions { .. } => {
+        Command::Validate
+        | Command::Explain { .. }
+        | Command::Completions { .. }
+        | Command::Openclaw { .. } => {
             unreachable!("handled without a runtime")
         }
     }
