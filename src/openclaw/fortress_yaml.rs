@@ -57,7 +57,7 @@ pub(super) fn render(
     set: &BindSet,
     default_image: Option<&str>,
 ) -> Result<Vec<(PathBuf, String)>, OpenclawError> {
-    let valid_name = (1..=33).contains(&m.name.len())
+    let valid_name = (1..=40).contains(&m.name.len())
         && m.name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -65,10 +65,7 @@ pub(super) fn render(
         return Err(OpenclawError::ConfigShape {
             file: m.path.clone(),
             field: "metadata.name".into(),
-            message: format!(
-                "{:?}: use 1 to 33 characters of a-z, 0-9 and - (the sandbox adds -sbx-main)",
-                m.name
-            ),
+            message: format!("{:?}: use 1 to 40 characters of a-z, 0-9 and -", m.name),
         });
     }
     let mut files = Vec::new();

@@ -624,7 +624,11 @@ pub fn plan_undo(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
                 content: existing,
                 mode: mode_of(&p.dropin),
             });
-            remove_dir_if_emptied(&p.dropin_dir, &[p.dropin.clone()], &mut plan.steps);
+            remove_dir_if_emptied(
+                &p.dropin_dir,
+                std::slice::from_ref(&p.dropin),
+                &mut plan.steps,
+            );
         }
         Some(_) => plan.notes.push(format!(
             "kept {}: it is no longer the drop-in harden wrote",
@@ -640,7 +644,11 @@ pub fn plan_undo(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
                 content: existing,
                 mode: mode_of(&p.profile),
             });
-            remove_dir_if_emptied(&p.profile_dir, &[p.profile.clone()], &mut plan.steps);
+            remove_dir_if_emptied(
+                &p.profile_dir,
+                std::slice::from_ref(&p.profile),
+                &mut plan.steps,
+            );
         }
         Some(_) => plan.notes.push(format!(
             "kept {}: it is no longer the profile harden wrote",
