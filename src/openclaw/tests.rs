@@ -503,3 +503,22 @@ fn a_state_directory_elsewhere_gets_a_bind_set_copy_rooted_there() {
     );
     assert!(fx.home().join("out/fortress.binds.yaml").exists());
 }
+
+#[test]
+fn a_bind_set_exposing_a_denied_path_is_refused_before_anything_moves() {
+    let fx = Fx::new();
+    let set = fx.home().join("wide.yaml");
+    fs::write(
+        &set,
+        "apiVersion: clw-fortress/v1\nkind: BindSet\nmetadata: {name: wide}\n\
+         binds:\n  - {source: ., target: /oc, mode: rw}\ndeny: [credentials]\n",
+    )
+    .unwrap();
+    let mut opts = fx.opts();
+    opts.bind_set = set;
+    let before = fx.tree();
+    let err = plan_harden(&opts).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BindForbidden, "{err}");
+    assert_eq!(err.code().exit_status(), 2);
+    assert_eq!(fx.tree(), before);
+}
