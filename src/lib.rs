@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod manifest;
+pub mod openclaw;
 pub mod plan;
 pub mod report;
 pub mod seccomp;

@@ -3,6 +3,7 @@
 
 mod apply;
 mod explain;
+mod openclaw;
 mod seccomp;
 mod validate;
 
@@ -84,6 +85,11 @@ pub enum Command {
     },
     /// The long description of an error code.
     Explain { code: String },
+    /// Harden an OpenClaw install (secrets out of the state directory, narrow sandbox binds).
+    Openclaw {
+        #[command(subcommand)]
+        command: openclaw::OpenclawCommand,
+    },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -197,6 +203,7 @@ pub fn run(cli: Cli) -> CmdResult {
         }
         Command::Validate => validate::run(&cli),
         Command::Seccomp { cmd } => seccomp::run(cmd, cli.output, cli.quiet),
+        Command::Openclaw { command } => openclaw::run(&cli, command),
         _ => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -221,7 +228,8 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Validate
         | Command::Seccomp { .. }
         | Command::Explain { .. }
-        | Command::Completions { .. } => {
+        | Command::Completions { .. }
+        | Command::Openclaw { .. } => {
             unreachable!("handled without a runtime")
         }
     }

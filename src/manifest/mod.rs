@@ -125,6 +125,27 @@ pub fn load(path: &Path, ctx: &LoadContext) -> Result<Fortress, ManifestError> {
     validate::fortress(raw, &file, ctx).map_err(invalid)
 }
 
+/// Loads and validates one BindSet file on its own (no fortress): `root`, when given, replaces
+/// the file's `root:`; binds exposing a denied path, a host system path, an engine socket or
+/// `secrets_file` are problems.
+pub fn load_bind_set(
+    path: &Path,
+    root: Option<&Path>,
+    secrets_file: Option<&Path>,
+    ctx: &LoadContext,
+) -> Result<BindSet, ManifestError> {
+    let file = std::fs::canonicalize(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    validate::bind_set_alone(&file, root, secrets_file, ctx).map_err(|problems| {
+        ManifestError::Invalid {
+            file: file.clone(),
+            problems,
+        }
+    })
+}
+
 /// Parses one YAML document of the expected `kind`; parse errors become [`Problem`]s with the
 /// parser's line:column and, where its message carries one, the field path.
 pub(crate) fn parse_document<T: DeserializeOwned>(

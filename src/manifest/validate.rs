@@ -164,7 +164,7 @@ pub(super) fn fortress(
     // Bind sets (rules 1, 2, 4 for their own binds).
     let mut bind_sets: Vec<LoadedBindSet> = Vec::new();
     for (i, path) in raw.bind_sets.iter().enumerate() {
-        if let Some(loaded) = load_bind_set(&mut r, file, &dir, i, path, ctx) {
+        if let Some(loaded) = load_bind_set(&mut r, file, &dir, i, path, None, ctx) {
             if let Some(earlier) = bind_sets.iter().find(|b| b.set.name == loaded.set.name) {
                 r.invalid(
                     &loaded.set.file,
@@ -365,6 +365,7 @@ fn load_bind_set(
     dir: &Path,
     index: usize,
     path: &str,
+    root_override: Option<&Path>,
     ctx: &LoadContext,
 ) -> Option<LoadedBindSet> {
     let field = format!("bindSets[{index}]");
@@ -395,9 +396,10 @@ fn load_bind_set(
     };
     check_metadata_name(r, &file, &raw.metadata.name);
     let set_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let root_lexical = match &raw.root {
-        None => set_dir.clone(),
-        Some(root) => expand_file_path(root, &set_dir, ctx)
+    let root_lexical = match (root_override, &raw.root) {
+        (Some(root), _) => root.to_path_buf(),
+        (None, None) => set_dir.clone(),
+        (None, Some(root)) => expand_file_path(root, &set_dir, ctx)
             .map_err(|m| r.invalid(&file, "root", root, m))
             .ok()?,
     };
@@ -427,6 +429,32 @@ fn load_bind_set(
         deny: deny.iter().map(|(_, real)| real.clone()).collect(),
     };
     Some(LoadedBindSet { set, binds, deny })
+}
+
+/// One bind set on its own, for commands that use a bind set without a fortress
+/// (`openclaw harden`): `root` replaces the file's `root:` when given, and rule 3 is checked
+/// against the set's own deny list, the host system paths, the engine sockets and, when given,
+/// the secrets file.
+pub(super) fn bind_set_alone(
+    path: &Path,
+    root: Option<&Path>,
+    secrets_file: Option<&Path>,
+    ctx: &LoadContext,
+) -> Result<BindSet, Vec<Problem>> {
+    let mut r = Report::default();
+    let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let shown = path.to_string_lossy();
+    let loaded = load_bind_set(&mut r, path, &dir, 0, &shown, root, ctx);
+    if let Some(loaded) = &loaded {
+        let forbidden = forbidden_list(ctx, secrets_file, &loaded.deny, None);
+        for b in &loaded.binds {
+            check_forbidden(&mut r, b, &forbidden);
+        }
+    }
+    match loaded {
+        Some(loaded) if r.problems.is_empty() => Ok(loaded.set),
+        _ => Err(r.problems),
+    }
 }
 
 /// Rules 1, 2 and the shape half of rule 4 for one bind.

@@ -1,0 +1,190 @@
+//! `openclaw harden`: argument parsing and output for the OpenClaw hardening in
+//! [`crate::openclaw`]. Host facts (home, uid, environment, CPU count) are read here, once.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use super::{Cli, CmdResult, Output};
+use crate::error::ErrorCode;
+use crate::manifest::units::parse_size;
+use crate::openclaw::{self, HardenOptions, Limits, ManifestOptions, Plan};
+use crate::report::ErrorReport;
+
+#[derive(Debug, Subcommand)]
+pub enum OpenclawCommand {
+    /// Move the secrets out of the state directory, narrow the sandbox binds and limits in
+    /// openclaw.json (keeping a .bak), all or nothing; --undo reverses it.
+    Harden(HardenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HardenArgs {
+    /// The OpenClaw state directory.
+    #[arg(long, default_value = "~/.openclaw")]
+    state_dir: String,
+    /// Where secrets.env moves to (created 0700).
+    #[arg(long, default_value = "~/.config/openclaw-secrets")]
+    secrets_dir: String,
+    /// Print every move and the diff of openclaw.json; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Reverse a previous harden: secrets back, drop-in and profile removed, openclaw.json
+    /// restored from its .bak.
+    #[arg(long, conflicts_with = "write_manifest")]
+    undo: bool,
+    /// Also write a fortress manifest for this host to FILE.
+    #[arg(long, value_name = "FILE")]
+    write_manifest: Option<PathBuf>,
+    /// The bind set (default: binds/openclaw.yaml, then /etc/clw-fortress/binds/openclaw.yaml).
+    #[arg(long, value_name = "FILE")]
+    bind_set: Option<PathBuf>,
+    /// metadata.name of the written manifest.
+    #[arg(long, default_value = "openclaw")]
+    name: String,
+    /// Sandbox image of the written manifest (default: the one openclaw.json names).
+    #[arg(long)]
+    image: Option<String>,
+    /// Memory limit (Ki/Mi/Gi or bytes); default 8Gi.
+    #[arg(long)]
+    memory: Option<String>,
+    /// CPU limit; default 4 (at most the host's count).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Process limit; default 512.
+    #[arg(long)]
+    pids: Option<i64>,
+}
+
+fn expand(path: &str, home: &Path) -> PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None if path == "~" => home.to_path_buf(),
+        None => PathBuf::from(path),
+    }
+}
+
+fn bad(message: String) -> ErrorReport {
+    ErrorReport::new(ErrorCode::ConfigInvalid, message)
+}
+
+fn default_bind_set() -> PathBuf {
+    let local = PathBuf::from("binds/openclaw.yaml");
+    let system = PathBuf::from("/etc/clw-fortress/binds/openclaw.yaml");
+    if !local.exists() && system.exists() {
+        system
+    } else {
+        local
+    }
+}
+
+fn options(cli: &Cli, a: &HardenArgs) -> Result<HardenOptions, ErrorReport> {
+    let home = dirs::home_dir().ok_or_else(|| bad("no home directory".into()))?;
+    let host_cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut limits = Limits::builtin(host_cpus);
+    if let Some(m) = &a.memory {
+        limits.memory = parse_size(m).map_err(|e| bad(format!("--memory {m:?}: {e}")))?;
+    }
+    if let Some(c) = a.cpus {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(bad(format!("--cpus {c}: must be above 0")));
+        }
+        limits.cpus = c;
+    }
+    if let Some(p) = a.pids {
+        if p < 8 {
+            return Err(bad(format!("--pids {p}: must be at least 8")));
+        }
+        limits.pids = p;
+    }
+    if limits.memory < 6 << 20 {
+        return Err(bad("--memory: must be at least 6Mi".into()));
+    }
+    let manifest = a.write_manifest.as_ref().map(|path| {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        ManifestOptions {
+            path,
+            name: a.name.clone(),
+            image: a.image.clone(),
+            socket: cli.engine.clone(),
+        }
+    });
+    let bind_set = a.bind_set.clone().unwrap_or_else(default_bind_set);
+    Ok(HardenOptions {
+        state_dir: expand(&a.state_dir, &home),
+        secrets_dir: std::path::absolute(expand(&a.secrets_dir, &home))
+            .unwrap_or_else(|_| expand(&a.secrets_dir, &home)),
+        home,
+        uid: nix::unistd::getuid().as_raw(),
+        env: std::env::vars().collect(),
+        bind_set,
+        limits,
+        manifest,
+    })
+}
+
+pub fn run(cli: &Cli, command: &OpenclawCommand) -> CmdResult {
+    let OpenclawCommand::Harden(a) = command;
+    let opts = options(cli, a)?;
+    let plan = if a.undo {
+        openclaw::plan_undo(&opts)
+    } else {
+        openclaw::plan_harden(&opts)
+    }
+    .map_err(|e| super::report_of(&e))?;
+    if !a.dry_run && !plan.is_empty() {
+        openclaw::execute(&plan).map_err(|e| super::report_of(&e))?;
+    }
+    print(cli, a, &plan);
+    Ok(0)
+}
+
+fn print(cli: &Cli, a: &HardenArgs, plan: &Plan) {
+    let steps: Vec<String> = plan.steps.iter().map(|s| s.describe()).collect();
+    let what = if a.undo { "undo" } else { "harden" };
+    match cli.output {
+        Output::Json => super::print_json(&serde_json::json!({
+            "command": what,
+            "dryRun": a.dry_run,
+            "changed": !a.dry_run && !plan.is_empty(),
+            "steps": steps,
+            "notes": plan.notes,
+            "diff": plan.diff,
+            "next": plan.next,
+        })),
+        Output::Text => {
+            if plan.is_empty() {
+                if a.undo {
+                    println!("nothing to undo");
+                } else {
+                    println!("already hardened: nothing to change");
+                }
+            } else {
+                let verb = if a.dry_run { "would" } else { "did" };
+                println!("{what}: {verb}:");
+                for s in &steps {
+                    println!("  {s}");
+                }
+            }
+            if !cli.quiet {
+                for n in &plan.notes {
+                    println!("note: {n}");
+                }
+            }
+            if a.dry_run {
+                if let Some(d) = &plan.diff {
+                    print!("{d}");
+                }
+                if !plan.is_empty() {
+                    println!("dry run: nothing was changed");
+                }
+            } else {
+                for n in &plan.next {
+                    println!("next: {n}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,711 @@
+//! `openclaw harden`: what the community hardening guide does by hand to an OpenClaw install,
+//! planned in full before anything moves, then done all or nothing, and reversible (`--undo`).
+//!
+//! Owns the OpenClaw state directory layout, the secrets move, the systemd drop-in, the patch
+//! of `openclaw.json` and the fortress manifest written for the host. Planning only reads
+//! (preconditions, current contents) and decides every change as a list of [`Step`]s; the
+//! decisions about the config live in the pure `config` module. The executor in `steps` is the
+//! only writer. Nothing here talks to an engine, and no secret value is ever printed: steps
+//! describe paths, diffs mask credential-like values.
+//!
+//! Host facts (home, uid, environment) are parameters, so tests run on a tempdir home.
+
+pub mod config;
+mod fortress_yaml;
+pub mod steps;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Coded, ErrorCode};
+use crate::manifest::{self, LoadContext, ManifestError, SeccompPolicy};
+use crate::seccomp::{self, SeccompError};
+
+pub use fortress_yaml::ManifestOptions;
+pub use steps::Step;
+
+/// The systemd user unit the gateway runs as.
+pub const GATEWAY_UNIT: &str = "openclaw-gateway.service";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenclawError {
+    #[error("state directory {path}: {why}")]
+    StateDir { path: PathBuf, why: String },
+    #[error("state directory {path} is owned by uid {owner}, not by the running user (uid {uid})")]
+    NotOwner { path: PathBuf, owner: u32, uid: u32 },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: not valid JSON: {message}", file.display())]
+    ConfigParse {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: {field}: {message}", file.display())]
+    ConfigShape {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
+    #[error("{}: bind {bind:?} would expose {what}", file.display())]
+    BindExposes {
+        file: PathBuf,
+        bind: String,
+        what: String,
+    },
+    #[error("{path} is not a regular file")]
+    NotRegular { path: PathBuf },
+    #[error("refusing to overwrite {existing}: it differs from {source_file}")]
+    Conflict {
+        existing: PathBuf,
+        source_file: PathBuf,
+    },
+    #[error("refusing to overwrite {path}: it exists with other content")]
+    Occupied { path: PathBuf },
+    #[error("bind set: {0}")]
+    BindSet(#[source] ManifestError),
+    #[error("seccomp profile: {0}")]
+    Seccomp(#[source] SeccompError),
+    #[error("{step} failed{}", rollback_text(rollback))]
+    Failed {
+        step: String,
+        #[source]
+        source: std::io::Error,
+        /// Rollback steps that failed in turn; empty when the original files are back.
+        rollback: Vec<String>,
+    },
+}
+
+fn rollback_text(rollback: &[String]) -> String {
+    if rollback.is_empty() {
+        "; every completed step was undone".into()
+    } else {
+        format!(
+            "; rolling back also failed: {} (fix by hand)",
+            rollback.join("; ")
+        )
+    }
+}
+
+impl Coded for OpenclawError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            OpenclawError::StateDir { .. }
+            | OpenclawError::NotOwner { .. }
+            | OpenclawError::Read { .. }
+            | OpenclawError::ConfigParse { .. }
+            | OpenclawError::ConfigShape { .. }
+            | OpenclawError::Conflict { .. }
+            | OpenclawError::Occupied { .. } => ErrorCode::ConfigInvalid,
+            OpenclawError::BindExposes { .. } => ErrorCode::BindForbidden,
+            OpenclawError::NotRegular { .. } => ErrorCode::SecretsInsecure,
+            OpenclawError::BindSet(e) => e.code(),
+            OpenclawError::Seccomp(e) => e.code(),
+            OpenclawError::Failed { .. } => ErrorCode::PermissionDenied,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            OpenclawError::NotOwner { .. } => {
+                Some("run as the user who owns the OpenClaw state directory".into())
+            }
+            OpenclawError::ConfigParse { .. } => Some(
+                "fix the JSON by hand first (comments and trailing commas are not JSON); \
+                 the file was not changed"
+                    .into(),
+            ),
+            OpenclawError::Conflict { .. } => {
+                Some("merge the two files by hand and remove one of them, then run it again".into())
+            }
+            OpenclawError::Occupied { path } => {
+                Some(format!("move {} aside, then run it again", path.display()))
+            }
+            OpenclawError::NotRegular { path } => Some(format!(
+                "replace {} by the regular file it points to",
+                path.display()
+            )),
+            OpenclawError::BindExposes { .. } => Some(
+                "remove that bind from agents.defaults.sandbox.docker.binds; the bind set \
+                 replaces it"
+                    .into(),
+            ),
+            OpenclawError::BindSet(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// The host and the settings `harden` works with.
+#[derive(Debug, Clone)]
+pub struct HardenOptions {
+    /// The user's home (`~`).
+    pub home: PathBuf,
+    /// The running user; the state directory must be theirs.
+    pub uid: u32,
+    /// `${VAR}` expansion in the bind set and the engine sockets it must not expose.
+    pub env: BTreeMap<String, String>,
+    /// `~/.openclaw`.
+    pub state_dir: PathBuf,
+    /// `~/.config/openclaw-secrets`.
+    pub secrets_dir: PathBuf,
+    /// The BindSet file; its sources resolve against `state_dir`.
+    pub bind_set: PathBuf,
+    /// Limits written into `openclaw.json` (and into the manifest).
+    pub limits: Limits,
+    /// Write a fortress manifest for this host too.
+    pub manifest: Option<ManifestOptions>,
+}
+
+/// The sandbox limits `harden` sets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Bytes.
+    pub memory: i64,
+    pub cpus: f64,
+    pub pids: i64,
+}
+
+impl Limits {
+    /// The manifest's built-in defaults (8Gi, 4 CPUs but no more than the host has, 512).
+    pub fn builtin(host_cpus: usize) -> Limits {
+        Limits {
+            memory: 8 << 30,
+            cpus: host_cpus.clamp(1, 4) as f64,
+            pids: 512,
+        }
+    }
+}
+
+/// The paths `harden` touches, derived from the options.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub state_dir: PathBuf,
+    pub secrets_src: PathBuf,
+    pub secrets_dir: PathBuf,
+    pub secrets_dst: PathBuf,
+    pub dropin_dir: PathBuf,
+    pub dropin: PathBuf,
+    pub config: PathBuf,
+    pub backup: PathBuf,
+    pub profile_dir: PathBuf,
+    pub profile: PathBuf,
+}
+
+impl Paths {
+    fn new(state_dir: &Path, secrets_dir: &Path, home: &Path) -> Paths {
+        let dropin_dir = home.join(".config/systemd/user/openclaw-gateway.service.d");
+        Paths {
+            state_dir: state_dir.to_path_buf(),
+            secrets_src: state_dir.join("secrets.env"),
+            secrets_dir: secrets_dir.to_path_buf(),
+            secrets_dst: secrets_dir.join("secrets.env"),
+            dropin: dropin_dir.join("secrets.conf"),
+            dropin_dir,
+            config: state_dir.join("openclaw.json"),
+            backup: state_dir.join("openclaw.json.bak"),
+            profile_dir: state_dir.join("seccomp"),
+            profile: state_dir.join("seccomp/clw-default.json"),
+        }
+    }
+}
+
+/// Every change a run would make, decided before any is made.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Decisions worth telling (kept values, why a flag was set).
+    pub notes: Vec<String>,
+    /// The unified diff of `openclaw.json`, when it changes (credential values masked).
+    pub diff: Option<String>,
+    /// What the user must do afterwards (reload the unit).
+    pub next: Vec<String>,
+}
+
+impl Plan {
+    /// True when the host is already in the planned state.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Performs a plan, all or nothing.
+pub fn execute(plan: &Plan) -> Result<(), OpenclawError> {
+    steps::execute(&plan.steps).map_err(|f| OpenclawError::Failed {
+        step: f.step,
+        source: f.error,
+        rollback: f
+            .rollback
+            .into_iter()
+            .map(|(s, e)| format!("{s}: {e}"))
+            .collect(),
+    })
+}
+
+/// The drop-in that hands the gateway its secrets from their new place.
+pub fn dropin_content(secrets_dst: &Path, home: &Path) -> String {
+    let path = match secrets_dst.strip_prefix(home) {
+        Ok(rel) => format!("%h/{}", rel.display()),
+        Err(_) => secrets_dst.display().to_string(),
+    };
+    format!("[Service]\nEnvironmentFile={path}\n")
+}
+
+/// The generated `default` seccomp profile, as written next to the state.
+pub fn profile_content() -> Result<String, OpenclawError> {
+    let profile =
+        seccomp::generate(SeccompPolicy::Default, &[], &[]).map_err(OpenclawError::Seccomp)?;
+    let mut text = profile.to_pretty_json();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+fn read(path: &Path) -> Result<Option<Vec<u8>>, OpenclawError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // A file where a directory should be is "absent" here; creating it will fail loudly.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Ok(None),
+        Err(source) => Err(OpenclawError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600)
+}
+
+/// A regular file (not a symlink), or nothing; anything else is refused.
+fn regular_file(path: &Path) -> Result<Option<(Vec<u8>, u32)>, OpenclawError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Ok(read(path)?.map(|b| (b, mode_of(path)))),
+        Ok(_) => Err(OpenclawError::NotRegular {
+            path: path.to_path_buf(),
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `CreateDir` steps for `dir` and its missing ancestors, outermost first.
+fn create_dirs(dir: &Path, mode: u32, parents_mode: u32, steps: &mut Vec<Step>) {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(d) = cursor {
+        if fs::symlink_metadata(d).is_ok() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cursor = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        let mode = if d == dir { mode } else { parents_mode };
+        if !steps
+            .iter()
+            .any(|s| matches!(s, Step::CreateDir { path, .. } if *path == d))
+        {
+            steps.push(Step::CreateDir { path: d, mode });
+        }
+    }
+}
+
+/// The state directory, checked (exists, a directory, ours) and symlink-resolved.
+fn check_state_dir(dir: &Path, uid: u32) -> Result<PathBuf, OpenclawError> {
+    let bad = |why: &str| OpenclawError::StateDir {
+        path: dir.to_path_buf(),
+        why: why.to_string(),
+    };
+    let meta = fs::metadata(dir).map_err(|e| bad(&e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(bad("not a directory"));
+    }
+    if meta.uid() != uid {
+        return Err(OpenclawError::NotOwner {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
+    }
+    fs::canonicalize(dir).map_err(|e| bad(&e.to_string()))
+}
+
+/// Plans `harden`: checks every precondition, then decides every step. Changes nothing.
+pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
+    let state = check_state_dir(&opts.state_dir, opts.uid)?;
+    let p = Paths::new(&state, &opts.secrets_dir, &opts.home);
+    let mut plan = Plan::default();
+
+    // The config must parse before anything else is decided: a broken file is never touched.
+    let original = read(&p.config)?.ok_or_else(|| OpenclawError::Read {
+        path: p.config.clone(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let original_text = String::from_utf8(original.clone()).map_err(|_| {
+        config_parse_utf8(&p.config, &original).unwrap_or(OpenclawError::ConfigShape {
+            file: p.config.clone(),
+            field: String::new(),
+            message: "not UTF-8".into(),
+        })
+    })?;
+    let current = config::parse(&original_text, &p.config)?;
+
+    // 1. Secrets.
+    let src = regular_file(&p.secrets_src)?;
+    let dst = regular_file(&p.secrets_dst)?;
+    match (&src, &dst) {
+        (Some((a, _)), Some((b, _))) if a != b => {
+            return Err(OpenclawError::Conflict {
+                existing: p.secrets_dst.clone(),
+                source_file: p.secrets_src.clone(),
+            })
+        }
+        (Some((content, mode)), Some(_)) => {
+            plan.notes.push(format!(
+                "{} is already at {}; removing the identical copy",
+                p.secrets_src.display(),
+                p.secrets_dst.display()
+            ));
+            secrets_dir_steps(&p, &mut plan.steps);
+            plan.steps.push(Step::Remove {
+                path: p.secrets_src.clone(),
+                content: content.clone(),
+                mode: *mode,
+            });
+        }
+        (Some((_, mode)), None) => {
+            secrets_dir_steps(&p, &mut plan.steps);
+            plan.steps.push(Step::Move {
+                from: p.secrets_src.clone(),
+                to: p.secrets_dst.clone(),
+                mode: 0o600,
+                mode_before: *mode,
+            });
+        }
+        (None, Some((_, mode))) => {
+            secrets_dir_steps(&p, &mut plan.steps);
+            if mode & 0o077 != 0 {
+                plan.steps.push(Step::Chmod {
+                    path: p.secrets_dst.clone(),
+                    mode: 0o600,
+                    mode_before: *mode,
+                });
+            }
+        }
+        (None, None) => plan.notes.push(format!(
+            "no secrets file at {} or {}: nothing to move",
+            p.secrets_src.display(),
+            p.secrets_dst.display()
+        )),
+    }
+
+    // 2. The systemd drop-in.
+    let dropin = dropin_content(&p.secrets_dst, &opts.home);
+    match read(&p.dropin)? {
+        Some(existing) if existing == dropin.as_bytes() => {}
+        Some(_) => {
+            return Err(OpenclawError::Occupied {
+                path: p.dropin.clone(),
+            })
+        }
+        None => {
+            create_dirs(&p.dropin_dir, 0o755, 0o755, &mut plan.steps);
+            plan.steps.push(Step::Write {
+                path: p.dropin.clone(),
+                content: dropin.into_bytes(),
+                mode: 0o644,
+                previous: None,
+            });
+        }
+    }
+
+    // 3. The bind set, resolved against this state directory.
+    let ctx = LoadContext {
+        home: opts.home.clone(),
+        env: opts.env.clone(),
+        uid: opts.uid,
+        host_cpus: 1,
+    };
+    let set = manifest::load_bind_set(&opts.bind_set, Some(&state), Some(&p.secrets_dst), &ctx)
+        .map_err(OpenclawError::BindSet)?;
+    for b in set.binds.iter().filter(|b| b.create) {
+        create_dirs(&b.source, 0o700, 0o700, &mut plan.steps);
+    }
+    let binds: Vec<String> = set
+        .binds
+        .iter()
+        .map(|b| {
+            format!(
+                "{}:{}:{}",
+                b.source.display(),
+                b.target.display(),
+                b.mode.as_str()
+            )
+        })
+        .collect();
+
+    // 4. The seccomp profile and the config.
+    let settings = config::Settings {
+        home: opts.home.clone(),
+        state_dir: state.clone(),
+        secrets_dir: opts.secrets_dir.clone(),
+        binds,
+        memory: opts.limits.memory,
+        cpus: opts.limits.cpus,
+        pids: opts.limits.pids,
+        seccomp_profile: p.profile.clone(),
+    };
+    let hardened = config::harden(&current, &settings, &p.config)?;
+    plan.notes.extend(hardened.notes);
+    let uses_profile = hardened
+        .value
+        .pointer("/agents/defaults/sandbox/docker/seccompProfile")
+        .and_then(|v| v.as_str())
+        == Some(&p.profile.display().to_string());
+    if uses_profile {
+        let profile = profile_content()?;
+        let existing = read(&p.profile)?;
+        if existing.as_deref() != Some(profile.as_bytes()) {
+            create_dirs(&p.profile_dir, 0o755, 0o755, &mut plan.steps);
+            plan.steps.push(Step::Write {
+                path: p.profile.clone(),
+                content: profile.into_bytes(),
+                mode: 0o644,
+                previous: existing.map(|e| (e, mode_of(&p.profile))),
+            });
+        }
+    }
+    if hardened.value != current {
+        let new_text = config::render(&hardened.value, &config::indent_of(&original_text));
+        plan.diff = Some(config::diff(&original_text, &new_text, "openclaw.json"));
+        let mode = mode_of(&p.config);
+        // The first backup is the pristine one: a later run never replaces it.
+        if fs::symlink_metadata(&p.backup).is_err() {
+            plan.steps.push(Step::Write {
+                path: p.backup.clone(),
+                content: original.clone(),
+                mode,
+                previous: None,
+            });
+        }
+        plan.steps.push(Step::Write {
+            path: p.config.clone(),
+            content: new_text.into_bytes(),
+            mode,
+            previous: Some((original, mode)),
+        });
+    }
+
+    // 5. The fortress manifest for this host.
+    if let Some(m) = &opts.manifest {
+        let image = current
+            .pointer("/agents/defaults/sandbox/docker/image")
+            .and_then(|v| v.as_str());
+        let files = fortress_yaml::render(m, opts, &state, &p, &set, image)?;
+        for (path, content) in files {
+            let existing = read(&path)?;
+            if existing.as_deref() != Some(content.as_bytes()) {
+                if let Some(dir) = path.parent() {
+                    create_dirs(dir, 0o755, 0o755, &mut plan.steps);
+                }
+                plan.steps.push(Step::Write {
+                    previous: existing.map(|e| (e, mode_of(&path))),
+                    path,
+                    content: content.into_bytes(),
+                    mode: 0o644,
+                });
+            }
+        }
+    }
+
+    if plan.steps.iter().any(|s| match s {
+        Step::Write { path, .. } => *path == p.dropin || *path == p.config,
+        Step::Move { .. } | Step::Remove { .. } => true,
+        _ => false,
+    }) {
+        plan.next.push(format!(
+            "systemctl --user daemon-reload && systemctl --user restart {GATEWAY_UNIT}"
+        ));
+    }
+    Ok(plan)
+}
+
+/// A UTF-8 error as a parse error at the first bad byte.
+fn config_parse_utf8(file: &Path, bytes: &[u8]) -> Option<OpenclawError> {
+    let valid = std::str::from_utf8(bytes).err()?.valid_up_to();
+    let before = &bytes[..valid];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = valid
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1)
+        + 1;
+    Some(OpenclawError::ConfigParse {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message: "invalid UTF-8".into(),
+    })
+}
+
+/// The secrets directory: created 0700 (its missing parents 0700 too), or narrowed to 0700.
+fn secrets_dir_steps(p: &Paths, steps: &mut Vec<Step>) {
+    match fs::symlink_metadata(&p.secrets_dir) {
+        Err(_) => create_dirs(&p.secrets_dir, 0o700, 0o700, steps),
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            // Re-create is not possible with content inside; a chmod is a rewrite of the mode.
+            steps.push(Step::Chmod {
+                path: p.secrets_dir.clone(),
+                mode: 0o700,
+                mode_before: m.permissions().mode() & 0o7777,
+            });
+        }
+        Ok(_) => {}
+    }
+}
+
+/// Plans `--undo`: the secrets back, the drop-in and the profile removed (when they are still
+/// exactly ours), `openclaw.json` restored from its backup. Refuses when moving the secrets
+/// back would overwrite a different `secrets.env` in the state directory. Changes nothing.
+pub fn plan_undo(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
+    let state = check_state_dir(&opts.state_dir, opts.uid)?;
+    let p = Paths::new(&state, &opts.secrets_dir, &opts.home);
+    let mut plan = Plan::default();
+    let mut removed: Vec<PathBuf> = Vec::new();
+
+    let src = regular_file(&p.secrets_src)?;
+    let dst = regular_file(&p.secrets_dst)?;
+    match (&src, &dst) {
+        (Some((a, _)), Some((b, _))) if a != b => {
+            // Both changed independently: either one would be lost.
+            return Err(OpenclawError::Conflict {
+                existing: p.secrets_src.clone(),
+                source_file: p.secrets_dst.clone(),
+            });
+        }
+        (Some(_), Some((content, mode))) => {
+            plan.steps.push(Step::Remove {
+                path: p.secrets_dst.clone(),
+                content: content.clone(),
+                mode: *mode,
+            });
+            removed.push(p.secrets_dst.clone());
+        }
+        (None, Some((_, mode))) => {
+            plan.steps.push(Step::Move {
+                from: p.secrets_dst.clone(),
+                to: p.secrets_src.clone(),
+                mode: 0o600,
+                mode_before: *mode,
+            });
+            removed.push(p.secrets_dst.clone());
+        }
+        (_, None) => {}
+    }
+    remove_dir_if_emptied(&p.secrets_dir, &removed, &mut plan.steps);
+
+    let dropin = dropin_content(&p.secrets_dst, &opts.home);
+    match read(&p.dropin)? {
+        Some(existing) if existing == dropin.as_bytes() => {
+            plan.steps.push(Step::Remove {
+                path: p.dropin.clone(),
+                content: existing,
+                mode: mode_of(&p.dropin),
+            });
+            remove_dir_if_emptied(
+                &p.dropin_dir,
+                std::slice::from_ref(&p.dropin),
+                &mut plan.steps,
+            );
+        }
+        Some(_) => plan.notes.push(format!(
+            "kept {}: it is no longer the drop-in harden wrote",
+            p.dropin.display()
+        )),
+        None => {}
+    }
+
+    match read(&p.profile)? {
+        Some(existing) if existing == profile_content()?.as_bytes() => {
+            plan.steps.push(Step::Remove {
+                path: p.profile.clone(),
+                content: existing,
+                mode: mode_of(&p.profile),
+            });
+            remove_dir_if_emptied(
+                &p.profile_dir,
+                std::slice::from_ref(&p.profile),
+                &mut plan.steps,
+            );
+        }
+        Some(_) => plan.notes.push(format!(
+            "kept {}: it is no longer the profile harden wrote",
+            p.profile.display()
+        )),
+        None => {}
+    }
+
+    match read(&p.backup)? {
+        Some(backup) => {
+            let current = read(&p.config)?;
+            if current.as_deref() != Some(&backup[..]) {
+                let old = String::from_utf8_lossy(current.as_deref().unwrap_or_default());
+                let new = String::from_utf8_lossy(&backup);
+                plan.diff = Some(config::diff(&old, &new, "openclaw.json"));
+                plan.steps.push(Step::Write {
+                    path: p.config.clone(),
+                    content: backup.clone(),
+                    mode: mode_of(&p.backup),
+                    previous: current.map(|c| (c, mode_of(&p.config))),
+                });
+            }
+            plan.steps.push(Step::Remove {
+                path: p.backup.clone(),
+                content: backup,
+                mode: mode_of(&p.backup),
+            });
+        }
+        None => plan.notes.push(format!(
+            "no {}: openclaw.json left as it is",
+            p.backup.display()
+        )),
+    }
+    if !plan.is_empty() {
+        plan.next.push(format!(
+            "systemctl --user daemon-reload && systemctl --user restart {GATEWAY_UNIT}"
+        ));
+    }
+    Ok(plan)
+}
+
+/// A `RemoveDir` step when `dir` holds nothing but `removed`.
+fn remove_dir_if_emptied(dir: &Path, removed: &[PathBuf], steps: &mut Vec<Step>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let left = entries
+        .flatten()
+        .filter(|e| !removed.contains(&e.path()))
+        .count();
+    if left == 0 {
+        steps.push(Step::RemoveDir {
+            path: dir.to_path_buf(),
+            mode: mode_of(dir),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
