@@ -4,6 +4,7 @@
 mod apply;
 mod explain;
 mod validate;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
     },
+    /// The isolation test suite: engine checks, in-sandbox probes, host-side secret scan.
+    Verify(verify::VerifyArgs),
     /// The long description of an error code.
     Explain { code: String },
     /// Shell completions.
@@ -211,6 +214,7 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
+        Command::Verify(args) => verify::run(cli, args).await,
         Command::Validate | Command::Explain { .. } | Command::Completions { .. } => {
             unreachable!("handled without a runtime")
         }
