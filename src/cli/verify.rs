@@ -96,9 +96,13 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
             "verified"
         );
         if let Some(state) = &state {
-            if let Err(e) = verify::record(state, &fortress.name, &t.name, &r, args.allow_inconclusive)
+            if let Err(e) =
+                verify::record(state, &fortress.name, &t.name, &r, args.allow_inconclusive)
             {
-                tracing::warn!("could not record the verify run: {}", crate::report::chain(&e));
+                tracing::warn!(
+                    "could not record the verify run: {}",
+                    crate::report::chain(&e)
+                );
             }
         }
         results.extend(r);

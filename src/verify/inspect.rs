@@ -231,7 +231,13 @@ pub fn check(c: &ContainerInspectResponse, expect: &Expect, s: &Sensitive) -> Ve
         .map(norm)
         .filter(|c| !allowed.contains(c))
         .collect();
-    let dropped: Vec<String> = hc.cap_drop.clone().unwrap_or_default().iter().map(norm).collect();
+    let dropped: Vec<String> = hc
+        .cap_drop
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(norm)
+        .collect();
     let mut bad = Vec::new();
     if !added.is_empty() {
         bad.push(format!("added beyond capAdd: {}", added.join(",")));
@@ -260,7 +266,12 @@ pub fn check(c: &ContainerInspectResponse, expect: &Expect, s: &Sensitive) -> Ve
     if !hc.device_requests.clone().unwrap_or_default().is_empty() {
         bad.push("device requests (GPUs)".into());
     }
-    if !hc.device_cgroup_rules.clone().unwrap_or_default().is_empty() {
+    if !hc
+        .device_cgroup_rules
+        .clone()
+        .unwrap_or_default()
+        .is_empty()
+    {
         bad.push("device cgroup rules".into());
     }
     out.push(pass_or_fail("config.no-devices", bad, "no host devices"));
@@ -279,7 +290,10 @@ pub fn check(c: &ContainerInspectResponse, expect: &Expect, s: &Sensitive) -> Ve
             format!(
                 "{} is {}",
                 m.destination.clone().unwrap_or_default(),
-                m.propagation.clone().map(|p| p.to_string()).unwrap_or_default()
+                m.propagation
+                    .clone()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
             )
         })
         .collect();
@@ -303,10 +317,7 @@ mod tests {
                 network_mode: Some("none".into()),
                 ipc_mode: Some("private".into()),
                 readonly_rootfs: Some(true),
-                security_opt: Some(vec![
-                    "no-new-privileges:true".into(),
-                    "seccomp={}".into(),
-                ]),
+                security_opt: Some(vec!["no-new-privileges:true".into(), "seccomp={}".into()]),
                 cap_drop: Some(vec!["ALL".into()]),
                 memory: Some(64 << 20),
                 nano_cpus: Some(500_000_000),
@@ -413,8 +424,7 @@ mod tests {
                     }])
             }),
             ("config.propagation", |c| {
-                c.mounts.as_mut().unwrap()[0].propagation =
-                    Some("rshared".into())
+                c.mounts.as_mut().unwrap()[0].propagation = Some("rshared".into())
             }),
         ];
         for (probe, weaken) in cases {

@@ -579,7 +579,10 @@ async fn verify_inner<E: Engine>(
             Outcome::Fail,
             "the container is not running; in-sandbox probes could not run",
         )];
-        out.extend(everything_inconclusive(expect, "the sandbox is not running"));
+        out.extend(everything_inconclusive(
+            expect,
+            "the sandbox is not running",
+        ));
         out.extend(config);
         return out;
     }
@@ -654,8 +657,14 @@ async fn verify_inner<E: Engine>(
             .map(|m| Needles::new(m, inputs.options.min_secret_len))
             .unwrap_or_else(|| Needles::new(&SecretMap::default(), 1)),
     );
-    let (archive, mut budget) =
-        scan_archive(engine, &target.container, names.clone(), needles.clone(), budget).await;
+    let (archive, mut budget) = scan_archive(
+        engine,
+        &target.container,
+        names.clone(),
+        needles.clone(),
+        budget,
+    )
+    .await;
     let mut findings = Vec::new();
     let mut name_hits = Vec::new();
     let mut incomplete = Vec::new();
@@ -831,7 +840,10 @@ fn env_clean(
         return ProbeResult::new(
             "secrets.env-clean",
             Outcome::Fail,
-            format!("secret values in the environment: {}", join_findings(&findings)),
+            format!(
+                "secret values in the environment: {}",
+                join_findings(&findings)
+            ),
         );
     }
     if split.environ.is_empty() {
@@ -994,7 +1006,11 @@ mod tests {
 
     #[test]
     fn inconclusive_counts_as_failure_unless_allowed() {
-        let r = vec![ProbeResult::new("net.none", Outcome::Inconclusive, "nc missing")];
+        let r = vec![ProbeResult::new(
+            "net.none",
+            Outcome::Inconclusive,
+            "nc missing",
+        )];
         assert!(!passed(&r, false));
         assert!(passed(&r, true));
     }

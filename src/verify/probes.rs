@@ -49,7 +49,10 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 fn words(list: &[String]) -> String {
-    list.iter().map(|s| sh_quote(s)).collect::<Vec<_>>().join(" ")
+    list.iter()
+        .map(|s| sh_quote(s))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The script, for `sh -c`. POSIX sh and busybox-level tools only; every tool is optional
@@ -179,7 +182,8 @@ fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
             {
                 out.push(v);
                 i += 4;
@@ -662,7 +666,9 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
         let extra: Vec<String> = facts
             .mounts
             .iter()
-            .filter(|m| !standard_mount(&m.mount_point) && !declared.contains(m.mount_point.as_str()))
+            .filter(|m| {
+                !standard_mount(&m.mount_point) && !declared.contains(m.mount_point.as_str())
+            })
             .map(|m| format!("{} ({} {})", m.mount_point, m.fstype, m.root))
             .collect();
         out.push(if facts.mounts.is_empty() {
@@ -675,10 +681,7 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
             r(
                 "fs.no-extra-mounts",
                 Outcome::Pass,
-                format!(
-                    "{} mounts, all declared or standard",
-                    facts.mounts.len()
-                ),
+                format!("{} mounts, all declared or standard", facts.mounts.len()),
             )
         } else {
             r(
@@ -702,8 +705,11 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
             .filter(|p| engine_name(p))
             .map(|p| format!("{p} (by name)"))
             .collect();
-        let mount_points: BTreeSet<&str> =
-            facts.mounts.iter().map(|m| m.mount_point.as_str()).collect();
+        let mount_points: BTreeSet<&str> = facts
+            .mounts
+            .iter()
+            .map(|m| m.mount_point.as_str())
+            .collect();
         bad.extend(
             facts
                 .found_sockets
@@ -944,7 +950,12 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
     {
         let mut bad = Vec::new();
         if expect.network_none {
-            let others: Vec<String> = facts.ifaces.iter().filter(|i| *i != "lo").cloned().collect();
+            let others: Vec<String> = facts
+                .ifaces
+                .iter()
+                .filter(|i| *i != "lo")
+                .cloned()
+                .collect();
             if !others.is_empty() {
                 bad.push(format!("interfaces besides lo: {}", list(&others)));
             }
@@ -1004,7 +1015,8 @@ fn cg<'a>(facts: &'a Facts, paths: &[&str]) -> Option<(&'a str, &'a str)> {
 }
 
 fn show(v: Option<i64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "unlimited".into())
+    v.map(|v| v.to_string())
+        .unwrap_or_else(|| "unlimited".into())
 }
 
 fn limits(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResult> {

@@ -97,7 +97,11 @@ pub fn junit(results: &[ProbeResult], allow_inconclusive: bool) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let groups = grouped(results);
     let (_, f, i) = counts(results);
-    let (all_fail, all_skip) = if allow_inconclusive { (f, i) } else { (f + i, 0) };
+    let (all_fail, all_skip) = if allow_inconclusive {
+        (f, i)
+    } else {
+        (f + i, 0)
+    };
     let _ = writeln!(
         out,
         "<testsuites name=\"clw-fortress verify\" tests=\"{}\" failures=\"{all_fail}\" errors=\"0\" skipped=\"{all_skip}\">",
@@ -178,7 +182,10 @@ mod tests {
         assert_eq!(lines[0], "sandbox a: 1 passed, 1 failed, 0 inconclusive");
         assert!(lines[1].starts_with("  pass "), "{t}");
         assert!(lines[2].contains("limits.pids") && lines[2].contains("fail"));
-        assert!(lines.last().unwrap().starts_with("verify FAIL: 2 sandbox(es), 3 probes"));
+        assert!(lines
+            .last()
+            .unwrap()
+            .starts_with("verify FAIL: 2 sandbox(es), 3 probes"));
         assert!(!t.contains('\x1b'));
         assert!(text(&sample(), true, false).contains('\x1b'));
     }

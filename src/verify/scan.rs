@@ -80,12 +80,19 @@ impl Needles {
     }
 
     /// Keys found in a stream; stops early when `budget` runs out.
-    fn find_in_reader<R: Read>(&self, reader: R, budget: &mut Budget) -> std::io::Result<Vec<String>> {
+    fn find_in_reader<R: Read>(
+        &self,
+        reader: R,
+        budget: &mut Budget,
+    ) -> std::io::Result<Vec<String>> {
         let Some(ac) = &self.ac else {
             return Ok(Vec::new());
         };
         let mut found = Vec::new();
-        let limited = Limited { inner: reader, budget };
+        let limited = Limited {
+            inner: reader,
+            budget,
+        };
         for m in ac.stream_find_iter(limited) {
             found.push(self.keys[m?.pattern().as_usize()].clone());
         }

@@ -86,25 +86,89 @@ fn a_hardened_sandbox_passes_every_in_sandbox_probe() {
 #[test]
 fn each_weakened_fact_fails_exactly_its_probe() {
     let cases: &[(&str, &str, &str)] = &[
-        ("STATUS\tself\tCapBnd:\t0000000000000000", "STATUS\tself\tCapBnd:\t0000000000200000", "proc.caps-empty:fail"),
-        ("STATUS\tself\tNoNewPrivs:\t1", "STATUS\tself\tNoNewPrivs:\t0", "proc.no-new-privs:fail"),
-        ("STATUS\tself\tSeccomp:\t2", "STATUS\tself\tSeccomp:\t0", "proc.seccomp-filter:fail"),
-        ("STATUS\t1\tUid:\t1000", "STATUS\t1\tUid:\t0", "proc.non-root:fail"),
-        ("PID1\t736c656570003336303000", "PID1\t2f7362696e2f696e697400", "proc.pid-namespace:fail"),
+        (
+            "STATUS\tself\tCapBnd:\t0000000000000000",
+            "STATUS\tself\tCapBnd:\t0000000000200000",
+            "proc.caps-empty:fail",
+        ),
+        (
+            "STATUS\tself\tNoNewPrivs:\t1",
+            "STATUS\tself\tNoNewPrivs:\t0",
+            "proc.no-new-privs:fail",
+        ),
+        (
+            "STATUS\tself\tSeccomp:\t2",
+            "STATUS\tself\tSeccomp:\t0",
+            "proc.seccomp-filter:fail",
+        ),
+        (
+            "STATUS\t1\tUid:\t1000",
+            "STATUS\t1\tUid:\t0",
+            "proc.non-root:fail",
+        ),
+        (
+            "PID1\t736c656570003336303000",
+            "PID1\t2f7362696e2f696e697400",
+            "proc.pid-namespace:fail",
+        ),
         ("pids.max\t64", "pids.max\tmax", "limits.pids:fail"),
-        ("limit_in_bytes\t67108864", "limit_in_bytes\t9223372036854771712", "limits.memory:fail"),
+        (
+            "limit_in_bytes\t67108864",
+            "limit_in_bytes\t9223372036854771712",
+            "limits.memory:fail",
+        ),
         ("cfs_quota_us\t50000", "cfs_quota_us\t-1", "limits.cpu:fail"),
         ("META\tclosed", "META\topen", "net.none:fail"),
-        ("NETDEV\t    lo:", "NETDEV\t  eth0: 1 2\nNETDEV\t    lo:", "net.none:fail"),
-        ("WRITE\tro\t/logs\terr\tsh: can't create /logs/.clw: Read-only file system", "WRITE\tro\t/logs\tok", "fs.ro-binds:fail"),
-        ("WRITE\trw\t/agent-workspace\tok", "WRITE\trw\t/agent-workspace\terr\tPermission denied", "fs.rw-binds:fail"),
-        ("/ ro,relatime master:5", "/ rw,relatime master:5", "fs.root-readonly:fail"),
-        ("FINDDONE", "FIND\tname\t/cfg/secrets.env\nFINDDONE", "secrets.file-absent:fail"),
-        ("FINDDONE", "FIND\tsock\t/run/docker.sock\nFINDDONE", "engine.no-socket:fail"),
-        ("FINDDONE", "MOUNT\t300 196 0:9 / /mnt rw - ext4 /dev/vda rw\nFINDDONE", "fs.no-extra-mounts:fail"),
-        ("FINDDONE", "EXISTS\tdeny\t/h/credentials\nFINDDONE", "secrets.deny-absent:fail"),
-        ("SYSCALL\tunshare\terr\tunshare: Operation not permitted", "SYSCALL\tunshare\tok", "seccomp.denied:fail"),
-        ("SYSCALL\tunshare\terr\tunshare: Operation not permitted", "SYSCALL\tunshare\tmissing", "seccomp.denied:inconclusive"),
+        (
+            "NETDEV\t    lo:",
+            "NETDEV\t  eth0: 1 2\nNETDEV\t    lo:",
+            "net.none:fail",
+        ),
+        (
+            "WRITE\tro\t/logs\terr\tsh: can't create /logs/.clw: Read-only file system",
+            "WRITE\tro\t/logs\tok",
+            "fs.ro-binds:fail",
+        ),
+        (
+            "WRITE\trw\t/agent-workspace\tok",
+            "WRITE\trw\t/agent-workspace\terr\tPermission denied",
+            "fs.rw-binds:fail",
+        ),
+        (
+            "/ ro,relatime master:5",
+            "/ rw,relatime master:5",
+            "fs.root-readonly:fail",
+        ),
+        (
+            "FINDDONE",
+            "FIND\tname\t/cfg/secrets.env\nFINDDONE",
+            "secrets.file-absent:fail",
+        ),
+        (
+            "FINDDONE",
+            "FIND\tsock\t/run/docker.sock\nFINDDONE",
+            "engine.no-socket:fail",
+        ),
+        (
+            "FINDDONE",
+            "MOUNT\t300 196 0:9 / /mnt rw - ext4 /dev/vda rw\nFINDDONE",
+            "fs.no-extra-mounts:fail",
+        ),
+        (
+            "FINDDONE",
+            "EXISTS\tdeny\t/h/credentials\nFINDDONE",
+            "secrets.deny-absent:fail",
+        ),
+        (
+            "SYSCALL\tunshare\terr\tunshare: Operation not permitted",
+            "SYSCALL\tunshare\tok",
+            "seccomp.denied:fail",
+        ),
+        (
+            "SYSCALL\tunshare\terr\tunshare: Operation not permitted",
+            "SYSCALL\tunshare\tmissing",
+            "seccomp.denied:inconclusive",
+        ),
         ("META\tclosed\n", "", "net.none:inconclusive"),
     ];
     for (from, to, want) in cases {
@@ -119,7 +183,10 @@ fn a_missing_find_or_a_cut_script_is_inconclusive_not_pass() {
     let f = failing(&GOOD.replace("FINDDONE\n", ""));
     assert_eq!(
         f,
-        ["secrets.file-absent:inconclusive", "engine.no-socket:inconclusive"]
+        [
+            "secrets.file-absent:inconclusive",
+            "engine.no-socket:inconclusive"
+        ]
     );
     let cut = failing(&GOOD.replace("END\n", ""));
     assert_eq!(cut.len(), crate::verify::SANDBOX_PROBES.len() - 2);
@@ -141,7 +208,9 @@ fn adopted_containers_skip_the_bind_probes() {
 
 #[test]
 fn mountinfo_lines_are_parsed_with_escapes() {
-    let m = parse_mountinfo("36 35 98:0 /mnt\\040x /a\\040b ro,noatime master:1 - ext3 /dev/root rw").unwrap();
+    let m =
+        parse_mountinfo("36 35 98:0 /mnt\\040x /a\\040b ro,noatime master:1 - ext3 /dev/root rw")
+            .unwrap();
     assert_eq!(m.root, "/mnt x");
     assert_eq!(m.mount_point, "/a b");
     assert!(m.read_only);
