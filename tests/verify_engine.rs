@@ -539,3 +539,33 @@ fn adopted_containers_are_verified_by_container_name_without_bind_probes() {
         .iter()
         .any(|r| r["sandbox"] == fx.sandbox().as_str()));
 }
+
+#[test]
+fn a_content_scan_cut_by_its_byte_bound_is_inconclusive_and_names_the_bound() {
+    require_engine();
+    let fx = Fixture::new("vbound");
+    apply_ok(&fx);
+    let (out, results) = verify(&fx, &["--scan-max-bytes", "100Ki"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let scan = results
+        .iter()
+        .find(|r| r["probe"] == "secrets.content-scan")
+        .unwrap();
+    assert_eq!(scan["outcome"], "inconclusive", "{scan}");
+    assert!(
+        scan["detail"]
+            .as_str()
+            .unwrap()
+            .contains("102400 byte bound"),
+        "{scan}"
+    );
+    assert_eq!(outcomes(&results, "fail"), set(&[]));
+    // Accepted when inconclusive is allowed.
+    let ok = fx.run(&[
+        "verify",
+        "--scan-max-bytes",
+        "100Ki",
+        "--allow-inconclusive",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+}
