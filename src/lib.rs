@@ -14,3 +14,4 @@ pub mod seccomp;
 pub mod secrets;
 pub mod spec;
 pub mod state;
+pub mod verify;

@@ -15,8 +15,9 @@ use crate::error::{Coded, ErrorCode};
 
 /// Schema migrations, oldest first. Append only: a released migration never changes.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE audit (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE audit (
             id       INTEGER PRIMARY KEY,
             ts_ms    INTEGER NOT NULL,
             actor    TEXT NOT NULL,
@@ -26,7 +27,23 @@ fn migrations() -> Migrations<'static> {
             detail   TEXT NOT NULL DEFAULT ''
         );
         CREATE INDEX audit_target ON audit(target, ts_ms);",
-    )])
+        ),
+        // verify: one row per sandbox per run (counts and failed probe ids, never details).
+        M::up(
+            "CREATE TABLE verify_run (
+            id            INTEGER PRIMARY KEY,
+            ts_ms         INTEGER NOT NULL,
+            fortress      TEXT NOT NULL,
+            sandbox       TEXT NOT NULL,
+            passed        INTEGER NOT NULL,
+            failed        INTEGER NOT NULL,
+            inconclusive  INTEGER NOT NULL,
+            outcome       TEXT NOT NULL,
+            not_passed    TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX verify_run_sandbox ON verify_run(sandbox, id);",
+        ),
+    ])
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +304,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/state.db");
         let s = State::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert!(s.schema_version().unwrap() >= 1);
         s.check_integrity().unwrap();
         let mode = std::fs::metadata(path.parent().unwrap())
             .unwrap()

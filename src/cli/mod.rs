@@ -6,6 +6,7 @@ mod explain;
 mod openclaw;
 mod seccomp;
 mod validate;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: seccomp::SeccompCommand,
     },
+    /// The isolation test suite: engine checks, in-sandbox probes, host-side secret scan.
+    Verify(verify::VerifyArgs),
     /// The long description of an error code.
     Explain { code: String },
     /// Harden an OpenClaw install (secrets out of the state directory, narrow sandbox binds).
@@ -225,6 +228,7 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
+        Command::Verify(args) => verify::run(cli, args).await,
         Command::Validate
         | Command::Seccomp { .. }
         | Command::Explain { .. }

@@ -1,0 +1,158 @@
+//! `verify`: run the isolation suite over the fortress's sandboxes (and adopted containers),
+//! print or write the report, record each sandbox's run, and exit 0 only when all passed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Cli, CmdResult};
+use crate::engine::Engine;
+use crate::error::{exit, ErrorCode};
+use crate::report::ErrorReport;
+use crate::verify::{self, report, Inputs, Options};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Junit,
+}
+
+/// The flags of `verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// Verify only this sandbox (or adopted container name).
+    #[arg(long, value_name = "N")]
+    pub sandbox: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the report to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Also verify containers matching the manifest's `adopt` selectors.
+    #[arg(long)]
+    pub adopted: bool,
+    /// Count inconclusive probes (tool missing, exec refused) as passed.
+    #[arg(long)]
+    pub allow_inconclusive: bool,
+    /// Stop the host-side content scan after this many bytes per sandbox (e.g. 512Mi).
+    #[arg(long, value_name = "SIZE", default_value = "512Mi", value_parser = parse_size)]
+    pub scan_max_bytes: u64,
+    /// Stop the host-side content scan after this long per sandbox (e.g. 60s).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub scan_timeout: Duration,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::manifest::units::parse_size(s).map(|n| n.max(0) as u64)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::manifest::units::parse_duration(s)
+}
+
+pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
+    let fortress = cli.load()?;
+    let engine = cli.connect(Some(&fortress)).await?;
+    let info = engine.info().await.map_err(|e| super::report_of(&e))?;
+    let targets = verify::targets(&engine, &fortress, args.sandbox.as_deref(), args.adopted)
+        .await
+        .map_err(|e| super::report_of(&e))?;
+    let uid = nix::unistd::getuid().as_raw();
+    // A secrets file that cannot be read makes the value scans inconclusive, not the run
+    // impossible: the other probes still say something. The error names the file, no value.
+    let secrets = fortress.secrets_file.as_deref().map(|f| {
+        crate::secrets::read(f, uid).map_err(|e| {
+            let r = ErrorReport::from_error(&e);
+            format!("error[{}]: {}", r.code, r.message)
+        })
+    });
+    let inputs = Inputs {
+        secrets_file: fortress.secrets_file.clone(),
+        secrets,
+        deny: fortress
+            .bind_sets
+            .iter()
+            .flat_map(|b| b.deny.iter().cloned())
+            .collect(),
+        host_cpus: info.ncpu,
+        options: Options {
+            allow_inconclusive: args.allow_inconclusive,
+            scan_max_bytes: args.scan_max_bytes,
+            scan_timeout: args.scan_timeout,
+            ..Options::default()
+        },
+    };
+    let state = cli.open_state(&fortress).ok();
+    let mut results = Vec::new();
+    for t in &targets {
+        let (r, stats) = verify::verify_target(&engine, t, &inputs).await;
+        tracing::info!(
+            sandbox = %t.name,
+            execs = stats.execs,
+            scanned_bytes = stats.scanned_bytes,
+            scanned_files = stats.scanned_files,
+            elapsed_ms = stats.elapsed_ms,
+            "verified"
+        );
+        if let Some(state) = &state {
+            if let Err(e) =
+                verify::record(state, &fortress.name, &t.name, &r, args.allow_inconclusive)
+            {
+                tracing::warn!(
+                    "could not record the verify run: {}",
+                    crate::report::chain(&e)
+                );
+            }
+        }
+        results.extend(r);
+    }
+
+    let rendered = match args.format {
+        Format::Text => report::text(
+            &results,
+            args.out.is_none() && super::colour(),
+            args.allow_inconclusive,
+        ),
+        Format::Json => report::json(&results) + "\n",
+        Format::Junit => report::junit(&results, args.allow_inconclusive),
+    };
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &rendered).map_err(|e| {
+                ErrorReport::new(
+                    ErrorCode::PermissionDenied,
+                    format!("cannot write the report to {}: {e}", path.display()),
+                )
+            })?;
+            if args.format == Format::Text || !cli.quiet {
+                let (p, f, i) = verify::counts(&results);
+                println!(
+                    "verify: {p} passed, {f} failed, {i} inconclusive; report written to {}",
+                    path.display()
+                );
+            }
+        }
+        None => print!("{rendered}"),
+    }
+    let ok = verify::passed(&results, args.allow_inconclusive);
+    if !ok {
+        let (_, f, i) = verify::counts(&results);
+        let failing: Vec<String> = results
+            .iter()
+            .filter(|r| r.outcome == verify::Outcome::Fail)
+            .map(|r| format!("{}/{}", r.sandbox, r.probe))
+            .collect();
+        let mut r = ErrorReport::new(
+            ErrorCode::IsolationBreach,
+            format!("{f} probe(s) failed, {i} inconclusive"),
+        )
+        .with_hint("`clw-fortress explain clw-isolation-breach` describes each probe and its fix");
+        r.details = failing;
+        if !cli.quiet {
+            eprint!("{}", r.render_text());
+        }
+        return Ok(exit::FOUND_FAILURES);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,1147 @@
+//! The in-sandbox half of `verify`: the one POSIX `sh` script exec'd per sandbox, the parsing
+//! of what it prints, and the pure decisions that turn those facts into probe outcomes.
+//!
+//! The script only *observes* (status, mountinfo, cgroup files, interfaces, writes of empty
+//! probe files that it removes again) and prints facts as tab-separated lines; every decision
+//! is made here on the host, so it can be unit-tested. It must never carry a secret value: it
+//! looks for paths and names only. After the facts it streams, framed by a per-run nonce, the
+//! raw bytes the host searches for secret values (`/proc/*/environ`, a tar of tmpfs mounts).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Expect, Outcome, ProbeResult};
+
+/// Which in-sandbox paths and mounts one run looks at (derived from the manifest and the
+/// container's actual mounts; never a secret value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScriptInput {
+    /// Random per run; frames the binary sections of the output.
+    pub nonce: String,
+    /// File names searched for anywhere (`secrets.env`, the secrets file's own name).
+    pub secret_names: Vec<String>,
+    /// Paths where the secrets file would be if a mount exposed it.
+    pub secret_paths: Vec<String>,
+    /// Paths where a `deny` path would be if a mount exposed it.
+    pub deny_paths: Vec<String>,
+    pub ro_targets: Vec<String>,
+    pub rw_targets: Vec<String>,
+    pub root_readonly: bool,
+    /// Tmpfs mount points whose content is streamed out for the host-side scan.
+    pub tmpfs: Vec<String>,
+    /// Sample syscalls to try (`unshare`, `mount`), those the policy denies.
+    pub syscalls: Vec<String>,
+}
+
+/// File names of engine sockets (Docker, Podman, containerd, CRI-O, BuildKit).
+pub const ENGINE_SOCKET_NAMES: [&str; 7] = [
+    "docker.sock",
+    "podman.sock",
+    "containerd.sock",
+    "crio.sock",
+    "cri-dockerd.sock",
+    "buildkitd.sock",
+    "dockershim.sock",
+];
+
+/// Single-quoted for `sh`: safe for any byte but NUL.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn words(list: &[String]) -> String {
+    list.iter()
+        .map(|s| sh_quote(s))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The script, for `sh -c`. POSIX sh and busybox-level tools only; every tool is optional
+/// (a missing one turns its probe inconclusive, never pass).
+pub fn script(input: &ScriptInput) -> String {
+    let mut find_names: Vec<String> = input.secret_names.clone();
+    find_names.extend(ENGINE_SOCKET_NAMES.iter().map(|s| s.to_string()));
+    let find_expr = find_names
+        .iter()
+        .map(|n| format!("-name {}", sh_quote(n)))
+        .collect::<Vec<_>>()
+        .join(" -o ");
+    let tmpfs_rel: Vec<String> = input
+        .tmpfs
+        .iter()
+        .map(|t| t.trim_start_matches('/').to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    format!(
+        r#"N={nonce}
+T="$(printf '\t')"
+emit() ( IFS="$T"; printf '%s\n' "$*" )
+clean() {{ printf '%s' "$1" | tr '\n\t' '  '; }}
+has() {{ command -v "$1" >/dev/null 2>&1; }}
+for t in find tar unshare mount nc od timeout; do has "$t" && emit TOOL "$t"; done
+emit UID "$(id -u 2>/dev/null)"
+for p in self 1; do
+  while IFS= read -r l; do
+    case "$l" in Uid:*|Cap*|NoNewPrivs:*|Seccomp:*) emit STATUS "$p" "$l";; esac
+  done < /proc/$p/status
+done
+while IFS= read -r l; do emit MOUNT "$l"; done < /proc/self/mountinfo
+has od && emit PID1 "$(od -An -v -tx1 /proc/1/cmdline 2>/dev/null | tr -d ' \n')"
+for f in /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+  /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us \
+  /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us \
+  /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max; do
+  [ -r "$f" ] && emit CG "$f" "$(head -n 1 "$f" 2>/dev/null)"
+done
+while IFS= read -r l; do emit NETDEV "$l"; done < /proc/net/dev
+while IFS= read -r l; do
+  case "$l" in *docker*|*containerd*|*podman*|*crio*|*libpod*|*buildkit*) emit UNIX "$l";; esac
+done < /proc/net/unix
+if has nc; then
+  if nc -w 2 169.254.169.254 80 </dev/null >/dev/null 2>&1; then emit META open; else emit META closed; fi
+fi
+if has find; then
+  find / \( -path /proc -o -path /sys \) -prune -o \( -type s -o {find_expr} \) -print 2>/dev/null |
+  while IFS= read -r p; do if [ -S "$p" ]; then emit FIND sock "$p"; else emit FIND name "$p"; fi; done
+  emit FINDDONE
+fi
+for p in {secret_paths}; do {{ [ -e "$p" ] || [ -L "$p" ]; }} && emit EXISTS secret "$p"; done
+for p in {deny_paths}; do {{ [ -e "$p" ] || [ -L "$p" ]; }} && emit EXISTS deny "$p"; done
+probe_write() {{
+  if [ ! -e "$2" ]; then emit WRITE "$1" "$2" missing; return; fi
+  if [ -d "$2" ]; then w="$2/.clw-verify-$N"; else w="$2"; fi
+  # Append nothing: on a file this changes nothing even when the write is (wrongly) allowed.
+  if err=$( (true >> "$w") 2>&1 ); then
+    [ -d "$2" ] && rm -f "$w"
+    emit WRITE "$1" "$2" ok
+  else
+    emit WRITE "$1" "$2" err "$(clean "$err")"
+  fi
+}}
+for p in {ro}; do probe_write ro "$p"; done
+for p in {rw}; do probe_write rw "$p"; done
+{root}
+for s in {syscalls}; do
+  case "$s" in
+  unshare) if has unshare; then
+      if err=$(unshare -U true 2>&1); then emit SYSCALL unshare ok; else emit SYSCALL unshare err "$(clean "$err")"; fi
+    else emit SYSCALL unshare missing; fi;;
+  mount) d=""
+    for t in {tmpfs}; do [ -w "$t" ] && d="$t/.clw-verify-mnt-$N" && break; done
+    if has mount && [ -n "$d" ] && mkdir "$d" 2>/dev/null; then
+      if err=$(mount -t tmpfs clw-verify "$d" 2>&1); then umount "$d" 2>/dev/null; emit SYSCALL mount ok
+      else emit SYSCALL mount err "$(clean "$err")"; fi
+      rmdir "$d" 2>/dev/null
+    else emit SYSCALL mount missing; fi;;
+  esac
+done
+emit END
+for d in /proc/[0-9]*; do
+  p=${{d#/proc/}}
+  printf '\n--clw-%s-env %s--\n' "$N" "$p"
+  cat "$d/environ" 2>/dev/null || {{ [ -d "$d" ] && printf '\n--clw-%s-unreadable %s--\n' "$N" "$p"; }}
+done
+{tar}
+"#,
+        nonce = sh_quote(&input.nonce),
+        secret_paths = words(&input.secret_paths),
+        deny_paths = words(&input.deny_paths),
+        ro = words(&input.ro_targets),
+        rw = words(&input.rw_targets),
+        root = if input.root_readonly {
+            "probe_write root /\nprobe_write root /etc"
+        } else {
+            ""
+        },
+        syscalls = words(&input.syscalls),
+        tmpfs = words(&input.tmpfs),
+        tar = if tmpfs_rel.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "printf '\\n--clw-%s-tar--\\n' \"$N\"\nif has tar; then tar -c -f - -C / {} 2>/dev/null; rc=$?; else rc=notar; fi\nprintf '\\n--clw-%s-tarrc %s--\\n' \"$N\" \"$rc\"",
+                words(&tmpfs_rel)
+            )
+        },
+    )
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountLine {
+    pub root: String,
+    pub mount_point: String,
+    pub read_only: bool,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// `\040`-style octal escapes of mountinfo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_mountinfo(line: &str) -> Option<MountLine> {
+    let (left, right) = line.split_once(" - ")?;
+    let l: Vec<&str> = left.split(' ').collect();
+    let r: Vec<&str> = right.split(' ').collect();
+    if l.len() < 6 || r.len() < 2 {
+        return None;
+    }
+    Some(MountLine {
+        root: unescape(l[3]),
+        mount_point: unescape(l[4]),
+        read_only: l[5].split(',').any(|o| o == "ro"),
+        fstype: r[0].to_string(),
+        source: unescape(r[1]),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    Ok,
+    Missing,
+    Err(String),
+}
+
+/// What the script saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub tools: BTreeSet<String>,
+    pub uid: Option<u32>,
+    /// `self` / `1` -> field -> value.
+    pub status: BTreeMap<String, BTreeMap<String, String>>,
+    pub mounts: Vec<MountLine>,
+    pub pid1_cmdline: Option<Vec<u8>>,
+    pub cgroup: BTreeMap<String, String>,
+    pub ifaces: Vec<String>,
+    pub unix: Vec<String>,
+    /// `Some(true)` when 169.254.169.254:80 accepted a connection.
+    pub metadata_open: Option<bool>,
+    pub find_done: bool,
+    pub found_sockets: Vec<String>,
+    pub found_names: Vec<String>,
+    pub exists_secret: Vec<String>,
+    pub exists_deny: Vec<String>,
+    /// (kind `ro`/`rw`/`root`, path, result).
+    pub writes: Vec<(String, String, WriteResult)>,
+    pub syscalls: BTreeMap<String, WriteResult>,
+    /// The script reached its end (it was not cut short).
+    pub complete: bool,
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    hex::decode(s.trim()).ok()
+}
+
+/// Parses the text section of the script's output.
+pub fn parse_facts(text: &str) -> Facts {
+    let mut f = Facts::default();
+    for line in text.lines() {
+        let mut parts = line.splitn(2, '\t');
+        let tag = parts.next().unwrap_or("");
+        let rest = parts.next().unwrap_or("");
+        let fields: Vec<&str> = rest.split('\t').collect();
+        match tag {
+            "TOOL" => {
+                f.tools.insert(rest.to_string());
+            }
+            "UID" => f.uid = rest.trim().parse().ok(),
+            "STATUS" => {
+                let mut p = rest.splitn(2, '\t');
+                let who = p.next().unwrap_or("").to_string();
+                let l = p.next().unwrap_or("");
+                if let Some((k, v)) = l.split_once(':') {
+                    f.status
+                        .entry(who)
+                        .or_default()
+                        .insert(k.to_string(), v.trim().to_string());
+                }
+            }
+            "MOUNT" => f.mounts.extend(parse_mountinfo(rest)),
+            "PID1" => f.pid1_cmdline = hex_decode(rest).filter(|b| !b.is_empty()),
+            "CG" if fields.len() >= 2 => {
+                f.cgroup
+                    .insert(fields[0].to_string(), fields[1].trim().to_string());
+            }
+            "NETDEV" => {
+                if let Some((name, _)) = rest.split_once(':') {
+                    let name = name.trim();
+                    if !name.is_empty() && !name.contains('|') {
+                        f.ifaces.push(name.to_string());
+                    }
+                }
+            }
+            "UNIX" => f.unix.push(rest.to_string()),
+            "META" => f.metadata_open = Some(rest == "open"),
+            "FIND" if fields.len() >= 2 => match fields[0] {
+                "sock" => f.found_sockets.push(fields[1].to_string()),
+                _ => f.found_names.push(fields[1].to_string()),
+            },
+            "FINDDONE" => f.find_done = true,
+            "EXISTS" if fields.len() >= 2 => match fields[0] {
+                "secret" => f.exists_secret.push(fields[1].to_string()),
+                _ => f.exists_deny.push(fields[1].to_string()),
+            },
+            "WRITE" if fields.len() >= 3 => {
+                let r = match fields[2] {
+                    "ok" => WriteResult::Ok,
+                    "missing" => WriteResult::Missing,
+                    _ => WriteResult::Err(fields.get(3).unwrap_or(&"").to_string()),
+                };
+                f.writes
+                    .push((fields[0].to_string(), fields[1].to_string(), r));
+            }
+            "SYSCALL" if !fields.is_empty() => {
+                let r = match fields.get(1).copied() {
+                    Some("ok") => WriteResult::Ok,
+                    Some("err") => WriteResult::Err(fields.get(2).unwrap_or(&"").to_string()),
+                    _ => WriteResult::Missing,
+                };
+                f.syscalls.insert(fields[0].to_string(), r);
+            }
+            "END" => f.complete = true,
+            _ => {}
+        }
+    }
+    f
+}
+
+/// The script's stdout, split into its framed sections.
+#[derive(Debug, Default, PartialEq)]
+pub struct Output {
+    pub facts: Facts,
+    /// pid -> raw environ bytes.
+    pub environ: Vec<(String, Vec<u8>)>,
+    /// pids whose environ could not be read.
+    pub unreadable: Vec<String>,
+    /// The tar of the tmpfs mounts, when there were any.
+    pub tar: Option<Vec<u8>>,
+    /// tar's exit status as printed (`0`, `1`, `notar`); `None` when the stream was cut.
+    pub tar_rc: Option<String>,
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if from > hay.len() {
+        return None;
+    }
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// Splits the output at the `\n--clw-<nonce>-` markers. Each marker carries a kind and an
+/// argument up to `--\n`; bytes up to the next marker belong to it.
+pub fn split_output(stdout: &[u8], nonce: &str) -> Output {
+    let marker = format!("\n--clw-{nonce}-");
+    let m = marker.as_bytes();
+    let first = find(stdout, m, 0).unwrap_or(stdout.len());
+    let mut out = Output {
+        facts: parse_facts(&String::from_utf8_lossy(&stdout[..first])),
+        ..Default::default()
+    };
+    let mut pos = first;
+    while pos < stdout.len() {
+        let head_start = pos + m.len();
+        let Some(head_end) = find(stdout, b"--\n", head_start) else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&stdout[head_start..head_end]).into_owned();
+        let body_start = head_end + 3;
+        let (kind, arg) = head.split_once(' ').unwrap_or((head.as_str(), ""));
+        // The tar body is binary and may be long: its end is the last `tarrc` marker.
+        let next = if kind == "tar" {
+            let rc = format!("{marker}tarrc ");
+            let mut last = None;
+            let mut at = body_start;
+            while let Some(p) = find(stdout, rc.as_bytes(), at) {
+                last = Some(p);
+                at = p + 1;
+            }
+            last.unwrap_or(stdout.len())
+        } else {
+            find(stdout, m, body_start).unwrap_or(stdout.len())
+        };
+        let body = stdout[body_start.min(next)..next].to_vec();
+        match kind {
+            "env" => out.environ.push((arg.to_string(), body)),
+            "unreadable" => {
+                out.environ.retain(|(p, _)| p != arg);
+                out.unreadable.push(arg.to_string());
+            }
+            "tar" => out.tar = Some(body),
+            "tarrc" => out.tar_rc = Some(arg.to_string()),
+            _ => {}
+        }
+        pos = next;
+    }
+    out
+}
+
+/// What the host knows about the container, for the decisions below.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// The container's process as the engine started it (`Path` + `Args`).
+    pub command: Vec<String>,
+    /// Names searched for (for the detail line).
+    pub secret_names: Vec<String>,
+    /// Paths found by name in the archive the engine streamed out (host-side evidence).
+    pub archive_name_hits: Vec<String>,
+    /// Expected CPUs after clamping to the engine host's count.
+    pub cpus: Option<f64>,
+    pub syscalls: Vec<String>,
+}
+
+fn r(probe: &str, outcome: Outcome, detail: impl Into<String>) -> ProbeResult {
+    ProbeResult::new(probe, outcome, detail)
+}
+
+fn list(v: &[String]) -> String {
+    const MAX: usize = 5;
+    let mut s = v.iter().take(MAX).cloned().collect::<Vec<_>>().join(", ");
+    if v.len() > MAX {
+        s.push_str(&format!(" and {} more", v.len() - MAX));
+    }
+    s
+}
+
+/// Mount points every container has (rootfs, proc, sys, dev, cgroup, the engine's
+/// hostname/hosts/resolv.conf binds) and the engine's masks under `/proc` and `/sys`.
+fn standard_mount(mp: &str) -> bool {
+    const EXACT: [&str; 7] = [
+        "/",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    ];
+    EXACT.contains(&mp)
+        || ["/proc/", "/sys/", "/dev/"]
+            .iter()
+            .any(|p| mp.starts_with(p))
+}
+
+fn caps_of(hex: &str) -> u64 {
+    u64::from_str_radix(hex.trim(), 16).unwrap_or(u64::MAX)
+}
+
+/// Capability bit numbers of the names `capAdd` may hold.
+pub fn cap_bit(name: &str) -> Option<u32> {
+    const CAPS: [&str; 41] = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    let n = name.trim().to_ascii_uppercase();
+    let n = n.strip_prefix("CAP_").unwrap_or(&n);
+    CAPS.iter().position(|c| *c == n).map(|p| p as u32)
+}
+
+/// Every in-sandbox probe, decided from the facts. `expect.binds` is `None` for adopted
+/// containers: the bind probes are then not run at all.
+pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResult> {
+    let mut out = Vec::new();
+
+    // secrets.file-absent: exact paths inside, names anywhere inside, names in the archive.
+    {
+        let mut hits: Vec<String> = facts.exists_secret.clone();
+        hits.extend(
+            facts
+                .found_names
+                .iter()
+                .filter(|p| {
+                    let base = p.rsplit('/').next().unwrap_or("");
+                    ctx.secret_names.iter().any(|n| n == base)
+                })
+                .cloned(),
+        );
+        hits.extend(ctx.archive_name_hits.iter().cloned());
+        hits.sort();
+        hits.dedup();
+        out.push(if !hits.is_empty() {
+            r(
+                "secrets.file-absent",
+                Outcome::Fail,
+                format!("secrets file reachable at {}", list(&hits)),
+            )
+        } else if !facts.find_done {
+            r(
+                "secrets.file-absent",
+                Outcome::Inconclusive,
+                "`find` is missing in the image; only exact paths and the archive were checked",
+            )
+        } else {
+            r(
+                "secrets.file-absent",
+                Outcome::Pass,
+                format!(
+                    "no {} found inside or in the exported filesystem",
+                    ctx.secret_names.join(" / ")
+                ),
+            )
+        });
+    }
+
+    out.push(if facts.exists_deny.is_empty() {
+        r(
+            "secrets.deny-absent",
+            Outcome::Pass,
+            "no deny path of any bind set is reachable",
+        )
+    } else {
+        r(
+            "secrets.deny-absent",
+            Outcome::Fail,
+            format!("denied paths reachable: {}", list(&facts.exists_deny)),
+        )
+    });
+
+    if let Some(binds) = &expect.binds {
+        let mounted = |t: &str| facts.mounts.iter().rev().find(|m| m.mount_point == t);
+        for (probe, want_ro) in [("fs.ro-binds", true), ("fs.rw-binds", false)] {
+            let targets: Vec<&String> = binds
+                .iter()
+                .filter(|b| b.read_only == want_ro)
+                .map(|b| &b.target)
+                .collect();
+            let mut bad = Vec::new();
+            for t in &targets {
+                let w = facts
+                    .writes
+                    .iter()
+                    .find(|(k, p, _)| k == if want_ro { "ro" } else { "rw" } && p == *t);
+                let m = mounted(t);
+                let problem = match (w.map(|w| &w.2), m) {
+                    (None, _) => Some(format!("{t}: not probed")),
+                    (Some(WriteResult::Missing), _) | (_, None) => {
+                        Some(format!("{t}: not mounted"))
+                    }
+                    (Some(WriteResult::Ok), _) if want_ro => Some(format!("{t}: writable")),
+                    (Some(WriteResult::Err(e)), Some(m)) if want_ro => {
+                        if e.contains("Read-only") && m.read_only {
+                            None
+                        } else {
+                            Some(format!("{t}: write failed but not read-only ({e})"))
+                        }
+                    }
+                    (Some(WriteResult::Err(e)), _) => Some(format!("{t}: write failed ({e})")),
+                    (Some(WriteResult::Ok), Some(m)) if m.read_only => {
+                        Some(format!("{t}: mounted read-only"))
+                    }
+                    (Some(WriteResult::Ok), Some(_)) => None,
+                };
+                bad.extend(problem);
+            }
+            let what = if want_ro { "read-only" } else { "writable" };
+            out.push(if targets.is_empty() {
+                r(probe, Outcome::Pass, format!("no {what} binds declared"))
+            } else if bad.is_empty() {
+                r(
+                    probe,
+                    Outcome::Pass,
+                    format!("{} bind(s) {what} as declared", targets.len()),
+                )
+            } else if bad.iter().all(|b| b.ends_with("not probed")) {
+                r(probe, Outcome::Inconclusive, list(&bad))
+            } else {
+                r(probe, Outcome::Fail, list(&bad))
+            });
+        }
+    }
+
+    // fs.root-readonly
+    out.push(if !expect.read_only_root {
+        r(
+            "fs.root-readonly",
+            Outcome::Pass,
+            "not required (readOnlyRoot: false)",
+        )
+    } else {
+        let root_ro = facts
+            .mounts
+            .iter()
+            .rev()
+            .find(|m| m.mount_point == "/")
+            .map(|m| m.read_only);
+        let writes: Vec<&(String, String, WriteResult)> =
+            facts.writes.iter().filter(|w| w.0 == "root").collect();
+        let writable: Vec<String> = writes
+            .iter()
+            .filter(|w| {
+                !matches!(&w.2, WriteResult::Err(e) if e.contains("Read-only"))
+                    && !matches!(w.2, WriteResult::Missing)
+            })
+            .map(|w| w.1.clone())
+            .collect();
+        if writes.is_empty() || root_ro.is_none() {
+            r(
+                "fs.root-readonly",
+                Outcome::Inconclusive,
+                "the write probe did not run",
+            )
+        } else if root_ro == Some(false) || !writable.is_empty() {
+            r(
+                "fs.root-readonly",
+                Outcome::Fail,
+                format!(
+                    "root filesystem is not read-only{}",
+                    if writable.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (no EROFS writing to {})", writable.join(", "))
+                    }
+                ),
+            )
+        } else {
+            r(
+                "fs.root-readonly",
+                Outcome::Pass,
+                "writes to / and /etc fail with EROFS",
+            )
+        }
+    });
+
+    if let Some(binds) = &expect.binds {
+        let declared: BTreeSet<&str> = binds
+            .iter()
+            .map(|b| b.target.as_str())
+            .chain(expect.tmpfs.iter().map(String::as_str))
+            .collect();
+        let extra: Vec<String> = facts
+            .mounts
+            .iter()
+            .filter(|m| {
+                !standard_mount(&m.mount_point) && !declared.contains(m.mount_point.as_str())
+            })
+            .map(|m| format!("{} ({} {})", m.mount_point, m.fstype, m.root))
+            .collect();
+        out.push(if facts.mounts.is_empty() {
+            r(
+                "fs.no-extra-mounts",
+                Outcome::Inconclusive,
+                "/proc/self/mountinfo could not be read",
+            )
+        } else if extra.is_empty() {
+            r(
+                "fs.no-extra-mounts",
+                Outcome::Pass,
+                format!("{} mounts, all declared or standard", facts.mounts.len()),
+            )
+        } else {
+            r(
+                "fs.no-extra-mounts",
+                Outcome::Fail,
+                format!("undeclared mounts: {}", list(&extra)),
+            )
+        });
+    }
+
+    // engine.no-socket
+    {
+        let engine_name = |p: &str| {
+            let base = p.rsplit('/').next().unwrap_or(p);
+            ENGINE_SOCKET_NAMES.contains(&base)
+        };
+        let mut bad: Vec<String> = facts
+            .found_names
+            .iter()
+            .chain(facts.found_sockets.iter())
+            .filter(|p| engine_name(p))
+            .map(|p| format!("{p} (by name)"))
+            .collect();
+        let mount_points: BTreeSet<&str> = facts
+            .mounts
+            .iter()
+            .map(|m| m.mount_point.as_str())
+            .collect();
+        bad.extend(
+            facts
+                .found_sockets
+                .iter()
+                .filter(|p| mount_points.contains(p.as_str()) && !engine_name(p))
+                .map(|p| format!("{p} (a socket bound in)")),
+        );
+        bad.extend(
+            facts
+                .mounts
+                .iter()
+                .filter(|m| engine_name(&m.root) || engine_name(&m.mount_point))
+                .map(|m| format!("{} (bound from {})", m.mount_point, m.root)),
+        );
+        // Abstract sockets are reachable from any process of the network namespace, without
+        // a file (containerd-shim, CVE-2020-15257).
+        bad.extend(
+            facts
+                .unix
+                .iter()
+                .filter_map(|l| l.split_whitespace().nth(7))
+                .filter(|p| p.starts_with('@'))
+                .map(|p| format!("{p} (abstract socket)")),
+        );
+        bad.sort();
+        bad.dedup();
+        out.push(if !bad.is_empty() {
+            r("engine.no-socket", Outcome::Fail, list(&bad))
+        } else if !facts.find_done {
+            r(
+                "engine.no-socket",
+                Outcome::Inconclusive,
+                "`find` is missing; sockets were not searched by name or type",
+            )
+        } else {
+            r(
+                "engine.no-socket",
+                Outcome::Pass,
+                "no engine socket by name, type, mount or abstract address",
+            )
+        });
+    }
+
+    // proc.*
+    let status = facts.status.get("self");
+    let field = |k: &str| status.and_then(|s| s.get(k)).map(String::as_str);
+    {
+        let allowed: u64 = expect
+            .cap_add
+            .iter()
+            .filter_map(|c| cap_bit(c))
+            .fold(0, |m, b| m | (1 << b));
+        let mut bad = Vec::new();
+        let mut missing = false;
+        for k in ["CapEff", "CapPrm", "CapAmb", "CapBnd"] {
+            match field(k) {
+                None => missing = true,
+                Some(v) if caps_of(v) & !allowed != 0 => {
+                    bad.push(format!("{k}={}", v.trim_start_matches('0')))
+                }
+                Some(_) => {}
+            }
+        }
+        out.push(if missing {
+            r(
+                "proc.caps-empty",
+                Outcome::Inconclusive,
+                "/proc/self/status lacks capability lines",
+            )
+        } else if bad.is_empty() {
+            r(
+                "proc.caps-empty",
+                Outcome::Pass,
+                if expect.cap_add.is_empty() {
+                    "CapEff, CapPrm, CapAmb and CapBnd are zero".to_string()
+                } else {
+                    format!("capabilities within capAdd ({})", expect.cap_add.join(","))
+                },
+            )
+        } else {
+            r(
+                "proc.caps-empty",
+                Outcome::Fail,
+                format!("capabilities beyond capAdd: {}", bad.join(" ")),
+            )
+        });
+    }
+    let tri = |probe: &str, key: &str, want: &str, ok: &str, bad: &str| match field(key) {
+        None => r(
+            probe,
+            Outcome::Inconclusive,
+            format!("/proc/self/status has no {key} line"),
+        ),
+        Some(v) if v == want => r(probe, Outcome::Pass, ok.to_string()),
+        Some(v) => r(probe, Outcome::Fail, format!("{key}: {v} ({bad})")),
+    };
+    out.push(if expect.no_new_privileges {
+        tri(
+            "proc.no-new-privs",
+            "NoNewPrivs",
+            "1",
+            "NoNewPrivs: 1",
+            "setuid binaries can raise privileges",
+        )
+    } else {
+        r(
+            "proc.no-new-privs",
+            Outcome::Pass,
+            "not required (noNewPrivileges: false)",
+        )
+    });
+    out.push(tri(
+        "proc.seccomp-filter",
+        "Seccomp",
+        "2",
+        "Seccomp: 2 (filter mode)",
+        "no seccomp filter",
+    ));
+    {
+        let uid_of = |who: &str| {
+            facts
+                .status
+                .get(who)
+                .and_then(|s| s.get("Uid"))
+                .map(|u| u.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        };
+        let (me, one) = (uid_of("self"), uid_of("1"));
+        out.push(match (&me, expect.allow_root) {
+            (_, true) => r("proc.non-root", Outcome::Pass, "root allowed (allowRoot)"),
+            (None, _) => r(
+                "proc.non-root",
+                Outcome::Inconclusive,
+                "/proc/self/status has no Uid line",
+            ),
+            (Some(me), false) => {
+                let root = me.iter().chain(one.iter().flatten()).any(|u| u == "0");
+                if root {
+                    r(
+                        "proc.non-root",
+                        Outcome::Fail,
+                        format!(
+                            "runs as root (exec uid {}, pid 1 uid {})",
+                            me.join(" "),
+                            one.map(|o| o.join(" ")).unwrap_or_else(|| "?".into())
+                        ),
+                    )
+                } else {
+                    r(
+                        "proc.non-root",
+                        Outcome::Pass,
+                        format!("uid {}", me.first().cloned().unwrap_or_default()),
+                    )
+                }
+            }
+        });
+    }
+    out.push(match &facts.pid1_cmdline {
+        None => r(
+            "proc.pid-namespace",
+            Outcome::Inconclusive,
+            "/proc/1/cmdline could not be read (`od` missing?)",
+        ),
+        Some(raw) => {
+            let argv: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
+            let same = argv.len() == ctx.command.len()
+                && argv
+                    .iter()
+                    .zip(&ctx.command)
+                    .enumerate()
+                    .all(|(i, (a, b))| if i == 0 { base(a) == base(b) } else { a == b });
+            if same {
+                r(
+                    "proc.pid-namespace",
+                    Outcome::Pass,
+                    format!("pid 1 is the sandbox's command ({})", base(&argv[0])),
+                )
+            } else {
+                // Only the program name: arguments of a foreign pid 1 are none of our business.
+                r(
+                    "proc.pid-namespace",
+                    Outcome::Fail,
+                    format!(
+                        "pid 1 is {:?}, not the sandbox's command {:?}",
+                        argv.first().map(|a| base(a)).unwrap_or_default(),
+                        ctx.command.first().map(|a| base(a)).unwrap_or_default()
+                    ),
+                )
+            }
+        }
+    });
+
+    // seccomp.denied
+    {
+        let mut denied = Vec::new();
+        let mut allowed = Vec::new();
+        for s in &ctx.syscalls {
+            match facts.syscalls.get(s) {
+                Some(WriteResult::Err(_)) => denied.push(s.clone()),
+                Some(WriteResult::Ok) => allowed.push(s.clone()),
+                _ => {}
+            }
+        }
+        out.push(if ctx.syscalls.is_empty() {
+            r(
+                "seccomp.denied",
+                Outcome::Inconclusive,
+                "the policy denies none of the syscalls the probe can exercise (unshare, mount)",
+            )
+        } else if !allowed.is_empty() {
+            r(
+                "seccomp.denied",
+                Outcome::Fail,
+                format!("denied by the policy but succeeded: {}", allowed.join(", ")),
+            )
+        } else if denied.is_empty() {
+            r(
+                "seccomp.denied",
+                Outcome::Inconclusive,
+                "no sample syscall could be exercised (`unshare`/`mount` missing or no writable tmpfs)",
+            )
+        } else {
+            r(
+                "seccomp.denied",
+                Outcome::Pass,
+                format!("refused: {}", denied.join(", ")),
+            )
+        });
+    }
+
+    out.extend(limits(expect, ctx, facts));
+
+    // net.none
+    {
+        let mut bad = Vec::new();
+        if expect.network_none {
+            let others: Vec<String> = facts
+                .ifaces
+                .iter()
+                .filter(|i| *i != "lo")
+                .cloned()
+                .collect();
+            if !others.is_empty() {
+                bad.push(format!("interfaces besides lo: {}", list(&others)));
+            }
+        }
+        if facts.metadata_open == Some(true) {
+            bad.push("169.254.169.254:80 is reachable".into());
+        }
+        out.push(if !bad.is_empty() {
+            r("net.none", Outcome::Fail, bad.join("; "))
+        } else if facts.metadata_open.is_none() || facts.ifaces.is_empty() {
+            r(
+                "net.none",
+                Outcome::Inconclusive,
+                "`nc` missing or /proc/net/dev unreadable",
+            )
+        } else if expect.network_none {
+            r(
+                "net.none",
+                Outcome::Pass,
+                "only lo; 169.254.169.254:80 unreachable",
+            )
+        } else {
+            r(
+                "net.none",
+                Outcome::Pass,
+                "169.254.169.254:80 unreachable (network is not none)",
+            )
+        });
+    }
+    if !facts.complete {
+        for p in &mut out {
+            if p.outcome == Outcome::Pass {
+                p.outcome = Outcome::Inconclusive;
+                p.detail = format!("the probe script was cut short; {}", p.detail);
+            }
+        }
+    }
+    out
+}
+
+/// Treats the kernel's "no limit" values as `None`.
+fn parse_limit(v: &str) -> Option<Option<i64>> {
+    let v = v.trim();
+    if v == "max" {
+        return Some(None);
+    }
+    let n: i64 = v.parse().ok()?;
+    // cgroup v1 reports "unlimited" memory as a page-aligned i64::MAX.
+    Some(if n >= (1 << 62) { None } else { Some(n) })
+}
+
+fn cg<'a>(facts: &'a Facts, paths: &[&str]) -> Option<(&'a str, &'a str)> {
+    paths
+        .iter()
+        .find_map(|p| facts.cgroup.get_key_value(*p))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+fn show(v: Option<i64>) -> String {
+    v.map(|v| v.to_string())
+        .unwrap_or_else(|| "unlimited".into())
+}
+
+fn limits(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResult> {
+    let mut out = Vec::new();
+    // memory: the kernel rounds down to the page size.
+    let want = expect.memory.map(|m| m - m % 4096);
+    out.push(
+        match cg(
+            facts,
+            &[
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "/sys/fs/cgroup/memory.max",
+            ],
+        ) {
+            None => r(
+                "limits.memory",
+                Outcome::Inconclusive,
+                "no memory cgroup file readable inside",
+            ),
+            Some((f, v)) => match parse_limit(v) {
+                Some(got) if got == want => r(
+                    "limits.memory",
+                    Outcome::Pass,
+                    format!("{f} = {}", show(got)),
+                ),
+                Some(got) => r(
+                    "limits.memory",
+                    Outcome::Fail,
+                    format!("{f} = {}, declared {}", show(got), show(want)),
+                ),
+                None => r(
+                    "limits.memory",
+                    Outcome::Inconclusive,
+                    format!("{f} unreadable value {v:?}"),
+                ),
+            },
+        },
+    );
+    out.push(
+        match cg(
+            facts,
+            &["/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"],
+        ) {
+            None => r(
+                "limits.pids",
+                Outcome::Inconclusive,
+                "no pids cgroup file readable inside",
+            ),
+            Some((f, v)) => match parse_limit(v) {
+                Some(got) if got == expect.pids => {
+                    r("limits.pids", Outcome::Pass, format!("{f} = {}", show(got)))
+                }
+                Some(got) => r(
+                    "limits.pids",
+                    Outcome::Fail,
+                    format!("{f} = {}, declared {}", show(got), show(expect.pids)),
+                ),
+                None => r(
+                    "limits.pids",
+                    Outcome::Inconclusive,
+                    format!("{f} unreadable value {v:?}"),
+                ),
+            },
+        },
+    );
+    // cpu: quota / period.
+    let v1 = cg(
+        facts,
+        &[
+            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+            "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us",
+        ],
+    )
+    .zip(cg(
+        facts,
+        &[
+            "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+            "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us",
+        ],
+    ))
+    .map(|((f, q), (_, p))| (f, q.to_string(), p.to_string()));
+    let v2 = cg(facts, &["/sys/fs/cgroup/cpu.max"]).map(|(f, v)| {
+        let mut it = v.split_whitespace();
+        (
+            f,
+            it.next().unwrap_or("").to_string(),
+            it.next().unwrap_or("").to_string(),
+        )
+    });
+    out.push(match v1.or(v2) {
+        None => r(
+            "limits.cpu",
+            Outcome::Inconclusive,
+            "no cpu cgroup file readable inside",
+        ),
+        Some((f, q, p)) => {
+            let quota: Option<f64> = if q == "max" || q == "-1" {
+                None
+            } else {
+                q.parse::<f64>().ok()
+            };
+            let period: f64 = p.parse().unwrap_or(0.0);
+            let got = quota.filter(|_| period > 0.0).map(|q| q / period);
+            let ok = match (got, ctx.cpus) {
+                (None, None) => true,
+                (Some(g), Some(w)) => (g - w).abs() <= 0.01 * w.max(0.01),
+                _ => false,
+            };
+            let fmt = |c: Option<f64>| {
+                c.map(|c| format!("{c} cpus"))
+                    .unwrap_or_else(|| "unlimited".into())
+            };
+            r(
+                "limits.cpu",
+                if ok { Outcome::Pass } else { Outcome::Fail },
+                if ok {
+                    format!("{f}: {}", fmt(got))
+                } else {
+                    format!("{f}: {}, declared {}", fmt(got), fmt(ctx.cpus))
+                },
+            )
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests;

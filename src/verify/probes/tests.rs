@@ -1,0 +1,252 @@
+use super::*;
+
+const GOOD: &str = "TOOL\tfind\nTOOL\tnc\nTOOL\tod\nTOOL\tunshare\nTOOL\tmount\nUID\t1000\n\
+STATUS\tself\tUid:\t1000\t1000\t1000\t1000\n\
+STATUS\tself\tCapPrm:\t0000000000000000\nSTATUS\tself\tCapEff:\t0000000000000000\n\
+STATUS\tself\tCapBnd:\t0000000000000000\nSTATUS\tself\tCapAmb:\t0000000000000000\n\
+STATUS\tself\tNoNewPrivs:\t1\nSTATUS\tself\tSeccomp:\t2\n\
+STATUS\t1\tUid:\t1000\t1000\t1000\t1000\n\
+MOUNT\t196 100 0:74 / / ro,relatime master:5 - overlay overlay rw\n\
+MOUNT\t197 196 0:80 / /proc rw,nosuid - proc proc rw\n\
+MOUNT\t213 196 254:0 /h/ws /agent-workspace rw,relatime - ext4 /dev/vda rw\n\
+MOUNT\t214 196 254:0 /h/logs /logs ro,relatime - ext4 /dev/vda rw\n\
+MOUNT\t215 196 0:87 / /tmp rw,nosuid - tmpfs tmpfs rw,size=65536k\n\
+MOUNT\t216 196 254:0 /var/lib/docker/containers/x/hosts /etc/hosts ro - ext4 /dev/vda rw\n\
+PID1\t736c656570003336303000\n\
+CG\t/sys/fs/cgroup/memory/memory.limit_in_bytes\t67108864\n\
+CG\t/sys/fs/cgroup/pids/pids.max\t64\n\
+CG\t/sys/fs/cgroup/cpu/cpu.cfs_quota_us\t50000\n\
+CG\t/sys/fs/cgroup/cpu/cpu.cfs_period_us\t100000\n\
+NETDEV\tInter-|   Receive\nNETDEV\t face |bytes\nNETDEV\t    lo:       0       0\n\
+META\tclosed\nFINDDONE\n\
+WRITE\tro\t/logs\terr\tsh: can't create /logs/.clw: Read-only file system\n\
+WRITE\trw\t/agent-workspace\tok\n\
+WRITE\troot\t/\terr\tsh: can't create /x: Read-only file system\n\
+WRITE\troot\t/etc\terr\tsh: can't create /etc/x: Read-only file system\n\
+SYSCALL\tunshare\terr\tunshare: Operation not permitted\nEND\n";
+
+fn expect() -> Expect {
+    Expect {
+        binds: Some(vec![
+            crate::verify::BindExpect {
+                target: "/agent-workspace".into(),
+                read_only: false,
+            },
+            crate::verify::BindExpect {
+                target: "/logs".into(),
+                read_only: true,
+            },
+        ]),
+        tmpfs: vec!["/tmp".into()],
+        read_only_root: true,
+        no_new_privileges: true,
+        cap_drop_all: true,
+        network_none: true,
+        memory: Some(64 << 20),
+        pids: Some(64),
+        cpus: Some(0.5),
+        syscalls: vec!["unshare".into()],
+        ..Default::default()
+    }
+}
+
+fn ctx() -> Context {
+    Context {
+        command: vec!["sleep".into(), "3600".into()],
+        secret_names: vec!["secrets.env".into()],
+        cpus: Some(0.5),
+        syscalls: vec!["unshare".into()],
+        ..Default::default()
+    }
+}
+
+fn failing(text: &str) -> Vec<String> {
+    evaluate(&expect(), &ctx(), &parse_facts(text))
+        .into_iter()
+        .filter(|r| r.outcome != Outcome::Pass)
+        .map(|r| format!("{}:{}", r.probe, r.outcome.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_hardened_sandbox_passes_every_in_sandbox_probe() {
+    assert_eq!(failing(GOOD), Vec::<String>::new());
+    let ids: Vec<String> = evaluate(&expect(), &ctx(), &parse_facts(GOOD))
+        .into_iter()
+        .map(|r| r.probe)
+        .collect();
+    let want: Vec<&str> = crate::verify::SANDBOX_PROBES
+        .iter()
+        .copied()
+        .filter(|p| !matches!(*p, "secrets.env-clean" | "secrets.content-scan"))
+        .collect();
+    assert_eq!(ids, want);
+}
+
+#[test]
+fn each_weakened_fact_fails_exactly_its_probe() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "STATUS\tself\tCapBnd:\t0000000000000000",
+            "STATUS\tself\tCapBnd:\t0000000000200000",
+            "proc.caps-empty:fail",
+        ),
+        (
+            "STATUS\tself\tNoNewPrivs:\t1",
+            "STATUS\tself\tNoNewPrivs:\t0",
+            "proc.no-new-privs:fail",
+        ),
+        (
+            "STATUS\tself\tSeccomp:\t2",
+            "STATUS\tself\tSeccomp:\t0",
+            "proc.seccomp-filter:fail",
+        ),
+        (
+            "STATUS\t1\tUid:\t1000",
+            "STATUS\t1\tUid:\t0",
+            "proc.non-root:fail",
+        ),
+        (
+            "PID1\t736c656570003336303000",
+            "PID1\t2f7362696e2f696e697400",
+            "proc.pid-namespace:fail",
+        ),
+        ("pids.max\t64", "pids.max\tmax", "limits.pids:fail"),
+        (
+            "limit_in_bytes\t67108864",
+            "limit_in_bytes\t9223372036854771712",
+            "limits.memory:fail",
+        ),
+        ("cfs_quota_us\t50000", "cfs_quota_us\t-1", "limits.cpu:fail"),
+        ("META\tclosed", "META\topen", "net.none:fail"),
+        (
+            "NETDEV\t    lo:",
+            "NETDEV\t  eth0: 1 2\nNETDEV\t    lo:",
+            "net.none:fail",
+        ),
+        (
+            "WRITE\tro\t/logs\terr\tsh: can't create /logs/.clw: Read-only file system",
+            "WRITE\tro\t/logs\tok",
+            "fs.ro-binds:fail",
+        ),
+        (
+            "WRITE\trw\t/agent-workspace\tok",
+            "WRITE\trw\t/agent-workspace\terr\tPermission denied",
+            "fs.rw-binds:fail",
+        ),
+        (
+            "/ ro,relatime master:5",
+            "/ rw,relatime master:5",
+            "fs.root-readonly:fail",
+        ),
+        (
+            "FINDDONE",
+            "FIND\tname\t/cfg/secrets.env\nFINDDONE",
+            "secrets.file-absent:fail",
+        ),
+        (
+            "FINDDONE",
+            "FIND\tsock\t/run/docker.sock\nFINDDONE",
+            "engine.no-socket:fail",
+        ),
+        (
+            "FINDDONE",
+            "MOUNT\t300 196 0:9 / /mnt rw - ext4 /dev/vda rw\nFINDDONE",
+            "fs.no-extra-mounts:fail",
+        ),
+        (
+            "FINDDONE",
+            "EXISTS\tdeny\t/h/credentials\nFINDDONE",
+            "secrets.deny-absent:fail",
+        ),
+        (
+            "SYSCALL\tunshare\terr\tunshare: Operation not permitted",
+            "SYSCALL\tunshare\tok",
+            "seccomp.denied:fail",
+        ),
+        (
+            "SYSCALL\tunshare\terr\tunshare: Operation not permitted",
+            "SYSCALL\tunshare\tmissing",
+            "seccomp.denied:inconclusive",
+        ),
+        ("META\tclosed\n", "", "net.none:inconclusive"),
+    ];
+    for (from, to, want) in cases {
+        assert!(GOOD.contains(from), "{from}");
+        let text = GOOD.replacen(from, to, 1);
+        assert_eq!(failing(&text), vec![want.to_string()], "{from} -> {to}");
+    }
+}
+
+#[test]
+fn a_missing_find_or_a_cut_script_is_inconclusive_not_pass() {
+    let f = failing(&GOOD.replace("FINDDONE\n", ""));
+    assert_eq!(
+        f,
+        [
+            "secrets.file-absent:inconclusive",
+            "engine.no-socket:inconclusive"
+        ]
+    );
+    let cut = failing(&GOOD.replace("END\n", ""));
+    assert_eq!(cut.len(), crate::verify::SANDBOX_PROBES.len() - 2);
+    assert!(cut.iter().all(|c| c.ends_with(":inconclusive")));
+}
+
+#[test]
+fn adopted_containers_skip_the_bind_probes() {
+    let mut e = expect();
+    e.binds = None;
+    let ids: Vec<String> = evaluate(&e, &ctx(), &parse_facts(GOOD))
+        .into_iter()
+        .map(|r| r.probe)
+        .collect();
+    for p in crate::verify::BIND_PROBES {
+        assert!(!ids.iter().any(|i| i == p), "{p}");
+    }
+}
+
+#[test]
+fn mountinfo_lines_are_parsed_with_escapes() {
+    let m =
+        parse_mountinfo("36 35 98:0 /mnt\\040x /a\\040b ro,noatime master:1 - ext3 /dev/root rw")
+            .unwrap();
+    assert_eq!(m.root, "/mnt x");
+    assert_eq!(m.mount_point, "/a b");
+    assert!(m.read_only);
+    assert_eq!(m.fstype, "ext3");
+}
+
+#[test]
+fn output_sections_are_split_at_the_nonce_markers() {
+    let mut out = b"TOOL\ttar\nEND\n".to_vec();
+    out.extend_from_slice(b"\n--clw-n1-env 1--\nA=1\0B=2\0");
+    out.extend_from_slice(b"\n--clw-n1-env 7--\n");
+    out.extend_from_slice(b"\n--clw-n1-unreadable 7--\n");
+    out.extend_from_slice(b"\n--clw-n1-tar--\nTARBYTES\n--clw-n1-env 9--\nstill tar");
+    out.extend_from_slice(b"\n--clw-n1-tarrc 0--\n");
+    let o = split_output(&out, "n1");
+    assert!(o.facts.complete);
+    assert_eq!(o.environ, vec![("1".to_string(), b"A=1\0B=2\0".to_vec())]);
+    assert_eq!(o.unreadable, ["7"]);
+    assert_eq!(
+        o.tar.as_deref(),
+        Some(&b"TARBYTES\n--clw-n1-env 9--\nstill tar"[..])
+    );
+    assert_eq!(o.tar_rc.as_deref(), Some("0"));
+}
+
+#[test]
+fn the_script_quotes_every_path_and_carries_no_value() {
+    let s = script(&ScriptInput {
+        nonce: "abc".into(),
+        secret_names: vec!["secrets.env".into()],
+        secret_paths: vec!["/h/it's here/secrets.env".into()],
+        rw_targets: vec!["/w s".into()],
+        tmpfs: vec!["/tmp".into()],
+        ..Default::default()
+    });
+    assert!(s.contains("'/h/it'\\''s here/secrets.env'"), "{s}");
+    assert!(s.contains("'/w s'"));
+    assert!(s.contains("tar -c -f - -C / 'tmp'"));
+}

@@ -1,0 +1,571 @@
+//! `verify` against a real engine: a sandbox applied from the default fixture passes every
+//! probe, and each deliberately weakened sandbox fails exactly the probes that must catch it,
+//! without a secret value appearing in any output, report file or the state database.
+//!
+//! Weakened sandboxes that the manifest cannot express (validation forbids them) are started
+//! with `docker run` as copies of the applied container, carrying the fortress's labels and
+//! the declared sandbox name, so `verify` examines them as that sandbox.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Output;
+
+use common::*;
+
+fn apply_ok(fx: &Fixture) {
+    let out = fx.run(&["apply"]);
+    assert!(out.status.success(), "apply failed: {}", describe(&out));
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+/// Runs `verify --format json`, also a text run writing its report with `--out`, asserts no
+/// secret value leaked anywhere, and returns the JSON results.
+fn verify(fx: &Fixture, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let mut args = vec!["verify", "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = fx.run(&args);
+    let report = fx.dir().join("report.txt");
+    let mut text_args = vec!["verify", "--out", report.to_str().unwrap()];
+    text_args.extend_from_slice(extra);
+    let text = fx.run(&text_args);
+    assert_eq!(
+        text.status.code(),
+        out.status.code(),
+        "text and json runs agree: {}",
+        describe(&text)
+    );
+    let written = std::fs::read(&report).expect("--out wrote the report");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("report written to"));
+    let mut db = Vec::new();
+    for suffix in ["", "-wal"] {
+        let p = format!("{}{suffix}", fx.state_path().display());
+        if let Ok(b) = std::fs::read(&p) {
+            db.extend(b);
+        }
+    }
+    assert!(!db.is_empty(), "the run was recorded in the state database");
+    for (key, value) in fx.secrets() {
+        for (what, bytes) in [
+            ("json stdout", &out.stdout),
+            ("json stderr", &out.stderr),
+            ("text stdout", &text.stdout),
+            ("text stderr", &text.stderr),
+            ("--out file", &written),
+            ("state database", &db),
+        ] {
+            assert!(
+                !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                "the value of {key} leaked into the {what}"
+            );
+        }
+    }
+    let v = json(&out);
+    (out, v.as_array().expect("an array of results").clone())
+}
+
+fn outcomes(results: &[serde_json::Value], want: &str) -> BTreeSet<String> {
+    results
+        .iter()
+        .filter(|r| r["outcome"] == want)
+        .map(|r| r["probe"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+const ALL_PROBES: [&str; 30] = [
+    "secrets.file-absent",
+    "secrets.deny-absent",
+    "secrets.env-clean",
+    "secrets.content-scan",
+    "fs.ro-binds",
+    "fs.rw-binds",
+    "fs.root-readonly",
+    "fs.no-extra-mounts",
+    "engine.no-socket",
+    "proc.caps-empty",
+    "proc.no-new-privs",
+    "proc.seccomp-filter",
+    "proc.non-root",
+    "proc.pid-namespace",
+    "seccomp.denied",
+    "limits.memory",
+    "limits.pids",
+    "limits.cpu",
+    "net.none",
+    "config.not-privileged",
+    "config.namespaces",
+    "config.seccomp-confined",
+    "config.apparmor",
+    "config.no-sensitive-mounts",
+    "config.limits-set",
+    "config.readonly-root",
+    "config.no-new-privileges",
+    "config.caps",
+    "config.no-devices",
+    "config.propagation",
+];
+
+#[test]
+fn a_sandbox_applied_from_the_default_fixture_passes_every_probe() {
+    require_engine();
+    let fx = Fixture::new("vgood");
+    apply_ok(&fx);
+    let (out, results) = verify(&fx, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let ids: Vec<&str> = results
+        .iter()
+        .map(|r| r["probe"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ALL_PROBES);
+    for r in &results {
+        assert_eq!(r["sandbox"], fx.sandbox().as_str());
+        assert_eq!(r["outcome"], "pass", "{r}");
+        assert!(!r["detail"].as_str().unwrap().is_empty(), "{r}");
+    }
+    // Probe files were removed again.
+    let left: Vec<_> = std::fs::read_dir(fx.openclaw_dir().join("workspace"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The applied container as `docker run` argument groups, so a test can weaken one.
+fn run_args(fx: &Fixture) -> Vec<Vec<String>> {
+    let c = inspect(&fx.sandbox());
+    let hc = &c["HostConfig"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let mut g: Vec<Vec<String>> = Vec::new();
+    for (k, v) in c["Config"]["Labels"].as_object().unwrap() {
+        g.push(vec!["--label".into(), format!("{k}={}", s(v))]);
+    }
+    g.push(vec!["--user".into(), s(&c["Config"]["User"])]);
+    if hc["ReadonlyRootfs"] == true {
+        g.push(vec!["--read-only".into()]);
+    }
+    for cap in hc["CapDrop"].as_array().into_iter().flatten() {
+        g.push(vec!["--cap-drop".into(), s(cap)]);
+    }
+    for opt in hc["SecurityOpt"].as_array().unwrap() {
+        let opt = s(opt);
+        if let Some(profile) = opt.strip_prefix("seccomp=") {
+            let path = fx.dir().join("seccomp.json");
+            std::fs::write(&path, profile).unwrap();
+            g.push(vec![
+                "--security-opt".into(),
+                format!("seccomp={}", path.display()),
+            ]);
+        } else {
+            g.push(vec!["--security-opt".into(), opt]);
+        }
+    }
+    g.push(vec!["--network".into(), s(&hc["NetworkMode"])]);
+    g.push(vec!["--memory".into(), hc["Memory"].to_string()]);
+    g.push(vec!["--memory-swap".into(), hc["MemorySwap"].to_string()]);
+    g.push(vec![
+        "--cpus".into(),
+        (hc["NanoCpus"].as_i64().unwrap() as f64 / 1e9).to_string(),
+    ]);
+    g.push(vec!["--pids-limit".into(), hc["PidsLimit"].to_string()]);
+    for (mount, opts) in hc["Tmpfs"].as_object().unwrap() {
+        g.push(vec!["--tmpfs".into(), format!("{mount}:{}", s(opts))]);
+    }
+    for m in c["Mounts"].as_array().unwrap() {
+        let ro = if m["RW"] == false { ",readonly" } else { "" };
+        g.push(vec![
+            "--mount".into(),
+            format!(
+                "type=bind,src={},dst={},bind-propagation=rprivate{ro}",
+                s(&m["Source"]),
+                s(&m["Destination"])
+            ),
+        ]);
+    }
+    for e in c["Config"]["Env"].as_array().unwrap() {
+        g.push(vec!["--env".into(), s(e)]);
+    }
+    g
+}
+
+/// Replaces the applied sandbox with a copy started by `docker run` from `groups`.
+fn start_copy(fx: &Fixture, groups: Vec<Vec<String>>) {
+    let c = inspect(&fx.sandbox());
+    let image = c["Config"]["Image"].as_str().unwrap().to_string();
+    let cmd: Vec<String> = serde_json::from_value(c["Config"]["Cmd"].clone()).unwrap();
+    docker_ok(&["rm", "-f", &fx.sandbox()]);
+    let name = fx.sandbox();
+    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name];
+    args.extend(groups.into_iter().flatten());
+    args.push(image);
+    args.extend(cmd);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args);
+}
+
+/// Applies the fixture, replaces the sandbox with a weakened copy, verifies, and asserts
+/// exactly `want` failed (and nothing was inconclusive).
+fn weakened(
+    prefix: &str,
+    weaken: impl FnOnce(&Fixture, Vec<Vec<String>>) -> Vec<Vec<String>>,
+    want: &[&str],
+) {
+    require_engine();
+    let fx = Fixture::new(prefix);
+    apply_ok(&fx);
+    let groups = weaken(&fx, run_args(&fx));
+    start_copy(&fx, groups);
+    assert_failures(&fx, want);
+}
+
+fn assert_failures(fx: &Fixture, want: &[&str]) {
+    let (out, results) = verify(fx, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(outcomes(&results, "fail"), set(want), "{results:#?}");
+    assert_eq!(outcomes(&results, "inconclusive"), set(&[]), "{results:#?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[clw-isolation-breach]"));
+}
+
+fn without(groups: Vec<Vec<String>>, drop: impl Fn(&[String]) -> bool) -> Vec<Vec<String>> {
+    groups.into_iter().filter(|g| !drop(g)).collect()
+}
+
+fn flag(g: &[String], name: &str, value_has: &str) -> bool {
+    g[0] == name && g.get(1).is_some_and(|v| v.contains(value_has))
+}
+
+#[test]
+fn a_parent_bind_exposing_the_secrets_file_is_caught() {
+    weakened(
+        "vparent",
+        |fx, mut g| {
+            g.push(vec![
+                "--mount".into(),
+                format!(
+                    "type=bind,src={},dst=/agent-config,readonly",
+                    fx.home().join(".config").display()
+                ),
+            ]);
+            g
+        },
+        &[
+            "secrets.file-absent",
+            "secrets.content-scan",
+            "fs.no-extra-mounts",
+            "config.no-sensitive-mounts",
+        ],
+    );
+}
+
+#[test]
+fn a_hard_link_to_the_secrets_file_inside_a_rw_bind_is_caught() {
+    require_engine();
+    let fx = Fixture::new("vlink");
+    apply_ok(&fx);
+    std::fs::hard_link(
+        fx.secrets_file(),
+        fx.openclaw_dir().join("workspace/notes.txt"),
+    )
+    .unwrap();
+    assert_failures(&fx, &["secrets.content-scan"]);
+    let (_, results) = verify(&fx, &[]);
+    let detail = results
+        .iter()
+        .find(|r| r["probe"] == "secrets.content-scan")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("ANTHROPIC_API_KEY"), "{detail}");
+    assert!(detail.contains("/agent-workspace/notes.txt"), "{detail}");
+}
+
+#[test]
+fn a_secret_copied_into_a_workspace_file_is_caught() {
+    require_engine();
+    let fx = Fixture::new("vcopy");
+    apply_ok(&fx);
+    let f = fx.openclaw_dir().join("workspace/debug.log");
+    std::fs::write(&f, format!("token={}\n", fx.secret_value("BOT_TOKEN"))).unwrap();
+    std::os::unix::fs::chown(&f, Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
+    assert_failures(&fx, &["secrets.content-scan"]);
+}
+
+#[test]
+fn a_secret_in_a_tmpfs_file_is_caught() {
+    require_engine();
+    let fx = Fixture::new("vtmpfs");
+    apply_ok(&fx);
+    let value = fx.secret_value("BOT_TOKEN");
+    // Written from inside through stdin: the value never appears in a command line.
+    let mut child = std::process::Command::new("docker")
+        .args(["exec", "-i", &fx.sandbox(), "sh", "-c", "cat > /tmp/.cache"])
+        .env("DOCKER_HOST", engine_socket())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_failures(&fx, &["secrets.content-scan"]);
+}
+
+#[test]
+fn a_secret_passed_in_the_container_env_is_caught() {
+    weakened(
+        "venv",
+        |fx, mut g| {
+            g.push(vec![
+                "--env".into(),
+                format!("ANTHROPIC_API_KEY={}", fx.secret_value("ANTHROPIC_API_KEY")),
+            ]);
+            g
+        },
+        &["secrets.env-clean"],
+    );
+}
+
+#[test]
+fn the_engine_socket_bound_in_is_caught() {
+    weakened(
+        "vsock",
+        |_, mut g| {
+            g.push(vec![
+                "--mount".into(),
+                "type=bind,src=/var/run/docker.sock,dst=/run/docker.sock".into(),
+            ]);
+            g
+        },
+        &[
+            "engine.no-socket",
+            "fs.no-extra-mounts",
+            "config.no-sensitive-mounts",
+        ],
+    );
+}
+
+#[test]
+fn an_added_sys_admin_capability_is_caught() {
+    weakened(
+        "vcap",
+        |_, mut g| {
+            g.push(vec!["--cap-add".into(), "SYS_ADMIN".into()]);
+            g
+        },
+        &["proc.caps-empty", "config.caps"],
+    );
+}
+
+#[test]
+fn seccomp_unconfined_is_caught() {
+    weakened(
+        "vseccomp",
+        |_, g| {
+            let mut g = without(g, |g| flag(g, "--security-opt", "seccomp="));
+            g.push(vec!["--security-opt".into(), "seccomp=unconfined".into()]);
+            g
+        },
+        &[
+            "proc.seccomp-filter",
+            "seccomp.denied",
+            "config.seccomp-confined",
+        ],
+    );
+}
+
+#[test]
+fn no_new_privileges_off_is_caught() {
+    weakened(
+        "vnnp",
+        |_, g| without(g, |g| flag(g, "--security-opt", "no-new-privileges")),
+        &["proc.no-new-privs", "config.no-new-privileges"],
+    );
+}
+
+#[test]
+fn a_writable_ro_declared_path_is_caught() {
+    weakened(
+        "vrw",
+        |_, g| {
+            g.into_iter()
+                .map(|mut g| {
+                    if flag(&g, "--mount", "/logs") {
+                        g[1] = g[1].replace(",readonly", "");
+                    }
+                    g
+                })
+                .collect()
+        },
+        &["fs.ro-binds"],
+    );
+}
+
+#[test]
+fn no_pids_limit_is_caught() {
+    weakened(
+        "vpids",
+        |_, g| without(g, |g| g[0] == "--pids-limit"),
+        &["limits.pids", "config.limits-set"],
+    );
+}
+
+#[test]
+fn host_network_is_caught() {
+    weakened(
+        "vnet",
+        |_, g| {
+            let mut g = without(g, |g| g[0] == "--network");
+            g.push(vec!["--network".into(), "host".into()]);
+            g
+        },
+        &["net.none", "config.namespaces"],
+    );
+}
+
+#[test]
+fn junit_output_is_valid_xml_with_one_suite_per_sandbox() {
+    require_engine();
+    let fx = Fixture::new("vjunit");
+    apply_ok(&fx);
+    // One failing probe: no pids limit in the live container.
+    docker_ok(&["update", "--pids-limit", "-1", &fx.sandbox()]);
+    let out = fx.run(&["verify", "--format", "junit"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 1);
+    let suite = suites[0];
+    assert_eq!(suite.attribute("name"), Some(fx.sandbox().as_str()));
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), ALL_PROBES.len());
+    assert_eq!(suite.attribute("tests"), Some("30"));
+    let failed: BTreeSet<String> = cases
+        .iter()
+        .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
+        .map(|c| c.attribute("name").unwrap().to_string())
+        .collect();
+    assert_eq!(failed, set(&["limits.pids", "config.limits-set"]));
+    assert_eq!(suite.attribute("failures"), Some("2"));
+}
+
+#[test]
+fn an_unknown_sandbox_is_invalid_input() {
+    require_engine();
+    let fx = Fixture::new("vunknown");
+    let out = fx.run(&["verify", "--sandbox", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[clw-config-invalid]"));
+}
+
+#[test]
+fn adopted_containers_are_verified_by_container_name_without_bind_probes() {
+    require_engine();
+    let fx = Fixture::new("vadopt");
+    let label = format!("clw-test-adopt={}", fx.name());
+    let yaml = fx.default_manifest().replace(
+        "sandboxes:",
+        &format!(
+            "adopt:\n  - selector: {{label: {label}}}\n    limits: {{memory: 32Mi, cpus: 0.5, pids: 32}}\nsandboxes:"
+        ),
+    );
+    fx.write_manifest(&yaml);
+    apply_ok(&fx);
+    let mut guard = ContainerGuard::new();
+    let name = guard.track(&unique("vadopted"));
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        &label,
+        "--label",
+        TEST_LABEL,
+        "--user",
+        "1000:1000",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--network",
+        "none",
+        "--memory",
+        "32m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "32",
+        FIXTURE_IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let (out, results) = verify(&fx, &["--adopted"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let adopted: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|r| r["sandbox"] == name.as_str())
+        .collect();
+    let ids: BTreeSet<String> = adopted
+        .iter()
+        .map(|r| r["probe"].as_str().unwrap().to_string())
+        .collect();
+    let mut want = set(&ALL_PROBES);
+    for p in ["fs.ro-binds", "fs.rw-binds", "fs.no-extra-mounts"] {
+        want.remove(p);
+    }
+    assert_eq!(ids, want);
+    assert!(results
+        .iter()
+        .any(|r| r["sandbox"] == fx.sandbox().as_str()));
+}
+
+#[test]
+fn a_content_scan_cut_by_its_byte_bound_is_inconclusive_and_names_the_bound() {
+    require_engine();
+    let fx = Fixture::new("vbound");
+    apply_ok(&fx);
+    let (out, results) = verify(&fx, &["--scan-max-bytes", "100Ki"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let scan = results
+        .iter()
+        .find(|r| r["probe"] == "secrets.content-scan")
+        .unwrap();
+    assert_eq!(scan["outcome"], "inconclusive", "{scan}");
+    assert!(
+        scan["detail"]
+            .as_str()
+            .unwrap()
+            .contains("102400 byte bound"),
+        "{scan}"
+    );
+    assert_eq!(outcomes(&results, "fail"), set(&[]));
+    // Accepted when inconclusive is allowed.
+    let ok = fx.run(&[
+        "verify",
+        "--scan-max-bytes",
+        "100Ki",
+        "--allow-inconclusive",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+}
