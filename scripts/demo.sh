@@ -18,7 +18,10 @@ step "build clw-fortress"
 cargo build --quiet
 bin="$repo/target/debug/clw-fortress"
 
-demo_home=$(mktemp -d "${TMPDIR:-/tmp}/clw-demo-home.XXXXXX")
+# Not under /tmp: binds without a target keep their host path inside the sandbox, and the
+# sandbox's own /tmp is a tmpfs they would nest in.
+mkdir -p "$repo/target"
+demo_home=$(mktemp -d "$repo/target/demo-home.XXXXXX")
 cp -a examples/demo/home/. "$demo_home/"
 # Git keeps no modes: set the ones the manifest rules demand of a secrets file.
 chmod 700 "$demo_home/.config/openclaw-secrets"
@@ -79,3 +82,6 @@ echo "the secret in docker inspect: $(docker inspect openclaw-demo-main | grep -
 
 step "what the agent can see of ~/.openclaw"
 fortress exec openclaw-demo-main -- sh -c "ls -a '$demo_home/.openclaw'"
+
+step "verify: prove the isolation from inside and outside the sandbox"
+fortress verify

@@ -279,19 +279,24 @@ async fn run_action<E: Engine>(
 /// Creates the missing `create: true` bind sources, then the container, then starts it; a
 /// container that cannot start is removed again so that nothing half-made stays behind.
 async fn create_and_start<E: Engine>(engine: &E, d: &Desired) -> Result<String, ActionError> {
+    let owner = created_dir_owner(&d.request.user, nix::unistd::geteuid().as_raw());
     for b in &d.request.binds {
         let path = std::path::Path::new(&b.source);
         if !path.exists() {
             // Only `create: true` sources may be missing after validation; 0700 because the
             // directory is the agent's private state.
+            let io = |source| ActionError::CreateSource {
+                path: b.source.clone(),
+                source,
+            };
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(path)
-                .map_err(|source| ActionError::CreateSource {
-                    path: b.source.clone(),
-                    source,
-                })?;
+                .map_err(io)?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io)?;
+            }
         }
     }
     let id = engine.create(&d.request).await?;
@@ -306,6 +311,21 @@ async fn create_and_start<E: Engine>(engine: &E, d: &Desired) -> Result<String, 
         };
     }
     Ok(id)
+}
+
+/// Who should own a bind source that apply creates. Run by the user who owns the agent's
+/// state (the normal case), the directory is already theirs. Run as root (a system service),
+/// a 0700 root-owned directory would be unusable to a sandbox running as `uid[:gid]`, so it is
+/// handed to that user. A user given by name is resolved only inside the image, so it cannot
+/// be mapped here: the directory stays root's and `verify`'s `fs.rw-binds` reports it.
+pub fn created_dir_owner(user: &str, running_uid: u32) -> Option<(u32, u32)> {
+    if running_uid != 0 {
+        return None;
+    }
+    let (u, g) = user.split_once(':').unwrap_or((user, user));
+    let uid: u32 = u.parse().ok()?;
+    let gid: u32 = g.parse().ok()?;
+    (uid != 0).then_some((uid, gid))
 }
 
 fn short(id: &str) -> &str {
@@ -329,6 +349,24 @@ mod tests {
 
     fn desired(name: &str) -> Desired {
         spec::desired("f", &sandbox(name), Some("{}".into()))
+    }
+
+    #[test]
+    fn created_sources_go_to_the_sandbox_user_only_when_running_as_root() {
+        for (user, running, want) in [
+            ("1000:1000", 0, Some((1000, 1000))),
+            ("1000", 0, Some((1000, 1000))),
+            ("1000:2000", 0, Some((1000, 2000))),
+            ("1000:1000", 1000, None),
+            ("node", 0, None),
+            ("0:0", 0, None),
+        ] {
+            assert_eq!(
+                created_dir_owner(user, running),
+                want,
+                "{user} as {running}"
+            );
+        }
     }
 
     #[tokio::test]
