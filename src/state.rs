@@ -15,8 +15,9 @@ use crate::error::{Coded, ErrorCode};
 
 /// Schema migrations, oldest first. Append only: a released migration never changes.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE audit (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE audit (
             id       INTEGER PRIMARY KEY,
             ts_ms    INTEGER NOT NULL,
             actor    TEXT NOT NULL,
@@ -26,7 +27,42 @@ fn migrations() -> Migrations<'static> {
             detail   TEXT NOT NULL DEFAULT ''
         );
         CREATE INDEX audit_target ON audit(target, ts_ms);",
-    )])
+        ),
+        // heal: failure counters, backoff and quarantine per target, the restart log, and the
+        // containers stopped on purpose (so a deliberate stop is not healed as a crash).
+        M::up(
+            "CREATE TABLE health_target (
+            fortress             TEXT NOT NULL,
+            kind                 TEXT NOT NULL,
+            name                 TEXT NOT NULL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_ok_ms           INTEGER,
+            last_failure_ms      INTEGER,
+            last_error           TEXT,
+            healthy_since_ms     INTEGER,
+            streak               INTEGER NOT NULL DEFAULT 0,
+            backoff_until_ms     INTEGER,
+            quarantined_since_ms INTEGER,
+            released_ms          INTEGER,
+            PRIMARY KEY (fortress, kind, name)
+        );
+        CREATE TABLE health_restart (
+            id       INTEGER PRIMARY KEY,
+            fortress TEXT NOT NULL,
+            kind     TEXT NOT NULL,
+            name     TEXT NOT NULL,
+            ts_ms    INTEGER NOT NULL,
+            outcome  TEXT NOT NULL,
+            detail   TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX health_restart_target ON health_restart(fortress, kind, name, ts_ms);
+        CREATE TABLE deliberate_stop (
+            container    TEXT PRIMARY KEY,
+            container_id TEXT NOT NULL,
+            at_ms        INTEGER NOT NULL
+        );",
+        ),
+    ])
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +323,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/state.db");
         let s = State::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         s.check_integrity().unwrap();
         let mode = std::fs::metadata(path.parent().unwrap())
             .unwrap()

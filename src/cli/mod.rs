@@ -3,6 +3,7 @@
 
 mod apply;
 mod explain;
+mod heal;
 mod validate;
 
 use std::io::IsTerminal;
@@ -75,6 +76,12 @@ pub enum Command {
         sandbox: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// One pass of every health probe and sandbox liveness with its restart policy (timer mode).
+    Heal {
+        /// Lift the quarantine of this target (a health check or sandbox name) instead.
+        #[arg(long, value_name = "TARGET")]
+        release: Option<String>,
     },
     /// The long description of an error code.
     Explain { code: String },
@@ -211,6 +218,7 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
+        Command::Heal { release } => heal::run(cli, release.as_deref()).await,
         Command::Validate | Command::Explain { .. } | Command::Completions { .. } => {
             unreachable!("handled without a runtime")
         }
