@@ -296,6 +296,7 @@ fn load(fx: &Fixture) -> manifest::Fortress {
 
 /// Feeds engine events to the watch until `until` says stop or `limit` passes; calls `on_due`
 /// whenever the watch has a due death. Returns the crash reports for `sandbox`.
+#[allow(clippy::too_many_arguments)]
 async fn drive_events(
     engine: &DockerEngine,
     state: &State,

@@ -293,10 +293,13 @@ mod tests {
         assert_eq!(p.backoff(u32::MAX), p.backoff_max);
     }
 
+    /// A case name, `(second, outcome)` steps, and the decisions expected.
+    type Case = (&'static str, Vec<(i64, Outcome)>, Vec<&'static str>);
+
     #[test]
     fn sequences_of_probe_results_give_the_expected_decisions() {
         let p = policy();
-        let cases: Vec<(&str, Vec<(i64, Outcome)>, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "healthy all along does nothing",
                 vec![(0, ok()), (60, ok()), (120, ok())],

@@ -169,10 +169,17 @@ mod tests {
         w.due(at).into_iter().map(|d| d.id).collect()
     }
 
+    /// A case name, `(kind, container, ms)` events, and the containers expected to be crashes.
+    type Case = (
+        &'static str,
+        Vec<(EventKind, &'static str, i64)>,
+        Vec<&'static str>,
+    );
+
     #[test]
     fn measured_event_sequences_classify_as_crash_or_deliberate() {
         use EventKind::*;
-        let cases: Vec<(&str, Vec<(EventKind, &str, i64)>, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "docker kill",
                 vec![(Kill, "a", 0), (Die, "a", 1)],
