@@ -6,6 +6,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod heal;
 pub mod manifest;
 pub mod openclaw;
 pub mod plan;

@@ -43,6 +43,40 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX verify_run_sandbox ON verify_run(sandbox, id);",
         ),
+        // heal: failure counters, backoff and quarantine per target, the restart log, and the
+        // containers stopped on purpose (so a deliberate stop is not healed as a crash).
+        M::up(
+            "CREATE TABLE health_target (
+            fortress             TEXT NOT NULL,
+            kind                 TEXT NOT NULL,
+            name                 TEXT NOT NULL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_ok_ms           INTEGER,
+            last_failure_ms      INTEGER,
+            last_error           TEXT,
+            healthy_since_ms     INTEGER,
+            streak               INTEGER NOT NULL DEFAULT 0,
+            backoff_until_ms     INTEGER,
+            quarantined_since_ms INTEGER,
+            released_ms          INTEGER,
+            PRIMARY KEY (fortress, kind, name)
+        );
+        CREATE TABLE health_restart (
+            id       INTEGER PRIMARY KEY,
+            fortress TEXT NOT NULL,
+            kind     TEXT NOT NULL,
+            name     TEXT NOT NULL,
+            ts_ms    INTEGER NOT NULL,
+            outcome  TEXT NOT NULL,
+            detail   TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX health_restart_target ON health_restart(fortress, kind, name, ts_ms);
+        CREATE TABLE deliberate_stop (
+            container    TEXT PRIMARY KEY,
+            container_id TEXT NOT NULL,
+            at_ms        INTEGER NOT NULL
+        );",
+        ),
     ])
 }
 
@@ -293,6 +327,14 @@ fn restrict_mode(path: &Path) {
 mod tests {
     use super::*;
 
+    /// How many migrations there are: a fresh database is at the newest.
+    fn migrations_len() -> i64 {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
     #[test]
     fn migrations_are_valid() {
         migrations().validate().unwrap();
@@ -304,7 +346,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/state.db");
         let s = State::open(&path).unwrap();
-        assert!(s.schema_version().unwrap() >= 1);
+        assert_eq!(s.schema_version().unwrap(), migrations_len());
         s.check_integrity().unwrap();
         let mode = std::fs::metadata(path.parent().unwrap())
             .unwrap()

@@ -3,6 +3,7 @@
 
 mod apply;
 mod explain;
+mod heal;
 mod openclaw;
 mod seccomp;
 mod validate;
@@ -86,6 +87,12 @@ pub enum Command {
     },
     /// The isolation test suite: engine checks, in-sandbox probes, host-side secret scan.
     Verify(verify::VerifyArgs),
+    /// One pass of every health probe and sandbox liveness with its restart policy (timer mode).
+    Heal {
+        /// Lift the quarantine of this target (a health check or sandbox name) instead.
+        #[arg(long, value_name = "TARGET")]
+        release: Option<String>,
+    },
     /// The long description of an error code.
     Explain { code: String },
     /// Harden an OpenClaw install (secrets out of the state directory, narrow sandbox binds).
@@ -229,6 +236,7 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
         Command::Verify(args) => verify::run(cli, args).await,
+        Command::Heal { release } => heal::run(cli, release.as_deref()).await,
         Command::Validate
         | Command::Seccomp { .. }
         | Command::Explain { .. }

@@ -1,0 +1,123 @@
+//! `heal`: one pass of every health probe and sandbox liveness (timer mode), and
+//! `heal --release <target>`. Exit 0 when everything is healthy or was restarted successfully,
+//! 1 when something is still failing or quarantined (see `HealReport::exit_status`).
+
+use super::{Cli, CmdResult, Output};
+use crate::error::exit;
+use crate::heal::{self, Decision, HealReport, TargetReport};
+use crate::state::now_ms;
+
+pub async fn run(cli: &Cli, release: Option<&str>) -> CmdResult {
+    let fortress = cli.load()?;
+    let state = cli.open_state(&fortress)?;
+    if let Some(target) = release {
+        let released = heal::release(&state, &fortress.name, target, now_ms())
+            .map_err(|e| super::report_of(&e))?;
+        match cli.output {
+            Output::Json => super::print_json(&serde_json::json!({
+                "fortress": fortress.name,
+                "released": released,
+            })),
+            Output::Text => {
+                for k in &released {
+                    println!("released {k} of fortress {}: quarantine lifted", k.fortress);
+                }
+            }
+        }
+        return Ok(exit::OK);
+    }
+    let engine = cli.connect(Some(&fortress)).await?;
+    let report = heal::run_once(&engine, &state, &fortress, now_ms())
+        .await
+        .map_err(|e| super::report_of(&e))?;
+    match cli.output {
+        Output::Json => super::print_json(&report),
+        Output::Text => print!("{}", render(&report)),
+    }
+    Ok(report.exit_status())
+}
+
+fn clock(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn line(t: &TargetReport) -> String {
+    let who = format!("{} {}", t.target.kind.as_str(), t.target.name);
+    let err = t.error.as_deref().unwrap_or("");
+    let count = format!("{}/{} failures", t.consecutive_failures, t.threshold);
+    let (tag, rest) = match (t.decision, &t.skipped) {
+        (None, Some(why)) => ("skipped", why.clone()),
+        (None, None) | (Some(Decision::Nothing), _) => ("ok", t.probe.clone()),
+        (Some(Decision::CountFailure), _) => ("failing", format!("{err} ({count})")),
+        (Some(Decision::Unhealthy), _) => (
+            "unhealthy",
+            format!("{err} ({count}, nothing to restart)\n    error[clw-health-failed]: the probe crossed its failure threshold"),
+        ),
+        (Some(Decision::Restart), _) => match &t.restart {
+            Some(r) if r.ok => (
+                "restarted",
+                format!(
+                    "{err} ({count}) -> restarted {} ({}/{} restarts before quarantine)",
+                    r.target, t.restarts_in_window, t.quarantine_restarts
+                ),
+            ),
+            Some(r) => (
+                "failed",
+                format!(
+                    "{err} ({count}) -> restart of {} failed\n    error[clw-health-failed]: {}",
+                    r.target,
+                    r.error.as_deref().unwrap_or("")
+                ),
+            ),
+            None => ("restart", err.to_string()),
+        },
+        (Some(Decision::WaitBackoff { until_ms }), _) => (
+            "backoff",
+            format!("{err} ({count}); next restart not before {}", clock(until_ms)),
+        ),
+        (Some(Decision::Quarantine | Decision::Quarantined), _) => (
+            "quarantined",
+            format!(
+                "{}\n    error[clw-quarantined]: restarted too often, no longer restarted automatically\n    hint: fix the cause, then `clw-fortress heal --release {}`",
+                if err.is_empty() { "healthy now" } else { err },
+                t.target.name
+            ),
+        ),
+    };
+    format!("  {tag:<12}{who:<40} {rest}\n")
+}
+
+/// The report as people read it.
+pub fn render(r: &HealReport) -> String {
+    let mut out = format!("heal fortress {}\n", r.fortress);
+    for t in &r.targets {
+        out.push_str(&line(t));
+    }
+    let count = |f: &dyn Fn(&TargetReport) -> bool| r.targets.iter().filter(|t| f(t)).count();
+    out.push_str(&format!(
+        "heal: {} healthy, {} restarted, {} failing, {} quarantined, {} skipped\n",
+        count(&|t| t.decision == Some(Decision::Nothing)),
+        count(&|t| t.restart.as_ref().is_some_and(|r| r.ok)),
+        count(&|t| {
+            t.failing()
+                && !matches!(
+                    t.decision,
+                    Some(Decision::Quarantine | Decision::Quarantined)
+                )
+        }),
+        count(&|t| {
+            matches!(
+                t.decision,
+                Some(Decision::Quarantine | Decision::Quarantined)
+            )
+        }),
+        count(&|t| t.skipped.is_some()),
+    ));
+    out
+}
