@@ -2,6 +2,8 @@
 //! an exit status or an [`ErrorReport`]; printing the report is `main`'s job.
 
 mod apply;
+mod daemon;
+mod enforce;
 mod explain;
 mod validate;
 
@@ -76,6 +78,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
     },
+    /// One pass: apply declared limits to owned and adopted containers (timer mode).
+    Enforce,
+    /// The long-running agent: engine events and schedules; SIGHUP reloads, SIGTERM stops.
+    Daemon,
     /// The long description of an error code.
     Explain { code: String },
     /// Shell completions.
@@ -211,6 +217,8 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
+        Command::Enforce => enforce::run(cli).await,
+        Command::Daemon => daemon::run(cli).await,
         Command::Validate | Command::Explain { .. } | Command::Completions { .. } => {
             unreachable!("handled without a runtime")
         }
