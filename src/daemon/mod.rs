@@ -272,6 +272,7 @@ pub async fn run(opts: Options) -> Result<(), ErrorReport> {
         }
     }
     notify::stopping();
+    tracing::info!("stopped");
     watcher.abort();
     scheduler.abort();
     if let Some(s) = server {
