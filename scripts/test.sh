@@ -19,6 +19,13 @@ podman_socket=$(scripts/podman-up.sh)
 step "fixture images (docker and podman)"
 CLW_PODMAN_FIXTURES=1 scripts/build-fixtures.sh
 
+step "systemd-analyze (tests/systemd_units.rs verifies the unit files with it)"
+# Works without a running systemd; Debian's systemd package ships it.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
 export CLW_TEST_REQUIRE_ENGINE=1
 step "cargo fmt --check"
 cargo fmt --all -- --check

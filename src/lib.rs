@@ -3,6 +3,8 @@
 
 pub mod apply;
 pub mod cli;
+pub mod daemon;
+pub mod enforce;
 pub mod engine;
 pub mod error;
 pub mod exec;

@@ -77,6 +77,25 @@ fn migrations() -> Migrations<'static> {
             at_ms        INTEGER NOT NULL
         );",
         ),
+        // enforce: every limits update of an owned or adopted container (crate::enforce).
+        M::up(
+            "CREATE TABLE enforcement (
+            id           INTEGER PRIMARY KEY,
+            ts_ms        INTEGER NOT NULL,
+            container_id TEXT NOT NULL,
+            name         TEXT NOT NULL,
+            kind         TEXT NOT NULL,
+            rule         TEXT NOT NULL,
+            trigger      TEXT NOT NULL,
+            event        TEXT,
+            drift        INTEGER NOT NULL,
+            before       TEXT NOT NULL,
+            after        TEXT NOT NULL,
+            outcome      TEXT NOT NULL,
+            error        TEXT
+        );
+        CREATE INDEX enforcement_name ON enforcement(name, ts_ms);",
+        ),
     ])
 }
 

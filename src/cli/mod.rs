@@ -2,6 +2,8 @@
 //! an exit status or an [`ErrorReport`]; printing the report is `main`'s job.
 
 mod apply;
+mod daemon;
+mod enforce;
 mod explain;
 mod heal;
 mod openclaw;
@@ -93,6 +95,10 @@ pub enum Command {
         #[arg(long, value_name = "TARGET")]
         release: Option<String>,
     },
+    /// One pass: apply declared limits to owned and adopted containers (timer mode).
+    Enforce,
+    /// The long-running agent: engine events and schedules; SIGHUP reloads, SIGTERM stops.
+    Daemon,
     /// The long description of an error code.
     Explain { code: String },
     /// Harden an OpenClaw install (secrets out of the state directory, narrow sandbox binds).
@@ -235,6 +241,8 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
+        Command::Enforce => enforce::run(cli).await,
+        Command::Daemon => daemon::run(cli).await,
         Command::Verify(args) => verify::run(cli, args).await,
         Command::Heal { release } => heal::run(cli, release.as_deref()).await,
         Command::Validate

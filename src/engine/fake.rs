@@ -119,8 +119,17 @@ impl Engine for FakeEngine {
         Ok(Some(ContainerInspectResponse {
             id: Some(c.id.clone()),
             name: Some(format!("/{}", c.req.name)),
+            config: Some(bollard::models::ContainerConfig {
+                labels: Some(c.req.labels.clone().into_iter().collect()),
+                ..Default::default()
+            }),
             state: Some(ContainerState {
                 running: Some(c.running),
+                status: Some(if c.running {
+                    bollard::models::ContainerStateStatusEnum::RUNNING
+                } else {
+                    bollard::models::ContainerStateStatusEnum::CREATED
+                }),
                 ..Default::default()
             }),
             host_config: Some(HostConfig {

@@ -1,0 +1,129 @@
+//! `enforce`: one limits pass over owned and adopted containers (the timer-mode twin of the
+//! daemon's sweep), reported as text or JSON.
+
+use super::{Cli, CmdResult, Output};
+use crate::enforce::{self, Enforcement, Policy, SweepReport};
+use crate::engine::Engine;
+use crate::error::exit;
+use crate::plan::LimitChange;
+
+pub async fn run(cli: &Cli) -> CmdResult {
+    let fortress = cli.load()?;
+    let engine = cli.connect(Some(&fortress)).await?;
+    let info = engine.info().await.map_err(|e| super::report_of(&e))?;
+    let policy = Policy::new(&fortress, info.ncpu);
+    for c in &policy.clamped {
+        tracing::warn!("cpus above the engine host's count, clamped: {c}");
+    }
+    let state = cli.open_state(&fortress)?;
+    let report = enforce::sweep(&engine, &policy)
+        .await
+        .map_err(|e| super::report_of(&e))?;
+    for e in &report.enforced {
+        if let Err(err) = enforce::record(&state, e) {
+            tracing::error!(
+                "cannot record the enforcement of {}: {}",
+                e.name,
+                crate::report::chain(&err)
+            );
+        }
+    }
+    match cli.output {
+        Output::Json => super::print_json(&serde_json::json!({
+            "fortress": fortress.name,
+            "enforced": report.enforced,
+            "unchanged": report.unchanged,
+            "failed": report.failed(),
+        })),
+        Output::Text => print!("{}", render(&fortress.name, engine.socket(), &report)),
+    }
+    Ok(if report.failed() > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+fn bytes(v: i64) -> String {
+    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    for (u, n) in UNITS {
+        if v >= n && v % n == 0 {
+            return format!("{}{u}", v / n);
+        }
+    }
+    v.to_string()
+}
+
+fn value(field: &str, v: Option<i64>) -> String {
+    match (field, v) {
+        (_, None) => "unlimited".into(),
+        ("memory" | "memorySwap", Some(v)) => bytes(v),
+        ("nanoCpus", Some(v)) => format!("{} cpus", v as f64 / 1e9),
+        (_, Some(v)) => v.to_string(),
+    }
+}
+
+fn changes(c: &[LimitChange]) -> String {
+    c.iter()
+        .map(|c| {
+            let name = if c.field == "nanoCpus" {
+                "cpus"
+            } else {
+                c.field
+            };
+            format!(
+                "{name} {} -> {}",
+                value(c.field, c.from),
+                value(c.field, c.to)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn line(e: &Enforcement) -> String {
+    let mut out = format!(
+        "  ~ {:<8} {} ({}){}: {}",
+        e.kind.as_str(),
+        e.name,
+        e.rule,
+        if e.drift { " drift" } else { "" },
+        changes(&e.changes)
+    );
+    match &e.error {
+        None => out.push_str("  ... ok\n"),
+        Some(f) => {
+            out.push_str(&format!(
+                "  ... failed\n    error[{}]: {}\n",
+                f.code, f.message
+            ));
+            if let Some(h) = &f.hint {
+                out.push_str(&format!("    hint: {h}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// Names and limits only.
+pub fn render(fortress: &str, socket: &str, r: &SweepReport) -> String {
+    let mut out = format!("enforce limits of fortress {fortress} on {socket}\n");
+    for e in &r.enforced {
+        out.push_str(&line(e));
+    }
+    for u in &r.unchanged {
+        out.push_str(&format!(
+            "  = {:<8} {} ({}): as declared\n",
+            u.kind.as_str(),
+            u.name,
+            u.rule
+        ));
+    }
+    out.push_str(&format!(
+        "enforce: {} updated, {} failed, {} as declared\n",
+        r.succeeded(),
+        r.failed(),
+        r.unchanged.len()
+    ));
+    out
+}

@@ -1,0 +1,314 @@
+//! The agent's Prometheus metrics and the tiny HTTP server that serves them (`/metrics`,
+//! `/healthz`) when `metrics.listen` is set.
+//!
+//! It owns the metric names (stable: dashboards and alerts are written against them) and the
+//! listener. It must not decide anything: the daemon loop counts, this module only holds and
+//! renders. The server is hyper's HTTP/1 server (already in the tree through bollard) rather
+//! than a web framework: two fixed GET routes need no router.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn lag_histogram() -> Histogram {
+    // 1 ms .. ~33 s: an event is normally handled within milliseconds; seconds mean the agent
+    // or the engine is struggling.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+fn job_histogram() -> Histogram {
+    // 10 ms .. ~5.5 min: a sweep over a handful of containers takes well under a second.
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
+}
+
+/// Every metric the agent exports.
+pub struct Metrics {
+    registry: Registry,
+    enforcements: Family<Labels, Counter>,
+    drift_corrections: Counter,
+    engine_reconnects: Counter,
+    engine_up: Gauge,
+    events: Counter,
+    event_lag: Histogram,
+    job_runs: Family<Labels, Counter>,
+    job_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    reloads: Family<Labels, Counter>,
+    engine_connected: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("clw_fortress");
+        let enforcements = Family::<Labels, Counter>::default();
+        registry.register(
+            "enforcements",
+            "Limits updates of owned and adopted containers, by kind, trigger and outcome",
+            enforcements.clone(),
+        );
+        let drift_corrections = Counter::default();
+        registry.register(
+            "drift_corrections",
+            "Limits that somebody loosened and the agent put back",
+            drift_corrections.clone(),
+        );
+        let engine_reconnects = Counter::default();
+        registry.register(
+            "engine_reconnects",
+            "Times the agent got the engine back after losing it",
+            engine_reconnects.clone(),
+        );
+        let engine_up = Gauge::default();
+        registry.register(
+            "engine_up",
+            "1 while the agent is connected to the engine and watching its events",
+            engine_up.clone(),
+        );
+        let events = Counter::default();
+        registry.register(
+            "engine_events",
+            "Container events received from the engine",
+            events.clone(),
+        );
+        let event_lag = lag_histogram();
+        registry.register(
+            "event_lag_seconds",
+            "Time from the engine stamping an event to the agent handling it",
+            event_lag.clone(),
+        );
+        let job_runs = Family::<Labels, Counter>::default();
+        registry.register(
+            "job_runs",
+            "Periodic job runs by job and outcome (ok, failed, skipped)",
+            job_runs.clone(),
+        );
+        let job_duration =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(job_histogram);
+        registry.register(
+            "job_duration_seconds",
+            "How long periodic job runs took",
+            job_duration.clone(),
+        );
+        let reloads = Family::<Labels, Counter>::default();
+        registry.register(
+            "manifest_reloads",
+            "Manifest reloads on SIGHUP by outcome (ok, failed)",
+            reloads.clone(),
+        );
+        // Every combination exists from the start at zero, so a dashboard's rate() sees the
+        // first increment instead of a series appearing out of nowhere.
+        for kind in ["owned", "adopted"] {
+            for trigger in ["sweep", "event"] {
+                for outcome in ["ok", "failed"] {
+                    let _ = enforcements.get_or_create(&vec![
+                        ("kind", kind.to_string()),
+                        ("trigger", trigger.to_string()),
+                        ("outcome", outcome.to_string()),
+                    ]);
+                }
+            }
+        }
+        Metrics {
+            registry,
+            enforcements,
+            drift_corrections,
+            engine_reconnects,
+            engine_up,
+            events,
+            event_lag,
+            job_runs,
+            job_duration,
+            reloads,
+            engine_connected: AtomicBool::new(false),
+        }
+    }
+
+    pub fn enforcement(&self, e: &crate::enforce::Enforcement) {
+        self.enforcements
+            .get_or_create(&vec![
+                ("kind", e.kind.as_str().to_string()),
+                ("trigger", e.trigger.to_string()),
+                ("outcome", if e.ok { "ok" } else { "failed" }.to_string()),
+            ])
+            .inc();
+        if e.ok && e.drift {
+            self.drift_corrections.inc();
+        }
+    }
+
+    pub fn reconnected(&self) {
+        self.engine_reconnects.inc();
+    }
+
+    pub fn set_engine_up(&self, up: bool) {
+        self.engine_up.set(i64::from(up));
+        self.engine_connected.store(up, Ordering::SeqCst);
+    }
+
+    pub fn engine_is_up(&self) -> bool {
+        self.engine_connected.load(Ordering::SeqCst)
+    }
+
+    pub fn event(&self, lag_seconds: f64) {
+        self.events.inc();
+        self.event_lag.observe(lag_seconds);
+    }
+
+    /// One job run; `took` is `None` for a skipped run.
+    pub fn job_run(&self, job: &str, outcome: &str, took: Option<Duration>) {
+        self.job_runs
+            .get_or_create(&vec![
+                ("job", job.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+        if let Some(t) = took {
+            self.job_duration
+                .get_or_create(&vec![("job", job.to_string())])
+                .observe(t.as_secs_f64());
+        }
+    }
+
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&vec![(
+                "outcome",
+                if ok { "ok" } else { "failed" }.to_string(),
+            )])
+            .inc();
+    }
+
+    /// The exposition text (OpenMetrics, which Prometheus scrapes natively).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The answer to one request. Pure apart from reading the metrics.
+pub fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, ctype: &str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", ctype)
+            .body(Full::new(Bytes::from(body)))
+            .expect("a static response is valid")
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n".into(),
+        );
+    }
+    match path {
+        "/metrics" => reply(StatusCode::OK, CONTENT_TYPE, metrics.render()),
+        // Liveness of the agent itself: it answers while its runtime runs. The engine's state
+        // is reported, not judged: an engine restart is the agent's job to ride out, and a
+        // restart of the agent would not bring the engine back.
+        "/healthz" => reply(
+            StatusCode::OK,
+            "text/plain",
+            format!(
+                "ok\nengine: {}\n",
+                if metrics.engine_is_up() { "up" } else { "down" }
+            ),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+/// Binds `addr` now (so a taken port fails the daemon's start, not silently later).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves until the task is aborted. One task per connection; a broken client only ends its
+/// own connection.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("metrics endpoint: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let r = respond(&metrics, req.method(), req.uri().path());
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!("metrics endpoint: connection ended: {e}");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_family_is_exported_with_its_stable_name() {
+        let m = Metrics::new();
+        m.reconnected();
+        m.event(0.002);
+        m.job_run("limits", "ok", Some(Duration::from_millis(30)));
+        let text = m.render();
+        for name in [
+            "clw_fortress_enforcements_total",
+            "clw_fortress_drift_corrections_total",
+            "clw_fortress_engine_reconnects_total 1",
+            "clw_fortress_engine_up",
+            "clw_fortress_engine_events_total 1",
+            "clw_fortress_event_lag_seconds_bucket",
+            r#"clw_fortress_job_runs_total{job="limits",outcome="ok"} 1"#,
+            r#"clw_fortress_job_duration_seconds_count{job="limits"} 1"#,
+        ] {
+            assert!(text.contains(name), "{name} missing in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn routes_answer_metrics_health_and_not_found() {
+        let m = Metrics::new();
+        let get = |p: &str| respond(&m, &Method::GET, p).status();
+        assert_eq!(get("/metrics"), StatusCode::OK);
+        assert_eq!(get("/healthz"), StatusCode::OK);
+        assert_eq!(get("/"), StatusCode::NOT_FOUND);
+        assert_eq!(
+            respond(&m, &Method::POST, "/metrics").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}

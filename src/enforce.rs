@@ -1,0 +1,815 @@
+//! Limits enforcement: the declared resource limits, applied to the containers this fortress
+//! owns and to the containers its `adopt` selectors match, in one pass (`clw-fortress enforce`,
+//! the daemon's sweep) or for one container (the daemon's event path).
+//!
+//! It owns: which container gets which limits ([`Policy`], pure), what differs ([`decide`],
+//! pure, through [`crate::plan::limit_changes`]), the driver that updates limits through the
+//! engine, and the `enforcement` table of the state database.
+//!
+//! It must not touch anything but resource limits, and only of running or created containers
+//! that are either ours (`clw-fortress.managed=1` plus this fortress's label, declared sandbox)
+//! or matched by an adopt selector (manifest.md, "Ownership labels"). It never creates, starts,
+//! stops or removes a container: that is `apply`'s job.
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::apply::Failure;
+use crate::engine::{Engine, EngineError, EventKind, Resources};
+use crate::manifest::{Fortress, Selector};
+use crate::plan::{limit_changes, LimitChange};
+use crate::spec::{self, LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX};
+use crate::state::{now_ms, State, StateError};
+
+/// Whose container it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Created by `apply` for a declared sandbox of this fortress.
+    Owned,
+    /// Created by someone else (e.g. the OpenClaw gateway), matched by an `adopt` selector.
+    Adopted,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Owned => "owned",
+            Kind::Adopted => "adopted",
+        }
+    }
+}
+
+/// What made the enforcement happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A pass over every container (`enforce`, the daemon's schedule, a resync).
+    Sweep,
+    /// An engine event about this one container (`create`, `start`, `update`).
+    Event(EventKind),
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Sweep => "sweep",
+            Trigger::Event(_) => "event",
+        }
+    }
+
+    /// The event's name, for an event trigger.
+    pub fn event(self) -> Option<&'static str> {
+        match self {
+            Trigger::Sweep => None,
+            Trigger::Event(EventKind::Create) => Some("create"),
+            Trigger::Event(EventKind::Start) => Some("start"),
+            Trigger::Event(EventKind::Update) => Some("update"),
+            Trigger::Event(_) => Some("other"),
+        }
+    }
+}
+
+/// The limits one container should have, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub kind: Kind,
+    /// The declared sandbox (owned) or the selector as written (adopted).
+    pub rule: String,
+    pub limits: Resources,
+}
+
+/// Who gets which limits, derived purely from the validated manifest and the engine host's CPU
+/// count. Rebuilt on every manifest (re)load and engine (re)connect; cheap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    fortress: String,
+    /// Declared sandbox name -> its limits.
+    owned: BTreeMap<String, Resources>,
+    /// In manifest order: the first selector that matches wins.
+    adopt: Vec<(Selector, Resources)>,
+    /// Limits whose CPU count was clamped to the host's, for a warning.
+    pub clamped: Vec<String>,
+}
+
+fn clamp(r: &mut Resources, host_cpus: i64, what: &str, clamped: &mut Vec<String>) {
+    // Same rule as apply (spec::clamp_cpus): more CPUs than exist means "all of them", and
+    // Docker refuses a NanoCpus above the host's count.
+    if host_cpus <= 0 {
+        return;
+    }
+    let max = host_cpus.saturating_mul(1_000_000_000);
+    if let Some(n) = r.nano_cpus.filter(|n| *n > max) {
+        r.nano_cpus = Some(max);
+        clamped.push(format!("{what} ({} -> {host_cpus} cpus)", n as f64 / 1e9));
+    }
+}
+
+/// A selector as the manifest writes it, for reports and the state database.
+pub fn selector_text(s: &Selector) -> String {
+    match s {
+        Selector::Label {
+            key,
+            value: Some(v),
+        } => format!("label {key}={v}"),
+        Selector::Label { key, value: None } => format!("label {key}"),
+        Selector::NamePrefix(p) => format!("namePrefix {p}"),
+    }
+}
+
+/// Whether an adopt selector matches a container. A label selector without a value matches
+/// any value; a name prefix is compared with the name without Docker's leading `/`.
+pub fn selector_matches(s: &Selector, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    match s {
+        Selector::Label {
+            key,
+            value: Some(v),
+        } => labels.get(key) == Some(v),
+        Selector::Label { key, value: None } => labels.contains_key(key),
+        Selector::NamePrefix(p) => name.trim_start_matches('/').starts_with(p.as_str()),
+    }
+}
+
+impl Policy {
+    pub fn new(fortress: &Fortress, host_cpus: i64) -> Policy {
+        let mut clamped = Vec::new();
+        let owned = fortress
+            .sandboxes
+            .iter()
+            .map(|s| {
+                let mut r = spec::resources_of(&s.limits);
+                clamp(&mut r, host_cpus, &s.name, &mut clamped);
+                (s.name.clone(), r)
+            })
+            .collect();
+        let adopt = fortress
+            .adopt
+            .iter()
+            .map(|a| {
+                let mut r = spec::resources_of(&a.limits);
+                clamp(&mut r, host_cpus, &selector_text(&a.selector), &mut clamped);
+                (a.selector.clone(), r)
+            })
+            .collect();
+        Policy {
+            fortress: fortress.name.clone(),
+            owned,
+            adopt,
+            clamped,
+        }
+    }
+
+    pub fn fortress(&self) -> &str {
+        &self.fortress
+    }
+
+    /// The limits `name`/`labels` should have, or `None` when the container is none of our
+    /// business. Ownership is decided by labels alone, never by a similar name:
+    /// - ours (managed + this fortress) and declared: owned, with the sandbox's limits;
+    /// - ours but no longer declared: `None` (an orphan; `apply --prune` decides its fate);
+    /// - managed by another fortress: `None`, even if a selector matches, so two fortresses
+    ///   on one engine never fight over a container;
+    /// - anything else matched by a selector: adopted, first matching selector wins.
+    pub fn target(&self, name: &str, labels: &BTreeMap<String, String>) -> Option<Target> {
+        if labels.get(LABEL_MANAGED).map(String::as_str) == Some("1") {
+            if labels.get(LABEL_FORTRESS) != Some(&self.fortress) {
+                return None;
+            }
+            let sandbox = labels.get(LABEL_SANDBOX)?;
+            return self.owned.get(sandbox).map(|limits| Target {
+                kind: Kind::Owned,
+                rule: sandbox.clone(),
+                limits: *limits,
+            });
+        }
+        self.adopt
+            .iter()
+            .find(|(s, _)| selector_matches(s, name, labels))
+            .map(|(s, limits)| Target {
+                kind: Kind::Adopted,
+                rule: selector_text(s),
+                limits: *limits,
+            })
+    }
+}
+
+/// The limits to change on a container that holds `observed`. Empty means converged.
+pub fn decide(target: &Target, observed: &Resources) -> Vec<LimitChange> {
+    limit_changes(observed, &target.limits)
+}
+
+/// Only running and created containers are enforced: a stopped one gets its limits on `start`
+/// (event) or the next sweep, and updating a dead or removing one only produces errors.
+pub fn enforceable_state(state: &str) -> bool {
+    matches!(state, "running" | "created")
+}
+
+/// A correction is recorded as drift when the limits had been right before and somebody
+/// loosened them: always for an owned sandbox (apply created it with its limits), and for an
+/// adopted container when an `update` event revealed it. An adopted container found off-limits
+/// by a sweep or on create/start is an adoption, not drift (it may simply be new).
+pub fn is_drift(kind: Kind, trigger: Trigger) -> bool {
+    kind == Kind::Owned || trigger == Trigger::Event(EventKind::Update)
+}
+
+/// Limits as reported and stored: unlimited is `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitSet {
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids: Option<i64>,
+}
+
+impl LimitSet {
+    pub fn of(r: &Resources) -> LimitSet {
+        let n = |v: Option<i64>| v.filter(|v| *v > 0);
+        LimitSet {
+            memory: n(r.memory),
+            memory_swap: n(r.memory_swap),
+            nano_cpus: n(r.nano_cpus),
+            pids: n(r.pids_limit),
+        }
+    }
+
+    /// `before` with the declared fields of `target` laid over it.
+    fn overlay(before: &Resources, target: &Resources) -> LimitSet {
+        LimitSet::of(&Resources {
+            memory: target.memory.or(before.memory),
+            memory_swap: target.memory_swap.or(before.memory_swap),
+            nano_cpus: target.nano_cpus.or(before.nano_cpus),
+            pids_limit: target.pids_limit.or(before.pids_limit),
+        })
+    }
+}
+
+/// One limits update this module made (or tried to make).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Enforcement {
+    pub ts_ms: i64,
+    pub container_id: String,
+    pub name: String,
+    pub kind: Kind,
+    pub rule: String,
+    /// `sweep` or `event`.
+    pub trigger: &'static str,
+    /// `create`, `start` or `update` for an event trigger.
+    pub event: Option<&'static str>,
+    pub drift: bool,
+    pub before: LimitSet,
+    pub after: LimitSet,
+    pub changes: Vec<LimitChange>,
+    pub ok: bool,
+    pub error: Option<Failure>,
+}
+
+/// A container that was checked and already had its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checked {
+    pub container_id: String,
+    pub name: String,
+    pub kind: Kind,
+    pub rule: String,
+}
+
+/// What one container came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Neither owned nor adopted, not running/created, or gone: untouched.
+    Ignored,
+    Unchanged(Checked),
+    Enforced(Box<Enforcement>),
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    pub enforced: Vec<Enforcement>,
+    pub unchanged: Vec<Checked>,
+}
+
+impl SweepReport {
+    pub fn failed(&self) -> usize {
+        self.enforced.iter().filter(|e| !e.ok).count()
+    }
+    pub fn succeeded(&self) -> usize {
+        self.enforced.iter().filter(|e| e.ok).count()
+    }
+}
+
+fn failure(e: &EngineError) -> Failure {
+    use crate::error::Coded;
+    Failure {
+        code: e.code().to_string(),
+        message: crate::report::chain(e),
+        hint: e.hint(),
+    }
+}
+
+fn resources_of_inspect(i: &bollard::models::ContainerInspectResponse) -> Resources {
+    let hc = i.host_config.clone().unwrap_or_default();
+    Resources {
+        memory: hc.memory,
+        memory_swap: hc.memory_swap,
+        nano_cpus: hc.nano_cpus,
+        pids_limit: hc.pids_limit,
+    }
+}
+
+/// Checks one container by id (inspecting it for its current name, labels, state and limits)
+/// and updates its limits when they differ from the policy. An engine error on the update is an
+/// [`Outcome::Enforced`] with `ok: false`; only a failed inspect is an `Err` (the engine is
+/// gone or broken, which the caller handles as a whole).
+pub async fn enforce_one<E: Engine>(
+    engine: &E,
+    policy: &Policy,
+    id: &str,
+    trigger: Trigger,
+) -> Result<Outcome, EngineError> {
+    let Some(i) = engine.inspect(id).await? else {
+        return Ok(Outcome::Ignored);
+    };
+    let status = i
+        .state
+        .as_ref()
+        .and_then(|s| s.status)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    if !enforceable_state(&status) {
+        return Ok(Outcome::Ignored);
+    }
+    let name = i
+        .name
+        .as_deref()
+        .unwrap_or("")
+        .trim_start_matches('/')
+        .to_string();
+    let labels: BTreeMap<String, String> = i
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let Some(target) = policy.target(&name, &labels) else {
+        return Ok(Outcome::Ignored);
+    };
+    let container_id = i.id.clone().unwrap_or_else(|| id.to_string());
+    let before = resources_of_inspect(&i);
+    let changes = decide(&target, &before);
+    if changes.is_empty() {
+        return Ok(Outcome::Unchanged(Checked {
+            container_id,
+            name,
+            kind: target.kind,
+            rule: target.rule,
+        }));
+    }
+    let result = engine.update_resources(&container_id, &target.limits).await;
+    let e = Enforcement {
+        ts_ms: now_ms(),
+        container_id,
+        name,
+        kind: target.kind,
+        rule: target.rule.clone(),
+        trigger: trigger.as_str(),
+        event: trigger.event(),
+        drift: is_drift(target.kind, trigger),
+        before: LimitSet::of(&before),
+        after: LimitSet::overlay(&before, &target.limits),
+        changes,
+        ok: result.is_ok(),
+        error: result.as_ref().err().map(failure),
+    };
+    match &result {
+        Ok(()) => tracing::info!(
+            container = %e.name, kind = e.kind.as_str(), rule = %e.rule, trigger = e.trigger,
+            event = e.event.unwrap_or(""), drift = e.drift, changes = %describe_changes(&e.changes),
+            "limits enforced"
+        ),
+        Err(err) => tracing::warn!(
+            container = %e.name, kind = e.kind.as_str(), rule = %e.rule,
+            error = %crate::report::chain(err), "limits update failed"
+        ),
+    }
+    Ok(Outcome::Enforced(Box::new(e)))
+}
+
+/// One pass over every container on the engine: lists them, then [`enforce_one`] for each
+/// running or created container the policy has an opinion on. Containers that vanish between
+/// the list and the inspect are skipped.
+pub async fn sweep<E: Engine>(engine: &E, policy: &Policy) -> Result<SweepReport, EngineError> {
+    let mut report = SweepReport::default();
+    for c in engine.list(&[]).await? {
+        if !enforceable_state(&c.state) || policy.target(&c.name, &c.labels).is_none() {
+            continue;
+        }
+        match enforce_one(engine, policy, &c.id, Trigger::Sweep).await? {
+            Outcome::Ignored => {}
+            Outcome::Unchanged(u) => report.unchanged.push(u),
+            Outcome::Enforced(e) => report.enforced.push(*e),
+        }
+    }
+    Ok(report)
+}
+
+/// `memory 0 -> 67108864, pids 0 -> 64`, for logs and text reports.
+pub fn describe_changes(changes: &[LimitChange]) -> String {
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} -> {}",
+                c.field,
+                crate::apply::fmt_limit(c.from),
+                crate::apply::fmt_limit(c.to)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Appends one enforcement to the state database. Names and numbers only, never a secret.
+pub fn record(state: &State, e: &Enforcement) -> Result<(), StateError> {
+    let json = |v: &LimitSet| serde_json::to_string(v).expect("plain data serialises");
+    state
+        .connection()
+        .execute(
+            "INSERT INTO enforcement (ts_ms, container_id, name, kind, rule, trigger, event,
+                                      drift, before, after, outcome, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                e.ts_ms,
+                e.container_id,
+                e.name,
+                e.kind.as_str(),
+                e.rule,
+                e.trigger,
+                e.event,
+                e.drift,
+                json(&e.before),
+                json(&e.after),
+                if e.ok { "ok" } else { "failed" },
+                e.error.as_ref().map(|f| f.message.clone()),
+            ],
+        )
+        .map_err(|source| StateError::Query {
+            op: "insert enforcement",
+            source,
+        })?;
+    Ok(())
+}
+
+/// One row of the `enforcement` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnforcementRecord {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub container_id: String,
+    pub name: String,
+    /// `owned` or `adopted`.
+    pub kind: String,
+    pub rule: String,
+    /// `sweep` or `event`.
+    pub trigger: String,
+    pub event: Option<String>,
+    pub drift: bool,
+    pub before: LimitSet,
+    pub after: LimitSet,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// The newest `limit` enforcements, newest first; only those of container `name` when given.
+pub fn recent_enforcements(
+    state: &State,
+    name: Option<&str>,
+    limit: usize,
+) -> Result<Vec<EnforcementRecord>, StateError> {
+    let q = |source| StateError::Query {
+        op: "select enforcement",
+        source,
+    };
+    let mut stmt = state
+        .connection()
+        .prepare(
+            "SELECT id, ts_ms, container_id, name, kind, rule, trigger, event, drift, before,
+                    after, outcome, error
+             FROM enforcement WHERE (?1 IS NULL OR name = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .map_err(q)?;
+    let parse = |s: String| serde_json::from_str::<LimitSet>(&s).unwrap_or_default();
+    let rows = stmt
+        .query_map(params![name, limit as i64], |r| {
+            Ok(EnforcementRecord {
+                id: r.get(0)?,
+                ts_ms: r.get(1)?,
+                container_id: r.get(2)?,
+                name: r.get(3)?,
+                kind: r.get(4)?,
+                rule: r.get(5)?,
+                trigger: r.get(6)?,
+                event: r.get(7)?,
+                drift: r.get(8)?,
+                before: parse(r.get(9)?),
+                after: parse(r.get(10)?),
+                outcome: r.get(11)?,
+                error: r.get(12)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(q)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{Call, FakeEngine};
+    use crate::engine::CreateRequest;
+    use crate::manifest::{Adopt, Limits};
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn limits(memory: i64, cpus: f64, pids: i64) -> Limits {
+        Limits {
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            cpus: Some(cpus),
+            pids: Some(pids),
+        }
+    }
+
+    fn fortress() -> Fortress {
+        Fortress {
+            file: "/f.yaml".into(),
+            name: "f".into(),
+            engine: Default::default(),
+            state_path: "/s.db".into(),
+            secrets_file: None,
+            bind_sets: vec![],
+            sandboxes: vec![crate::spec::tests::sandbox("sbx-main")],
+            adopt: vec![
+                Adopt {
+                    selector: Selector::Label {
+                        key: "openclaw.sandbox".into(),
+                        value: Some("1".into()),
+                    },
+                    limits: limits(128 << 20, 1.0, 100),
+                },
+                Adopt {
+                    selector: Selector::NamePrefix("openclaw-sbx-".into()),
+                    limits: limits(256 << 20, 8.0, 200),
+                },
+                Adopt {
+                    selector: Selector::Label {
+                        key: "agent".into(),
+                        value: None,
+                    },
+                    limits: Limits {
+                        pids: Some(50),
+                        ..Default::default()
+                    },
+                },
+            ],
+            health: vec![],
+            backups: vec![],
+            schedules: Default::default(),
+            metrics: None,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn each_container_gets_the_limits_of_the_rule_that_owns_or_adopts_it() {
+        let p = Policy::new(&fortress(), 2);
+        let ours = labels(&[
+            (LABEL_MANAGED, "1"),
+            (LABEL_FORTRESS, "f"),
+            (LABEL_SANDBOX, "sbx-main"),
+        ]);
+        type Case<'a> = (&'a str, BTreeMap<String, String>, Option<(Kind, &'a str)>);
+        let cases: Vec<Case> = vec![
+            ("sbx-main", ours.clone(), Some((Kind::Owned, "sbx-main"))),
+            (
+                "x",
+                labels(&[("openclaw.sandbox", "1")]),
+                Some((Kind::Adopted, "label openclaw.sandbox=1")),
+            ),
+            // The label wins over the prefix: manifest order.
+            (
+                "openclaw-sbx-a",
+                labels(&[("openclaw.sandbox", "1")]),
+                Some((Kind::Adopted, "label openclaw.sandbox=1")),
+            ),
+            (
+                "openclaw-sbx-a",
+                labels(&[]),
+                Some((Kind::Adopted, "namePrefix openclaw-sbx-")),
+            ),
+            (
+                "/openclaw-sbx-b",
+                labels(&[]),
+                Some((Kind::Adopted, "namePrefix openclaw-sbx-")),
+            ),
+            (
+                "y",
+                labels(&[("agent", "anything")]),
+                Some((Kind::Adopted, "label agent")),
+            ),
+            // Similar is not the same.
+            ("openclaw-sbx", labels(&[]), None),
+            ("my-openclaw-sbx-a", labels(&[]), None),
+            ("x", labels(&[("openclaw.sandbox", "0")]), None),
+            ("x", labels(&[("openclaw.sandbox.x", "1")]), None),
+            ("x", labels(&[("agents", "1")]), None),
+            // Our label, another fortress: never ours, even when a selector matches.
+            (
+                "openclaw-sbx-c",
+                labels(&[
+                    (LABEL_MANAGED, "1"),
+                    (LABEL_FORTRESS, "other"),
+                    (LABEL_SANDBOX, "sbx-main"),
+                ]),
+                None,
+            ),
+            // Ours but no longer declared: an orphan, left to apply --prune.
+            (
+                "gone",
+                labels(&[
+                    (LABEL_MANAGED, "1"),
+                    (LABEL_FORTRESS, "f"),
+                    (LABEL_SANDBOX, "gone"),
+                ]),
+                None,
+            ),
+            // A fortress label without managed=1 is not ownership; the name decides nothing.
+            (
+                "sbx-main",
+                labels(&[(LABEL_FORTRESS, "f"), (LABEL_SANDBOX, "sbx-main")]),
+                None,
+            ),
+        ];
+        for (name, l, want) in cases {
+            let got = p.target(name, &l).map(|t| (t.kind, t.rule));
+            assert_eq!(got, want.map(|(k, r)| (k, r.to_string())), "{name} {l:?}");
+        }
+    }
+
+    #[test]
+    fn cpus_above_the_host_count_are_clamped_for_adopted_containers_too() {
+        let p = Policy::new(&fortress(), 2);
+        let t = p.target("openclaw-sbx-a", &labels(&[])).unwrap();
+        assert_eq!(t.limits.nano_cpus, Some(2_000_000_000));
+        assert_eq!(p.clamped.len(), 1, "{:?}", p.clamped);
+        let t = p.target("y", &labels(&[("agent", "")])).unwrap();
+        assert_eq!(t.limits.nano_cpus, None, "no opinion stays no opinion");
+    }
+
+    #[test]
+    fn only_running_and_created_containers_are_enforced() {
+        for (s, want) in [
+            ("running", true),
+            ("created", true),
+            ("exited", false),
+            ("paused", false),
+            ("restarting", false),
+            ("removing", false),
+            ("dead", false),
+        ] {
+            assert_eq!(enforceable_state(s), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn drift_is_an_owned_correction_or_one_revealed_by_an_update_event() {
+        use EventKind::*;
+        for (kind, trigger, want) in [
+            (Kind::Owned, Trigger::Sweep, true),
+            (Kind::Owned, Trigger::Event(Start), true),
+            (Kind::Adopted, Trigger::Sweep, false),
+            (Kind::Adopted, Trigger::Event(Create), false),
+            (Kind::Adopted, Trigger::Event(Update), true),
+        ] {
+            assert_eq!(is_drift(kind, trigger), want, "{kind:?} {trigger:?}");
+        }
+    }
+
+    #[test]
+    fn undeclared_limits_are_no_opinion_and_unlimited_equals_zero() {
+        let t = Target {
+            kind: Kind::Adopted,
+            rule: "r".into(),
+            limits: Resources {
+                pids_limit: Some(50),
+                ..Default::default()
+            },
+        };
+        let observed = Resources {
+            memory: Some(1 << 30),
+            pids_limit: Some(0),
+            ..Default::default()
+        };
+        let c = decide(&t, &observed);
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].field, c[0].from, c[0].to), ("pids", None, Some(50)));
+        let after = LimitSet::overlay(&observed, &t.limits);
+        assert_eq!(after.memory, Some(1 << 30));
+        assert_eq!(after.pids, Some(50));
+    }
+
+    async fn add(engine: &FakeEngine, name: &str, l: BTreeMap<String, String>, start: bool) {
+        let id = engine
+            .create(&CreateRequest {
+                name: name.into(),
+                labels: l,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if start {
+            engine.start(&id).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_limits_owned_and_adopted_containers_and_nothing_else() {
+        let engine = FakeEngine::default();
+        add(
+            &engine,
+            "sbx-main",
+            labels(&[
+                (LABEL_MANAGED, "1"),
+                (LABEL_FORTRESS, "f"),
+                (LABEL_SANDBOX, "sbx-main"),
+            ]),
+            true,
+        )
+        .await;
+        add(&engine, "openclaw-sbx-1", labels(&[]), true).await;
+        add(&engine, "created-only", labels(&[("agent", "x")]), false).await;
+        add(&engine, "bystander", labels(&[("other", "1")]), true).await;
+        let p = Policy::new(&fortress(), 2);
+        let r = sweep(&engine, &p).await.unwrap();
+        let mut names: Vec<&str> = r.enforced.iter().map(|e| e.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["created-only", "openclaw-sbx-1", "sbx-main"]);
+        assert!(r.enforced.iter().all(|e| e.ok));
+        let updated: Vec<String> = engine
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Update(id, _) => Some(id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(updated.len(), 3);
+        // Converged: the second pass changes nothing and reports every container unchanged.
+        let r2 = sweep(&engine, &p).await.unwrap();
+        assert!(r2.enforced.is_empty(), "{:?}", r2.enforced);
+        assert_eq!(r2.unchanged.len(), 3);
+    }
+
+    #[test]
+    fn enforcements_are_recorded_and_read_back_newest_first() {
+        let s = State::in_memory();
+        let mk = |name: &str, ok: bool| Enforcement {
+            ts_ms: 1,
+            container_id: format!("id-{name}"),
+            name: name.into(),
+            kind: Kind::Adopted,
+            rule: "label a=1".into(),
+            trigger: "event",
+            event: Some("create"),
+            drift: false,
+            before: LimitSet::default(),
+            after: LimitSet {
+                pids: Some(64),
+                ..Default::default()
+            },
+            changes: vec![],
+            ok,
+            error: None,
+        };
+        record(&s, &mk("a", true)).unwrap();
+        record(&s, &mk("b", false)).unwrap();
+        let all = recent_enforcements(&s, None, 10).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].name, "b");
+        assert_eq!(all[0].outcome, "failed");
+        assert_eq!(all[1].after.pids, Some(64));
+        assert_eq!(all[1].event.as_deref(), Some("create"));
+        assert_eq!(recent_enforcements(&s, Some("a"), 10).unwrap().len(), 1);
+    }
+}
