@@ -496,8 +496,8 @@ pub fn recent_enforcements(
         op: "select enforcement",
         source,
     };
-    let mut stmt = state
-        .connection()
+    let conn = state.connection();
+    let mut stmt = conn
         .prepare(
             "SELECT id, ts_ms, container_id, name, kind, rule, trigger, event, drift, before,
                     after, outcome, error

@@ -5,6 +5,7 @@
 //! values or file contents.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -171,8 +172,11 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// The database handle. The connection sits behind a mutex so that `&State` can be shared
+/// across the daemon's tasks and held across awaits (a bare `rusqlite::Connection` is `Send`
+/// but not `Sync`); every statement is short, so contention is not a concern.
 pub struct State {
-    conn: Connection,
+    conn: Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -222,7 +226,7 @@ impl State {
             })?;
         restrict_mode(path);
         Ok(State {
-            conn,
+            conn: Mutex::new(conn),
             path: path.to_path_buf(),
         })
     }
@@ -232,7 +236,7 @@ impl State {
         let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
         migrations().to_latest(&mut conn).expect("migrations apply");
         State {
-            conn,
+            conn: Mutex::new(conn),
             path: PathBuf::from(":memory:"),
         }
     }
@@ -241,14 +245,18 @@ impl State {
         &self.path
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The connection, locked for as long as the guard lives: take it, run the statements,
+    /// drop it. Never hold it across an await or while calling another `State` method.
+    pub fn connection(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves sqlite itself consistent (statements are
+        // atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `PRAGMA integrity_check`.
     pub fn check_integrity(&self) -> Result<(), StateError> {
         let result: String = self
-            .conn
+            .connection()
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(|source| StateError::Query {
                 op: "integrity check",
@@ -273,17 +281,17 @@ impl State {
         outcome: &str,
         detail: &str,
     ) -> Result<i64, StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO audit (ts_ms, actor, action, target, outcome, detail)
+        let conn = self.connection();
+        conn.execute(
+            "INSERT INTO audit (ts_ms, actor, action, target, outcome, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![now_ms(), actor, action, target, outcome, detail],
-            )
-            .map_err(|source| StateError::Query {
-                op: "insert audit",
-                source,
-            })?;
-        Ok(self.conn.last_insert_rowid())
+            params![now_ms(), actor, action, target, outcome, detail],
+        )
+        .map_err(|source| StateError::Query {
+            op: "insert audit",
+            source,
+        })?;
+        Ok(conn.last_insert_rowid())
     }
 
     /// The newest `limit` audit rows, newest first; only those of `target` when given.
@@ -292,8 +300,8 @@ impl State {
         target: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.connection();
+        let mut stmt = conn
             .prepare(
                 "SELECT id, ts_ms, actor, action, target, outcome, detail FROM audit
                  WHERE (?1 IS NULL OR target = ?1) ORDER BY id DESC LIMIT ?2",
@@ -324,7 +332,7 @@ impl State {
 
     /// The schema version (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<i64, StateError> {
-        self.conn
+        self.connection()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .optional()
             .map(|v| v.unwrap_or(0))

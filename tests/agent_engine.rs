@@ -556,7 +556,11 @@ impl PrivateEngine {
             .open(self.dir.join("dockerd.log"))
             .unwrap();
         let d = |p: &str| self.dir.join(p).display().to_string();
-        let child = Command::new("dockerd")
+        // In a network namespace of its own: dockerd started with `--bridge none` deletes any
+        // existing `docker0`, which would break the shared engine's default network for every
+        // other test. `unshare` execs dockerd, so the child's pid is dockerd's.
+        let child = Command::new("unshare")
+            .args(["--net", "--", "dockerd"])
             .args(["--host", &self.host()])
             .args(["--data-root", &d("data"), "--exec-root", &d("exec")])
             .args(["--pidfile", &d("docker.pid")])
