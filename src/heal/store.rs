@@ -188,27 +188,32 @@ pub fn mark_released(state: &State, key: &TargetKey, now_ms: i64) -> Result<(), 
 
 /// Every target ever seen, optionally of one fortress, ordered by fortress, kind and name.
 pub fn all(state: &State, fortress: Option<&str>) -> Result<Vec<TargetStatus>, StateError> {
-    let conn = state.connection();
-    let mut stmt = conn
-        .prepare(
-            "SELECT fortress, kind, name FROM health_target
-             WHERE (?1 IS NULL OR fortress = ?1) ORDER BY fortress, kind, name",
-        )
-        .map_err(q("select health_target"))?;
-    let keys = stmt
-        .query_map(params![fortress], |r| {
-            Ok(TargetKey {
-                fortress: r.get(0)?,
-                kind: TargetKind::parse(&r.get::<_, String>(1)?),
-                name: r.get(2)?,
+    // The connection lock is taken per statement: `load` takes it too.
+    let keys = {
+        let conn = state.connection();
+        let mut stmt = conn
+            .prepare(
+                "SELECT fortress, kind, name FROM health_target
+                 WHERE (?1 IS NULL OR fortress = ?1) ORDER BY fortress, kind, name",
+            )
+            .map_err(q("select health_target"))?;
+        let rows = stmt
+            .query_map(params![fortress], |r| {
+                Ok(TargetKey {
+                    fortress: r.get(0)?,
+                    kind: TargetKind::parse(&r.get::<_, String>(1)?),
+                    name: r.get(2)?,
+                })
             })
-        })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(q("select health_target"))?;
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(q("select health_target"))?;
+        rows
+    };
     keys.into_iter()
         .map(|key| {
             let s = load(state, &key, i64::MIN)?;
-            let restarts_total: i64 = conn
+            let restarts_total: i64 = state
+                .connection()
                 .query_row(
                     "SELECT count(*) FROM health_restart
                      WHERE fortress = ?1 AND kind = ?2 AND name = ?3",
