@@ -6,6 +6,8 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod host;
+pub mod limits;
 pub mod manifest;
 pub mod plan;
 pub mod report;

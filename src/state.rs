@@ -15,8 +15,9 @@ use crate::error::{Coded, ErrorCode};
 
 /// Schema migrations, oldest first. Append only: a released migration never changes.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE audit (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE audit (
             id       INTEGER PRIMARY KEY,
             ts_ms    INTEGER NOT NULL,
             actor    TEXT NOT NULL,
@@ -26,7 +27,24 @@ fn migrations() -> Migrations<'static> {
             detail   TEXT NOT NULL DEFAULT ''
         );
         CREATE INDEX audit_target ON audit(target, ts_ms);",
-    )])
+        ),
+        // Limit diagnostics (limits.rs): one row per limit a sandbox ran into.
+        M::up(
+            "CREATE TABLE limit_event (
+            id            INTEGER PRIMARY KEY,
+            ts_ms         INTEGER NOT NULL,
+            container_id  TEXT NOT NULL,
+            target        TEXT NOT NULL,
+            resource      TEXT NOT NULL,
+            usage         INTEGER,
+            lim           INTEGER,
+            unit          TEXT NOT NULL,
+            count         INTEGER NOT NULL,
+            message       TEXT NOT NULL
+        );
+        CREATE INDEX limit_event_target ON limit_event(target, ts_ms);",
+        ),
+    ])
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +305,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/state.db");
         let s = State::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         s.check_integrity().unwrap();
         let mode = std::fs::metadata(path.parent().unwrap())
             .unwrap()
