@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod exec;
@@ -15,3 +16,4 @@ pub mod seccomp;
 pub mod secrets;
 pub mod spec;
 pub mod state;
+pub mod status;

@@ -2,6 +2,7 @@
 //! an exit status or an [`ErrorReport`]; printing the report is `main`'s job.
 
 mod apply;
+mod doctor;
 mod explain;
 mod validate;
 
@@ -76,6 +77,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Host and engine checks with repair guidance; exits 1 when a check fails.
+    Doctor {
+        /// Show the evidence and how to repair each problem.
+        #[arg(long)]
+        fix_hints: bool,
+    },
+    /// Per sandbox and adopted container: state, limits vs. usage, limit events, restarts,
+    /// last verify, last backup, quarantine.
+    Status,
     /// The long description of an error code.
     Explain { code: String },
     /// Shell completions.
@@ -211,6 +221,8 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
+        Command::Doctor { fix_hints } => doctor::doctor(cli, *fix_hints).await,
+        Command::Status => doctor::status(cli).await,
         Command::Validate | Command::Explain { .. } | Command::Completions { .. } => {
             unreachable!("handled without a runtime")
         }
