@@ -364,6 +364,9 @@ async fn target_status<E: Engine>(
 fn bytes(v: i64) -> String {
     const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
     for (u, n) in UNITS {
+        if v >= n && v % n == 0 {
+            return format!("{}{u}", v / n);
+        }
         if v >= n {
             return format!("{:.1}{u}", v as f64 / n as f64);
         }
