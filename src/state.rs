@@ -97,6 +97,22 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX enforcement_name ON enforcement(name, ts_ms);",
         ),
+        // Limit diagnostics (limits.rs): one row per limit a sandbox ran into.
+        M::up(
+            "CREATE TABLE limit_event (
+            id            INTEGER PRIMARY KEY,
+            ts_ms         INTEGER NOT NULL,
+            container_id  TEXT NOT NULL,
+            target        TEXT NOT NULL,
+            resource      TEXT NOT NULL,
+            usage         INTEGER,
+            lim           INTEGER,
+            unit          TEXT NOT NULL,
+            count         INTEGER NOT NULL,
+            message       TEXT NOT NULL
+        );
+        CREATE INDEX limit_event_target ON limit_event(target, ts_ms);",
+        ),
     ])
 }
 

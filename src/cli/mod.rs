@@ -3,6 +3,7 @@
 
 mod apply;
 mod daemon;
+mod doctor;
 mod enforce;
 mod explain;
 mod heal;
@@ -99,6 +100,15 @@ pub enum Command {
     Enforce,
     /// The long-running agent: engine events and schedules; SIGHUP reloads, SIGTERM stops.
     Daemon,
+    /// Host and engine checks with repair guidance; exits 1 when a check fails.
+    Doctor {
+        /// Show the evidence and how to repair each problem.
+        #[arg(long)]
+        fix_hints: bool,
+    },
+    /// Per sandbox and adopted container: state, limits vs. usage, limit events, restarts,
+    /// last verify, last backup, quarantine.
+    Status,
     /// The long description of an error code.
     Explain { code: String },
     /// Harden an OpenClaw install (secrets out of the state directory, narrow sandbox binds).
@@ -245,6 +255,8 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Daemon => daemon::run(cli).await,
         Command::Verify(args) => verify::run(cli, args).await,
         Command::Heal { release } => heal::run(cli, release.as_deref()).await,
+        Command::Doctor { fix_hints } => doctor::doctor(cli, *fix_hints).await,
+        Command::Status => doctor::status(cli).await,
         Command::Validate
         | Command::Seccomp { .. }
         | Command::Explain { .. }

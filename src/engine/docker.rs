@@ -195,7 +195,9 @@ fn request_error(op: &'static str, target: &str, e: bollard::errors::Error) -> E
             status_code,
             message,
         } => {
-            if status_code == 404 {
+            // A 404 on create is the image (or a named network) missing, not the container:
+            // keep the engine's message so the failure can be classified (engine::failure).
+            if status_code == 404 && op != "create" {
                 EngineError::NotFound(target.to_string())
             } else {
                 EngineError::Refused {

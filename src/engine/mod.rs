@@ -6,6 +6,7 @@
 //! planner's job.
 
 pub mod docker;
+pub mod failure;
 pub mod podman;
 pub mod socket;
 
@@ -235,14 +236,9 @@ impl Coded for EngineError {
             EngineError::SocketPermission { socket, .. } => Some(format!(
                 "run as a user that may open {socket} (the docker group, or the rootless podman socket of this user)"
             )),
-            EngineError::Refused { message, .. } if message.contains("No such image") => Some(
-                "the image is not on this host; build or load it locally (no registry is contacted)"
-                    .into(),
-            ),
-            EngineError::Refused { message, .. } if message.contains("seccomp") => Some(
-                "the engine rejected the seccomp profile; run `clw-fortress seccomp check` on it and `clw-fortress doctor`"
-                    .into(),
-            ),
+            EngineError::Refused { message, .. } => {
+                failure::classify(message).map(|c| c.hint().to_string())
+            }
             _ => None,
         }
     }

@@ -1,0 +1,70 @@
+//! `doctor` and `status`: the commands that report on the host, the engine and the sandboxes.
+
+use super::{Cli, CmdResult, Output};
+use crate::doctor::{self, HostEnv, Inputs};
+use crate::engine::{socket, DockerEngine};
+use crate::error::exit;
+use crate::host::HostPaths;
+use crate::manifest::{self, LoadContext};
+use crate::state::State;
+
+pub async fn doctor(cli: &Cli, fix_hints: bool) -> CmdResult {
+    let path = cli.manifest_path();
+    let loaded = manifest::load(&path, &LoadContext::from_process()).map(|mut f| {
+        if let Some(s) = &cli.state {
+            f.state_path = s.clone();
+        }
+        f
+    });
+    let fortress = loaded.as_ref().ok();
+    // Connect directly (not through `Cli::connect`): an unreachable engine is a check result
+    // here, not the end of the command.
+    let resolved = socket::resolve_from_env(
+        cli.engine.as_deref(),
+        fortress.and_then(|f| f.engine.socket.as_deref()),
+    );
+    let profile_dir = fortress
+        .and_then(|f| f.state_path.parent().map(|p| p.join("profiles")))
+        .unwrap_or_else(std::env::temp_dir);
+    let engine = DockerEngine::connect(&resolved.url, profile_dir).await;
+    let run = doctor::run_command;
+    let report = doctor::run(Inputs {
+        manifest_path: path,
+        manifest: loaded.as_ref(),
+        engine: engine.as_ref(),
+        host: HostEnv {
+            paths: HostPaths::real(),
+            uid: nix::unistd::getuid().as_raw(),
+            run: &run,
+        },
+    })
+    .await;
+    match cli.output {
+        Output::Json => super::print_json(&report),
+        Output::Text => print!("{}", report.render_text(fix_hints)),
+    }
+    Ok(if report.failed() {
+        exit::FOUND_FAILURES
+    } else {
+        exit::OK
+    })
+}
+
+pub async fn status(cli: &Cli) -> CmdResult {
+    let fortress = cli.load()?;
+    let engine = cli.connect(Some(&fortress)).await?;
+    // Status works without a database (before the first apply) and never fails on one.
+    let state = fortress
+        .state_path
+        .exists()
+        .then(|| State::open(&fortress.state_path).ok())
+        .flatten();
+    let report = crate::status::collect(&engine, &fortress, state.as_ref(), &HostPaths::real())
+        .await
+        .map_err(|e| super::report_of(&e))?;
+    match cli.output {
+        Output::Json => super::print_json(&report),
+        Output::Text => print!("{}", report.render_text()),
+    }
+    Ok(exit::OK)
+}

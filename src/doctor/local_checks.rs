@@ -1,0 +1,380 @@
+//! Checks of the product's own files: the manifest, the secrets file, the state database and
+//! the backup destinations. None of them writes anything.
+
+use std::path::Path;
+
+use super::Check;
+use crate::error::{Coded, ErrorCode};
+use crate::manifest::{Fortress, ManifestError};
+use crate::state::State;
+
+pub fn manifest_valid(path: &Path, m: Result<&Fortress, &ManifestError>) -> Check {
+    const ID: &str = "manifest.valid";
+    match m {
+        Ok(f) => Check::pass(
+            ID,
+            format!(
+                "{} is valid: fortress {}, {} sandbox(es), {} adopt selector(s)",
+                f.file.display(),
+                f.name,
+                f.sandboxes.len(),
+                f.adopt.len()
+            ),
+        )
+        .with_evidence(f.warnings.clone()),
+        Err(e) => {
+            let mut evidence = Vec::new();
+            if let ManifestError::Invalid { problems, .. } = e {
+                evidence = problems
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "[{}] {}: {} = {:?}: {}",
+                            p.code,
+                            p.file.display(),
+                            p.field,
+                            p.value,
+                            p.message
+                        )
+                    })
+                    .collect();
+            }
+            Check::fail(
+                ID,
+                e.code(),
+                format!("{}: {}", path.display(), crate::report::chain(e)),
+                e.hint().unwrap_or_else(|| {
+                    "run `clw-fortress validate` for every problem with its field".into()
+                }),
+            )
+            .with_evidence(evidence)
+        }
+    }
+}
+
+pub fn secrets_file(f: Option<&Fortress>, uid: u32) -> Check {
+    const ID: &str = "secrets.file";
+    let Some(f) = f else {
+        return Check::skip(ID, "no valid manifest: the secrets file is unknown");
+    };
+    let Some(path) = &f.secrets_file else {
+        return Check::skip(ID, "the manifest declares no secrets file");
+    };
+    let evidence = vec![describe_modes(path)];
+    match crate::secrets::check_file(path, uid) {
+        Ok(()) => Check::pass(
+            ID,
+            format!(
+                "{} is a 0600-or-stricter file owned by uid {uid} in a 0700-or-stricter directory",
+                path.display()
+            ),
+        )
+        .with_evidence(evidence),
+        Err(e) => Check::fail(
+            ID,
+            e.code(),
+            e.to_string(),
+            e.hint()
+                .unwrap_or_else(|| format!("create {} with mode 0600", path.display())),
+        )
+        .with_evidence(evidence),
+    }
+}
+
+fn describe_modes(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let one = |p: &Path| match std::fs::metadata(p) {
+        Ok(m) => format!(
+            "{} uid {} mode {:04o}",
+            p.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        ),
+        Err(e) => format!("{}: {e}", p.display()),
+    };
+    match path.parent() {
+        Some(dir) => format!("{}; {}", one(path), one(dir)),
+        None => one(path),
+    }
+}
+
+pub fn state_integrity(f: Option<&Fortress>) -> Check {
+    const ID: &str = "state.integrity";
+    let Some(f) = f else {
+        return Check::skip(ID, "no valid manifest: the state database is unknown");
+    };
+    let path = &f.state_path;
+    if !path.exists() {
+        // Opening would create it; doctor changes nothing.
+        return Check::skip(
+            ID,
+            format!(
+                "{} does not exist yet (the first apply creates it)",
+                path.display()
+            ),
+        );
+    }
+    let result = State::open(path).and_then(|s| {
+        s.check_integrity()?;
+        s.schema_version()
+    });
+    match result {
+        Ok(v) => Check::pass(
+            ID,
+            format!("{} passes PRAGMA integrity_check", path.display()),
+        )
+        .with_evidence(vec![format!("schema version {v}")]),
+        Err(e) => Check::fail(
+            ID,
+            ErrorCode::StateCorrupt,
+            crate::report::chain(&e),
+            // The file exists, so "cannot open" means damaged or unreadable, not misplaced.
+            format!(
+                "check that {p} is readable by this user; if it is damaged, move {p} aside and a fresh one is created (the history in it is lost)",
+                p = path.display()
+            ),
+        ),
+    }
+}
+
+/// Every backup destination is a writable directory (or can be created) with at least
+/// `min_free` bytes free.
+pub fn backup_dest(f: Option<&Fortress>, min_free: u64) -> Check {
+    const ID: &str = "backup.dest";
+    let Some(f) = f else {
+        return Check::skip(ID, "no valid manifest: the backup destinations are unknown");
+    };
+    if f.backups.is_empty() {
+        return Check::skip(ID, "the manifest declares no backups");
+    }
+    let mut evidence = Vec::new();
+    let mut problems = Vec::new();
+    let mut hints = Vec::new();
+    for b in &f.backups {
+        let dest = &b.dest;
+        // A missing destination is created by the first backup: judge its nearest existing
+        // ancestor.
+        let existing = dest
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        if !existing.is_dir() {
+            problems.push(format!(
+                "{}: {} is not a directory",
+                b.name,
+                existing.display()
+            ));
+            hints.push(format!(
+                "point backups[{}].dest at a directory, not {}",
+                b.name,
+                existing.display()
+            ));
+            continue;
+        }
+        if let Err(e) = nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK) {
+            problems.push(format!(
+                "{}: {} is not writable ({e})",
+                b.name,
+                existing.display()
+            ));
+            hints.push(format!(
+                "make {} writable by this user, or choose another dest",
+                existing.display()
+            ));
+            continue;
+        }
+        match nix::sys::statvfs::statvfs(existing) {
+            Ok(s) => {
+                // The field types differ between targets (u32 on some 32-bit libcs).
+                #[allow(clippy::unnecessary_cast)]
+                let free = s.blocks_available() as u64 * s.fragment_size() as u64;
+                evidence.push(format!(
+                    "{}: {} ({}), {} MiB free",
+                    b.name,
+                    dest.display(),
+                    if dest.exists() {
+                        "exists".to_string()
+                    } else {
+                        format!("created under {}", existing.display())
+                    },
+                    free >> 20
+                ));
+                if free < min_free {
+                    problems.push(format!(
+                        "{}: only {} MiB free at {} (need {} MiB)",
+                        b.name,
+                        free >> 20,
+                        existing.display(),
+                        min_free >> 20
+                    ));
+                    hints.push(format!(
+                        "free space on the filesystem of {} or lower keep.* for {}",
+                        existing.display(),
+                        b.name
+                    ));
+                }
+            }
+            Err(e) => {
+                problems.push(format!("{}: statvfs {}: {e}", b.name, existing.display()));
+                hints.push("check the destination's filesystem".into());
+            }
+        }
+    }
+    if problems.is_empty() {
+        Check::pass(
+            ID,
+            format!(
+                "{} destination(s) writable with at least {} MiB free",
+                f.backups.len(),
+                min_free >> 20
+            ),
+        )
+        .with_evidence(evidence)
+    } else {
+        Check::fail(
+            ID,
+            ErrorCode::BackupFailed,
+            problems.join("; "),
+            hints.join("; "),
+        )
+        .with_evidence(evidence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::Outcome;
+    use crate::manifest::{Backup, Keep, Schedules};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    fn fortress(dir: &Path) -> Fortress {
+        Fortress {
+            file: dir.join("fortress.yaml"),
+            name: "f".into(),
+            engine: Default::default(),
+            state_path: dir.join("state.db"),
+            secrets_file: None,
+            bind_sets: vec![],
+            sandboxes: vec![],
+            adopt: vec![],
+            health: vec![],
+            backups: vec![],
+            schedules: Schedules::default(),
+            metrics: None,
+            warnings: vec![],
+        }
+    }
+
+    fn backup(dest: PathBuf) -> Backup {
+        Backup {
+            name: "daily".into(),
+            sources: vec![],
+            dest,
+            schedule: None,
+            keep: Keep {
+                last: 1,
+                daily: 1,
+                weekly: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_world_readable_secrets_file_fails_with_the_chmod_hint() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("s");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let file = dir.join("secrets.env");
+        std::fs::write(&file, "K=v\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut f = fortress(d.path());
+        f.secrets_file = Some(file.clone());
+        let uid = nix::unistd::getuid().as_raw();
+        let c = secrets_file(Some(&f), uid);
+        assert_eq!((c.id, c.outcome), ("secrets.file", Outcome::Fail));
+        assert_eq!(c.code, Some(ErrorCode::SecretsInsecure));
+        assert_eq!(c.hint, Some(format!("chmod 600 {}", file.display())));
+        assert!(c.evidence[0].contains("mode 0644"), "{:?}", c.evidence);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(secrets_file(Some(&f), uid).outcome, Outcome::Pass);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let c = secrets_file(Some(&f), uid);
+        assert_eq!(c.hint, Some(format!("chmod 700 {}", dir.display())));
+    }
+
+    #[test]
+    fn a_corrupt_state_database_fails_state_integrity() {
+        let d = tempfile::tempdir().unwrap();
+        let f = fortress(d.path());
+        assert_eq!(state_integrity(Some(&f)).outcome, Outcome::Skip);
+        std::fs::write(
+            &f.state_path,
+            b"this is not a sqlite database, not at all....",
+        )
+        .unwrap();
+        let c = state_integrity(Some(&f));
+        assert_eq!((c.id, c.outcome), ("state.integrity", Outcome::Fail));
+        assert_eq!(c.code, Some(ErrorCode::StateCorrupt));
+        assert!(c.hint.as_deref().unwrap().contains("move"), "{c:?}");
+    }
+
+    #[test]
+    fn a_healthy_state_database_passes() {
+        let d = tempfile::tempdir().unwrap();
+        let f = fortress(d.path());
+        drop(State::open(&f.state_path).unwrap());
+        assert_eq!(state_integrity(Some(&f)).outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn a_backup_dest_under_a_regular_file_fails() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("file"), "").unwrap();
+        let mut f = fortress(d.path());
+        f.backups = vec![backup(d.path().join("file/backups"))];
+        let c = backup_dest(Some(&f), 0);
+        assert_eq!((c.id, c.outcome), ("backup.dest", Outcome::Fail));
+        assert!(
+            c.hint.as_deref().unwrap().contains("at a directory"),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_backup_dest_without_enough_free_space_fails() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = fortress(d.path());
+        f.backups = vec![backup(d.path().join("backups"))];
+        assert_eq!(backup_dest(Some(&f), 1).outcome, Outcome::Pass);
+        let c = backup_dest(Some(&f), u64::MAX);
+        assert_eq!((c.id, c.outcome), ("backup.dest", Outcome::Fail));
+        assert!(c.hint.as_deref().unwrap().contains("free space"), "{c:?}");
+    }
+
+    #[test]
+    fn an_invalid_manifest_fails_manifest_valid_with_the_validate_hint() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fortress.yaml");
+        std::fs::write(&path, "apiVersion: nope\n").unwrap();
+        let err = crate::manifest::load(&path, &crate::manifest::LoadContext::from_process())
+            .unwrap_err();
+        let c = manifest_valid(&path, Err(&err));
+        assert_eq!((c.id, c.outcome), ("manifest.valid", Outcome::Fail));
+        assert_eq!(c.code, Some(ErrorCode::ConfigInvalid));
+        assert!(c.hint.is_some());
+    }
+
+    #[test]
+    fn checks_needing_the_manifest_skip_without_one() {
+        for c in [
+            secrets_file(None, 0),
+            state_integrity(None),
+            backup_dest(None, 0),
+        ] {
+            assert_eq!(c.outcome, Outcome::Skip, "{c:?}");
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! `doctor`, `status` and limit diagnostics against a real engine: doctor passes on this host
+//! and fails on an adopted container running unconfined with an engine socket mounted; a sandbox driven past its memory and pids
+//! limits is reported as `clw-sandbox-limit-exceeded` with usage and limit, by the library's
+//! `diagnose` and by `status`; a missing image is classified from the engine's own message.
+
+mod common;
+
+use clw_fortress::engine::failure::{self, FailureCause};
+use clw_fortress::engine::{CreateRequest, DockerEngine, Engine, EngineError};
+use clw_fortress::limits::{self, Resource};
+
+use common::*;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+fn apply_ok(fx: &Fixture) {
+    let out = fx.run(&["apply"]);
+    assert!(out.status.success(), "apply failed: {}", describe(&out));
+}
+
+fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .expect("a checks array")
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}
+
+async fn engine() -> DockerEngine {
+    DockerEngine::connect(&engine_socket(), std::env::temp_dir())
+        .await
+        .expect("connect to the test engine")
+}
+
+const MEMORY_HOG: [&str; 2] = [
+    "awk",
+    // Linear growth (an array of 1000-byte strings), so the limit is reached in well under a
+    // second; concatenating one growing string would copy quadratically and take minutes.
+    r#"BEGIN{while(1) a[i++]=sprintf("%1000s","")}"#,
+];
+
+/// Forks 100 background sleeps in a sandbox limited to 64 pids: the shell's fork is refused
+/// (`can't fork: Resource temporarily unavailable`) before the loop ends.
+const FORK_LOOP: &str = "i=0; while [ $i -lt 100 ]; do sleep 2 & i=$((i+1)); done; wait";
+
+#[test]
+fn doctor_passes_on_this_machine_with_every_check_reported() {
+    require_engine();
+    let fx = Fixture::new("doctor-ok");
+    apply_ok(&fx);
+    let out = fx.run(&["doctor", "--fix-hints"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 failed"), "{text}");
+
+    let out = fx.run(&["-o", "json", "doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = json(&out);
+    for id in [
+        "manifest.valid",
+        "engine.reachable",
+        "engine.version",
+        "engine.rootless",
+        "kernel.seccomp",
+        "cgroup.version",
+        "cgroup.memory",
+        "cgroup.cpu",
+        "cgroup.pids",
+        "userns.unprivileged",
+        "netns.unprivileged",
+        "apparmor.userns-restriction",
+        "secrets.file",
+        "state.integrity",
+        "backup.dest",
+        "systemd.units",
+        "containers.no-engine-socket",
+        "containers.not-privileged",
+        "containers.confined",
+    ] {
+        let c = check(&r, id);
+        assert_ne!(c["outcome"], "fail", "{c:#}");
+        if c["outcome"] == "skip" {
+            assert!(
+                !c["summary"].as_str().unwrap_or("").is_empty(),
+                "a skip names its reason: {c:#}"
+            );
+        }
+    }
+    // The facts of this host and this fixture, not merely "not failed".
+    for id in [
+        "kernel.seccomp",
+        "cgroup.memory",
+        "cgroup.pids",
+        "secrets.file",
+        "state.integrity",
+    ] {
+        assert_eq!(check(&r, id)["outcome"], "pass", "{:#}", check(&r, id));
+    }
+    let sandbox_checked = check(&r, "containers.confined")["summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        sandbox_checked.contains("1 managed or adopted container(s) checked"),
+        "{sandbox_checked}"
+    );
+}
+
+#[test]
+fn doctor_fails_on_an_adopted_container_with_an_engine_socket_and_no_seccomp() {
+    require_engine();
+    let fx = Fixture::new("doctor-bad");
+    // A stand-in socket: detection goes by the mount, and the test must not hand a real
+    // engine socket to a container. (`--privileged` cannot be tested for real here: this
+    // host's runc refuses it, "unable to apply caps: operation not permitted"; the unit tests
+    // cover it.)
+    let fake_socket = fx.dir().join("docker.sock");
+    std::fs::write(&fake_socket, "").unwrap();
+    let mut guard = ContainerGuard::new();
+    let name = guard.track(&unique("clwt-unconf"));
+    let label = format!("clw-test-adopt={}", fx.name());
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        TEST_LABEL,
+        "--label",
+        &label,
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+        "-v",
+        &format!("{}:/var/run/docker.sock:ro", fake_socket.display()),
+        FIXTURE_IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let manifest = fx.default_manifest().replace(
+        "sandboxes:\n",
+        &format!(
+            "adopt:\n  - selector: {{label: {label}}}\n    limits: {{memory: 64Mi, pids: 64}}\nsandboxes:\n"
+        ),
+    );
+    fx.write_manifest(&manifest);
+    let out = fx.run(&["-o", "json", "doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r = json(&out);
+    let c = check(&r, "containers.confined");
+    assert_eq!(c["outcome"], "fail", "{c:#}");
+    assert_eq!(c["code"], "clw-isolation-breach");
+    assert!(c["summary"].as_str().unwrap().contains(&name), "{c:#}");
+    assert!(
+        c["hint"].as_str().unwrap().contains("seccomp profile"),
+        "{c:#}"
+    );
+    let c = check(&r, "containers.no-engine-socket");
+    assert_eq!(c["outcome"], "fail", "{c:#}");
+    assert!(c["summary"].as_str().unwrap().contains(&name), "{c:#}");
+    assert!(
+        c["hint"]
+            .as_str()
+            .unwrap()
+            .contains("remove the socket mount"),
+        "{c:#}"
+    );
+    assert_eq!(check(&r, "containers.not-privileged")["outcome"], "pass");
+
+    let out = fx.run(&["doctor", "--fix-hints"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL  containers.confined"), "{text}");
+    assert!(
+        text.contains("hint: recreate with a seccomp profile"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_past_its_memory_and_pids_limits_is_diagnosed_and_shown_by_status() {
+    require_engine();
+    let fx = Fixture::new("limits");
+    apply_ok(&fx);
+    let sbx = fx.sandbox();
+
+    // Nothing happened yet: no limit events.
+    let e = engine().await;
+    assert_eq!(limits::diagnose(&e, &sbx).await, vec![]);
+
+    let hog = docker(&["exec", "-u", "1000", &sbx, MEMORY_HOG[0], MEMORY_HOG[1]]);
+    assert_eq!(
+        hog.status.code(),
+        Some(137),
+        "OOM-killed: {}",
+        describe(&hog)
+    );
+    let forks = docker(&["exec", "-u", "1000", &sbx, "sh", "-c", FORK_LOOP]);
+    let stderr = String::from_utf8_lossy(&forks.stderr);
+    assert!(stderr.contains("can't fork"), "{}", describe(&forks));
+    // The sandbox itself survives both.
+    assert_eq!(inspect(&sbx)["State"]["Running"], true);
+
+    // The refused forks leave sleeps for a moment; wait until an exec can fork again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let events = loop {
+        let ev = limits::diagnose(&e, &sbx).await;
+        if ev.len() >= 2 || std::time::Instant::now() > deadline {
+            break ev;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let mem = events
+        .iter()
+        .find(|ev| ev.resource == Resource::Memory)
+        .unwrap_or_else(|| panic!("no memory event in {events:?}"));
+    assert_eq!(mem.limit, Some(64 << 20), "{mem:?}");
+    assert!(
+        mem.usage.is_some_and(|u| u > 60 << 20),
+        "the peak reached the limit: {mem:?}"
+    );
+    assert!(mem.count >= 1, "{mem:?}");
+    assert!(mem.message.contains("memory limit 64Mi"), "{}", mem.message);
+    let pids = events
+        .iter()
+        .find(|ev| ev.resource == Resource::Pids)
+        .unwrap_or_else(|| panic!("no pids event in {events:?}"));
+    assert_eq!(pids.limit, Some(64), "{pids:?}");
+    assert!(pids.usage.is_some_and(|u| u >= 60), "{pids:?}");
+    assert!(pids.count >= 1, "{pids:?}");
+
+    // status shows both, with usage and limit, and records them once.
+    let out = fx.run(&["-o", "json", "status"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let r = json(&out);
+    let t = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == sbx.as_str())
+        .unwrap_or_else(|| panic!("no target {sbx}: {r:#}"))
+        .clone();
+    assert_eq!(t["kind"], "sandbox");
+    assert_eq!(t["state"], "running");
+    assert_eq!(t["usage_source"], "inside");
+    assert_eq!(t["memory"]["limit"], 64 << 20);
+    assert_eq!(t["pids"]["limit"], 64);
+    assert!(t["uptime_s"].as_i64().is_some(), "{t:#}");
+    assert_eq!(t["restart_count"], 0);
+    for resource in ["memory", "pids"] {
+        let found = t["limits_exceeded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ev| ev["resource"] == resource)
+            .unwrap_or_else(|| panic!("{resource} not in limits_exceeded: {t:#}"));
+        assert_eq!(found["code"], "clw-sandbox-limit-exceeded");
+        assert!(found["usage"].as_i64().is_some(), "{found:#}");
+        assert!(found["limit"].as_i64().is_some(), "{found:#}");
+        let recorded: Vec<_> = t["limit_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|ev| ev["resource"] == resource)
+            .collect();
+        assert_eq!(recorded.len(), 1, "recorded once: {t:#}");
+    }
+    // The audit log's rows for the sandbox come along.
+    assert!(
+        t["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "create"),
+        "{t:#}"
+    );
+
+    // A second status records nothing new: the counters did not move.
+    let again = json(&fx.run(&["-o", "json", "status"]));
+    let n = again["targets"][0]["limit_events"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(n, 2, "{again:#}");
+
+    let text = fx.run(&["status"]);
+    assert!(text.status.success(), "{}", describe(&text));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("error[clw-sandbox-limit-exceeded]"), "{text}");
+    assert!(text.contains("/64Mi"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_is_classified_from_the_engines_own_message() {
+    require_engine();
+    let e = engine().await;
+    let name = unique("clwt-noimage");
+    let _guard = {
+        let mut g = ContainerGuard::new();
+        g.track(&name);
+        g
+    };
+    let err = e
+        .create(&CreateRequest {
+            name: name.clone(),
+            image: "clw-no-such-image:nope".into(),
+            network_mode: "none".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the image does not exist");
+    let EngineError::Refused { message, .. } = &err else {
+        panic!("expected a refusal, got {err:?}");
+    };
+    assert_eq!(
+        failure::classify(message),
+        Some(FailureCause::ImageMissing),
+        "{message}"
+    );
+    use clw_fortress::error::Coded;
+    assert_eq!(err.code().as_str(), "clw-sandbox-failure");
+    assert!(err.hint().unwrap().contains("build or load it locally"));
+
+    // Through apply: the failure report carries the classified hint.
+    let fx = Fixture::new("noimage");
+    let manifest = fx.default_manifest().replace(
+        "image: clw-fixture:busybox",
+        "image: clw-no-such-image:nope",
+    );
+    fx.write_manifest(&manifest);
+    let out = fx.run(&["apply"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No such image"), "{text}");
+    assert!(
+        text.contains("hint: the image is not on this host"),
+        "{text}"
+    );
+}
