@@ -5,9 +5,9 @@
 //! values or file contents.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
 use serde::Serialize;
@@ -188,11 +188,13 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// The database handle. The connection sits behind a mutex so that `&State` can be shared
+/// The database handle. The connection sits behind a lock so that `&State` can be shared
 /// across the daemon's tasks and held across awaits (a bare `rusqlite::Connection` is `Send`
-/// but not `Sync`); every statement is short, so contention is not a concern.
+/// but not `Sync`). The lock is reentrant: a helper that holds the connection may call another
+/// `State` helper on the same thread without deadlocking. Statements are short, so contention
+/// is not a concern.
 pub struct State {
-    conn: Mutex<Connection>,
+    conn: ReentrantMutex<Connection>,
     path: PathBuf,
 }
 
@@ -242,7 +244,7 @@ impl State {
             })?;
         restrict_mode(path);
         Ok(State {
-            conn: Mutex::new(conn),
+            conn: ReentrantMutex::new(conn),
             path: path.to_path_buf(),
         })
     }
@@ -252,7 +254,7 @@ impl State {
         let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
         migrations().to_latest(&mut conn).expect("migrations apply");
         State {
-            conn: Mutex::new(conn),
+            conn: ReentrantMutex::new(conn),
             path: PathBuf::from(":memory:"),
         }
     }
@@ -261,12 +263,10 @@ impl State {
         &self.path
     }
 
-    /// The connection, locked for as long as the guard lives: take it, run the statements,
-    /// drop it. Never hold it across an await or while calling another `State` method.
-    pub fn connection(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves sqlite itself consistent (statements are
-        // atomic), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The connection, locked for as long as the guard lives (reentrant on one thread). The
+    /// guard is not `Send`, so it cannot be held across an await.
+    pub fn connection(&self) -> ReentrantMutexGuard<'_, Connection> {
+        self.conn.lock()
     }
 
     /// `PRAGMA integrity_check`.
