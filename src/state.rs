@@ -15,8 +15,9 @@ use crate::error::{Coded, ErrorCode};
 
 /// Schema migrations, oldest first. Append only: a released migration never changes.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE audit (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE audit (
             id       INTEGER PRIMARY KEY,
             ts_ms    INTEGER NOT NULL,
             actor    TEXT NOT NULL,
@@ -26,7 +27,29 @@ fn migrations() -> Migrations<'static> {
             detail   TEXT NOT NULL DEFAULT ''
         );
         CREATE INDEX audit_target ON audit(target, ts_ms);",
-    )])
+        ),
+        // backup: the snapshot catalogue (one row per attempt; `path` is NULL for a failed
+        // one, `deleted_ms` is set when retention removed the file).
+        M::up(
+            "CREATE TABLE backup_snapshot (
+            id          INTEGER PRIMARY KEY,
+            entry       TEXT NOT NULL,
+            source      TEXT NOT NULL,
+            path        TEXT,
+            size_bytes  INTEGER,
+            page_count  INTEGER,
+            sha256      TEXT,
+            duration_ms INTEGER NOT NULL,
+            integrity   TEXT NOT NULL,
+            created_ms  INTEGER NOT NULL,
+            status      TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            error_code  TEXT,
+            error       TEXT,
+            deleted_ms  INTEGER
+        );
+        CREATE INDEX backup_snapshot_source ON backup_snapshot(source, created_ms);",
+        ),
+    ])
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +310,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/state.db");
         let s = State::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        // Every migration applied, however many capabilities have appended one.
+        assert!(s.schema_version().unwrap() >= 1);
+        assert_eq!(migrations().pending_migrations(s.connection()).unwrap(), 0);
         s.check_integrity().unwrap();
         let mode = std::fs::metadata(path.parent().unwrap())
             .unwrap()

@@ -2,6 +2,7 @@
 //! an exit status or an [`ErrorReport`]; printing the report is `main`'s job.
 
 mod apply;
+mod backup;
 mod explain;
 mod validate;
 
@@ -75,6 +76,11 @@ pub enum Command {
         sandbox: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Consistent snapshots of the agent's sqlite databases; no engine needed.
+    Backup {
+        #[command(subcommand)]
+        action: backup::BackupCommand,
     },
     /// The long description of an error code.
     Explain { code: String },
@@ -190,6 +196,7 @@ pub fn run(cli: Cli) -> CmdResult {
             Ok(0)
         }
         Command::Validate => validate::run(&cli),
+        Command::Backup { action } => backup::run(&cli, action),
         _ => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -211,7 +218,10 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Plan { prune } => apply::plan(cli, *prune).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
         Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
-        Command::Validate | Command::Explain { .. } | Command::Completions { .. } => {
+        Command::Validate
+        | Command::Explain { .. }
+        | Command::Completions { .. }
+        | Command::Backup { .. } => {
             unreachable!("handled without a runtime")
         }
     }
