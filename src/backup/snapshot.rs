@@ -534,6 +534,70 @@ mod tests {
     }
 
     #[test]
+    fn a_chunked_copy_of_a_busy_wal_database_never_restarts() {
+        // Without the held read transaction every step after another connection's commit
+        // starts over from page 1 (the copied count drops back); with it, it only grows.
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("busy.db");
+        let c = Connection::open(&src).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);
+             WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3500)
+             INSERT INTO t SELECT x, randomblob(3000) FROM n;",
+        )
+        .unwrap();
+        drop(c);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writes = std::sync::Arc::new(AtomicU64::new(0));
+        let (s, w, p) = (stop.clone(), writes.clone(), src.clone());
+        let writer = std::thread::spawn(move || {
+            let c = Connection::open(p).unwrap();
+            c.busy_timeout(Duration::from_secs(30)).unwrap();
+            while !s.load(Ordering::SeqCst) {
+                c.execute("INSERT INTO t (v) VALUES (randomblob(100))", [])
+                    .unwrap();
+                w.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        while writes.load(Ordering::SeqCst) < 10 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let out = dir.path().join("out");
+        ensure_private_dir(&out).unwrap();
+        let mut seen = Vec::new();
+        let mut writes_during = Vec::new();
+        let t = take(
+            &src,
+            &out,
+            Utc::now(),
+            Duration::from_secs(10),
+            &mut |done, total| {
+                seen.push((done, total));
+                // 3500 pages take 4 steps; a copy that keeps restarting never ends.
+                assert!(seen.len() < 100, "the copy keeps restarting: {seen:?}");
+                writes_during.push(writes.load(Ordering::SeqCst));
+                // Give the writer time to commit between steps, as a busy agent would.
+                std::thread::sleep(Duration::from_millis(20));
+            },
+        )
+        .unwrap();
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap();
+        assert!(seen.len() >= 3, "the copy spans several steps: {seen:?}");
+        assert!(
+            writes_during.first() < writes_during.last(),
+            "the writer committed between steps: {writes_during:?}"
+        );
+        assert!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 == w[1].1),
+            "progress went backwards (a restart): {seen:?}"
+        );
+        let c = Connection::open(&t.path).unwrap();
+        assert_eq!(integrity(&c), Ok(()));
+    }
+
+    #[test]
     fn a_file_that_is_not_a_database_fails_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("notes.db");
