@@ -2,6 +2,7 @@
 //! agents run their tools in. The binary (`main.rs`) is a thin shell over this library.
 
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod daemon;
 pub mod doctor;

@@ -113,6 +113,27 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX limit_event_target ON limit_event(target, ts_ms);",
         ),
+        // backup: the snapshot catalogue (one row per attempt; `path` is NULL for a failed
+        // one, `deleted_ms` is set when retention removed the file).
+        M::up(
+            "CREATE TABLE backup_snapshot (
+            id          INTEGER PRIMARY KEY,
+            entry       TEXT NOT NULL,
+            source      TEXT NOT NULL,
+            path        TEXT,
+            size_bytes  INTEGER,
+            page_count  INTEGER,
+            sha256      TEXT,
+            duration_ms INTEGER NOT NULL,
+            integrity   TEXT NOT NULL,
+            created_ms  INTEGER NOT NULL,
+            status      TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            error_code  TEXT,
+            error       TEXT,
+            deleted_ms  INTEGER
+        );
+        CREATE INDEX backup_snapshot_source ON backup_snapshot(source, created_ms);",
+        ),
     ])
 }
 

@@ -2,6 +2,7 @@
 //! an exit status or an [`ErrorReport`]; printing the report is `main`'s job.
 
 mod apply;
+mod backup;
 mod daemon;
 mod doctor;
 mod enforce;
@@ -109,6 +110,11 @@ pub enum Command {
     /// Per sandbox and adopted container: state, limits vs. usage, limit events, restarts,
     /// last verify, last backup, quarantine.
     Status,
+    /// Consistent snapshots of the agent's sqlite databases; no engine needed.
+    Backup {
+        #[command(subcommand)]
+        action: backup::BackupCommand,
+    },
     /// The long description of an error code.
     Explain { code: String },
     /// Harden an OpenClaw install (secrets out of the state directory, narrow sandbox binds).
@@ -230,6 +236,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Validate => validate::run(&cli),
         Command::Seccomp { cmd } => seccomp::run(cmd, cli.output, cli.quiet),
         Command::Openclaw { command } => openclaw::run(&cli, command),
+        Command::Backup { action } => backup::run(&cli, action),
         _ => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -261,6 +268,7 @@ async fn run_async(cli: &Cli) -> CmdResult {
         | Command::Seccomp { .. }
         | Command::Explain { .. }
         | Command::Completions { .. }
+        | Command::Backup { .. }
         | Command::Openclaw { .. } => {
             unreachable!("handled without a runtime")
         }

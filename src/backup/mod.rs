@@ -1,0 +1,770 @@
+//! Backups: consistent online snapshots of the agent's sqlite databases (`backups:` in the
+//! manifest), their catalogue in the state database, retention, verify and restore.
+//!
+//! It owns the snapshot files under each entry's `dest` and the `backup_snapshot` table. It
+//! must not write to a source database (sources are opened read-only), must not copy a live
+//! database with a plain file copy, must not leave a partial snapshot behind, and never
+//! deletes a snapshot except through retention after a successful run. No container engine is
+//! involved. Snapshot paths and sizes may be logged; database contents never are.
+//!
+//! Layout: `<dest>/<entry>/<source-slug>/<UTC timestamp>-<sha256 prefix>.sqlite`, directories
+//! 0700, files 0600.
+//!
+//! Entry points: [`run`] (blocking; the CLI), [`run_scheduled`] (async; the daemon),
+//! [`verify`], [`restore`], [`list`], [`last_backup`] (for `status`).
+
+pub mod catalogue;
+pub mod retention;
+pub mod snapshot;
+pub mod sources;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::{exit, Coded, ErrorCode};
+use crate::manifest::Backup;
+use crate::report::chain;
+use crate::state::{State, StateError};
+
+pub use catalogue::{Snapshot, Status};
+pub use retention::{retain, SnapshotMeta};
+
+/// How long a source may stay locked before its snapshot counts as failed. A rollback-journal
+/// writer holds its lock only for a commit; ten seconds means something is wrong.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("the source glob {pattern} matched no database file")]
+    NoMatch { pattern: String },
+    #[error("the source glob {pattern} is invalid: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("{path}: the database stayed locked for {}", humantime::format_duration(*waited))]
+    SourceLocked { path: PathBuf, waited: Duration },
+    #[error("cannot read the source database {path}")]
+    ReadSource {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot copy {path}")]
+    Copy {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot write the snapshot in {dir}")]
+    WriteSnapshot {
+        dir: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} failed its integrity check: {detail}")]
+    Integrity { path: PathBuf, detail: String },
+    #[error("{path} does not match its checksum: expected sha256 {expected}, found {actual}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("the backup directory {path} is accessible to other users (mode {mode:04o}) and cannot be made private")]
+    DestInsecure {
+        path: PathBuf,
+        mode: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no snapshot with id {id}")]
+    UnknownId { id: i64 },
+    #[error("snapshot {id} is {what}; it cannot be verified or restored")]
+    Unusable { id: i64, what: &'static str },
+    #[error("{path} exists; not overwriting it")]
+    TargetExists { path: PathBuf },
+    #[error("no backup named {name} in the manifest")]
+    UnknownEntry { name: String, known: Vec<String> },
+    #[error("backup catalogue query failed: {op}")]
+    Catalogue {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the backup task stopped before it finished")]
+    Interrupted,
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl Coded for BackupError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            BackupError::UnknownId { .. }
+            | BackupError::TargetExists { .. }
+            | BackupError::UnknownEntry { .. } => ErrorCode::ConfigInvalid,
+            BackupError::Catalogue { .. } => ErrorCode::StateCorrupt,
+            BackupError::State(e) => e.code(),
+            _ => ErrorCode::BackupFailed,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            BackupError::TargetExists { .. } => {
+                Some("pass --force to replace it (stop the agent first), or restore to another path".into())
+            }
+            BackupError::UnknownId { .. } => Some("`clw-fortress backup list` shows the ids".into()),
+            BackupError::UnknownEntry { known, .. } => Some(if known.is_empty() {
+                "the manifest declares no backups".into()
+            } else {
+                format!("declared backups: {}", known.join(", "))
+            }),
+            BackupError::Checksum { .. } | BackupError::Integrity { .. } => Some(
+                "restore from another snapshot that verifies; check the disk (dmesg, smartctl)"
+                    .into(),
+            ),
+            BackupError::SourceLocked { .. } => Some(
+                "a writer held the database locked; run the backup again or switch the database to WAL mode"
+                    .into(),
+            ),
+            BackupError::NoMatch { .. } => {
+                Some("fix the sources glob or remove it from the backup entry".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How a run behaves; the defaults suit the daemon (no progress bar).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Only the entry with this name (`backup run --name`).
+    pub only: Option<String>,
+    pub busy_timeout: Duration,
+    /// Draw a progress bar on stderr for long snapshots (the CLI on a terminal only).
+    pub progress: bool,
+    /// Who ran it, for the audit log: `cli:backup`, `daemon:backup`.
+    pub actor: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            only: None,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            progress: false,
+            actor: "daemon:backup".into(),
+        }
+    }
+}
+
+/// A snapshot retention removed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pruned {
+    pub id: i64,
+    pub entry: String,
+    pub path: Option<PathBuf>,
+}
+
+/// What one run did: the catalogue rows it wrote (good and failed) and what retention removed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct RunReport {
+    pub snapshots: Vec<Snapshot>,
+    pub pruned: Vec<Pruned>,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> usize {
+        self.snapshots
+            .iter()
+            .filter(|s| s.status == Status::Failed)
+            .count()
+    }
+
+    pub fn succeeded(&self) -> usize {
+        self.snapshots.len() - self.failed()
+    }
+
+    /// 0 when every source was snapshotted, 4 (partial) when any failed: the failures are
+    /// isolated per source and every other source was done.
+    pub fn exit_status(&self) -> u8 {
+        if self.failed() == 0 {
+            exit::OK
+        } else {
+            exit::PARTIAL
+        }
+    }
+}
+
+/// Runs the backup entries (all, or `opts.only`): snapshots every source, records every
+/// attempt in the catalogue, then applies retention to each source that succeeded.
+///
+/// A failing source never stops the others; only a broken state database aborts the run.
+/// Blocking (file and sqlite I/O): call it from a blocking thread, or use [`run_scheduled`].
+pub fn run(backups: &[Backup], state: &State, opts: &RunOptions) -> Result<RunReport, BackupError> {
+    let selected: Vec<&Backup> = match &opts.only {
+        None => backups.iter().collect(),
+        Some(name) => {
+            let found: Vec<_> = backups.iter().filter(|b| &b.name == name).collect();
+            if found.is_empty() {
+                return Err(BackupError::UnknownEntry {
+                    name: name.clone(),
+                    known: backups.iter().map(|b| b.name.clone()).collect(),
+                });
+            }
+            found
+        }
+    };
+    let mut report = RunReport::default();
+    for entry in selected {
+        run_entry(entry, state, opts, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// The daemon's entry point: [`run`] on a blocking thread with its own state connection
+/// (sqlite connections are not shared across threads), without a progress bar. The daemon
+/// schedules it from each entry's `schedule`; `opts.only` names the entry that fired.
+pub async fn run_scheduled(
+    backups: Vec<Backup>,
+    state_path: PathBuf,
+    opts: RunOptions,
+) -> Result<RunReport, BackupError> {
+    let opts = RunOptions {
+        progress: false,
+        ..opts
+    };
+    tokio::task::spawn_blocking(move || {
+        let state = State::open(&state_path)?;
+        run(&backups, &state, &opts)
+    })
+    .await
+    .unwrap_or_else(|e| match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(_) => Err(BackupError::Interrupted),
+    })
+}
+
+fn run_entry(
+    entry: &Backup,
+    state: &State,
+    opts: &RunOptions,
+    report: &mut RunReport,
+) -> Result<(), BackupError> {
+    let entry_dir = entry.dest.join(&entry.name);
+    let dirs_ready = snapshot::ensure_private_dir(&entry.dest)
+        .and_then(|()| snapshot::ensure_private_dir(&entry_dir));
+    for matched in sources::expand(&entry.sources) {
+        let started = Instant::now();
+        let created = Utc::now();
+        let (source, result) = match matched {
+            sources::Matched::File(path) => {
+                let result = match &dirs_ready {
+                    Ok(()) => snapshot_one(&path, &entry_dir, created, opts),
+                    Err(e) => Err(clone_setup_error(e)),
+                };
+                (path.to_string_lossy().into_owned(), result)
+            }
+            sources::Matched::Nothing { pattern } => {
+                (pattern.clone(), Err(BackupError::NoMatch { pattern }))
+            }
+            sources::Matched::BadPattern { pattern, reason } => (
+                pattern.clone(),
+                Err(BackupError::BadPattern { pattern, reason }),
+            ),
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let row = match &result {
+            Ok(t) => {
+                tracing::info!(
+                    backup = %entry.name, source = %source, snapshot = %t.path.display(),
+                    bytes = t.size_bytes, ms = duration_ms, "snapshot taken"
+                );
+                catalogue::NewSnapshot {
+                    entry: &entry.name,
+                    source: &source,
+                    path: Some(&t.path),
+                    size_bytes: Some(t.size_bytes),
+                    page_count: Some(t.page_count),
+                    sha256: Some(&t.sha256),
+                    duration_ms,
+                    integrity: "ok",
+                    created_ms: created.timestamp_millis(),
+                    status: Status::Ok,
+                    error_code: None,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(backup = %entry.name, source = %source, "snapshot failed: {}", chain(e));
+                catalogue::NewSnapshot {
+                    entry: &entry.name,
+                    source: &source,
+                    path: None,
+                    size_bytes: None,
+                    page_count: None,
+                    sha256: None,
+                    duration_ms,
+                    integrity: match e {
+                        BackupError::Integrity { detail, .. } => detail.as_str(),
+                        _ => "not checked",
+                    },
+                    created_ms: created.timestamp_millis(),
+                    status: Status::Failed,
+                    error_code: Some(ErrorCode::BackupFailed.as_str()),
+                    error: None,
+                }
+            }
+        };
+        let message = result.as_ref().err().map(chain);
+        let id = catalogue::insert(
+            state,
+            &catalogue::NewSnapshot {
+                error: message.as_deref(),
+                ..row
+            },
+        )?;
+        let detail = match &result {
+            Ok(t) => format!("{} ({} bytes)", t.path.display(), t.size_bytes),
+            Err(_) => message.clone().unwrap_or_default(),
+        };
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        state.audit(&opts.actor, "backup", &source, outcome, &detail)?;
+        if let Some(row) = catalogue::get(state, id)? {
+            report.snapshots.push(row);
+        }
+        if result.is_ok() {
+            report
+                .pruned
+                .extend(apply_retention(state, entry, &source, Utc::now())?);
+        }
+    }
+    Ok(())
+}
+
+/// The entry's directory could not be prepared: every source of the entry fails with it.
+fn clone_setup_error(e: &BackupError) -> BackupError {
+    match e {
+        BackupError::DestInsecure { path, mode, source } => BackupError::DestInsecure {
+            path: path.clone(),
+            mode: *mode,
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        BackupError::Io { op, path, source } => BackupError::Io {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => BackupError::Io {
+            op: "prepare",
+            path: PathBuf::new(),
+            source: std::io::Error::other(chain(other)),
+        },
+    }
+}
+
+fn snapshot_one(
+    source: &Path,
+    entry_dir: &Path,
+    created: DateTime<Utc>,
+    opts: &RunOptions,
+) -> Result<snapshot::Taken, BackupError> {
+    let dir = entry_dir.join(sources::slug(source));
+    snapshot::ensure_private_dir(&dir)?;
+    let mut bar = Progress::new(opts.progress, source);
+    let taken = snapshot::take(
+        source,
+        &dir,
+        created,
+        opts.busy_timeout,
+        &mut |done, total| bar.update(done, total),
+    );
+    bar.finish();
+    taken
+}
+
+/// Deletes the snapshots of one source that the entry's `keep` no longer covers: the file
+/// first (then the directory fsync), then the catalogue mark, so a crash in between leaves a
+/// row pointing at a missing file rather than an uncatalogued file.
+pub fn apply_retention(
+    state: &State,
+    entry: &Backup,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Pruned>, BackupError> {
+    let good = catalogue::good(state, &entry.name, source)?;
+    let metas: Vec<SnapshotMeta> = good
+        .iter()
+        .filter_map(|s| {
+            DateTime::from_timestamp_millis(s.created_ms)
+                .map(|created| SnapshotMeta { id: s.id, created })
+        })
+        .collect();
+    let kept = retain(&metas, &entry.keep, now);
+    let mut pruned = Vec::new();
+    for s in good.iter().filter(|s| !kept.contains(&s.id)) {
+        if let Some(path) = &s.path {
+            match std::fs::remove_file(path) {
+                Ok(()) => {
+                    if let Some(dir) = path.parent() {
+                        snapshot::sync_dir(dir)?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(snapshot = %path.display(), "retention cannot delete: {e}");
+                    continue;
+                }
+            }
+        }
+        catalogue::mark_deleted(state, s.id, Utc::now().timestamp_millis())?;
+        tracing::info!(backup = %entry.name, id = s.id, "snapshot pruned by retention");
+        pruned.push(Pruned {
+            id: s.id,
+            entry: entry.name.clone(),
+            path: s.path.clone(),
+        });
+    }
+    Ok(pruned)
+}
+
+/// The catalogue, oldest first (see [`catalogue::list`]).
+pub fn list(
+    state: &State,
+    entry: Option<&str>,
+    include_deleted: bool,
+) -> Result<Vec<Snapshot>, BackupError> {
+    catalogue::list(state, entry, include_deleted)
+}
+
+/// The newest snapshot attempt of a source database, good or failed (for `status`). The path
+/// is compared after resolving symlinks, as the catalogue stores it.
+pub fn last_backup(state: &State, source: &Path) -> Result<Option<Snapshot>, BackupError> {
+    let real = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+    catalogue::last(state, &real.to_string_lossy())
+}
+
+/// Re-checks a good snapshot: its file's sha256 against the catalogue, then
+/// `PRAGMA integrity_check`. Returns the row when both hold.
+pub fn verify(state: &State, id: i64) -> Result<Snapshot, BackupError> {
+    let row = usable(state, id)?;
+    let path = row.path.clone().ok_or(BackupError::Unusable {
+        id,
+        what: "a failed attempt",
+    })?;
+    let (actual, _) = snapshot::sha256_file(&path).map_err(|source| BackupError::Io {
+        op: "read snapshot",
+        path: path.clone(),
+        source,
+    })?;
+    let expected = row.sha256.clone().unwrap_or_default();
+    if actual != expected {
+        return Err(BackupError::Checksum {
+            path,
+            expected,
+            actual,
+        });
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| BackupError::Integrity {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    snapshot::integrity(&conn).map_err(|detail| BackupError::Integrity {
+        path: path.clone(),
+        detail,
+    })?;
+    Ok(row)
+}
+
+fn usable(state: &State, id: i64) -> Result<Snapshot, BackupError> {
+    let row = catalogue::get(state, id)?.ok_or(BackupError::UnknownId { id })?;
+    if row.status == Status::Failed {
+        return Err(BackupError::Unusable {
+            id,
+            what: "a failed attempt",
+        });
+    }
+    if row.deleted_ms.is_some() {
+        return Err(BackupError::Unusable {
+            id,
+            what: "deleted by retention",
+        });
+    }
+    Ok(row)
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Restored {
+    pub id: i64,
+    pub source: String,
+    pub to: PathBuf,
+    pub sha256: String,
+}
+
+/// Restores snapshot `id` to `to` (a file path, or an existing directory: then the source's
+/// file name inside it). Verifies first; refuses to replace an existing file, or leftover
+/// `-wal`/`-journal` files that SQLite would replay onto the restored copy, unless `force`
+/// (which removes those leftovers). Atomic: a 0600 temp file in the target directory, fsync,
+/// rename, directory fsync. The restored file is in rollback-journal mode; an application that
+/// wants WAL switches it back on open.
+pub fn restore(
+    state: &State,
+    id: i64,
+    to: &Path,
+    force: bool,
+    actor: &str,
+) -> Result<Restored, BackupError> {
+    let row = verify(state, id)?;
+    let snapshot_path = row.path.clone().expect("verified rows have a path");
+    let target = if to.is_dir() {
+        let name = Path::new(&row.source)
+            .file_name()
+            .map(|n| n.to_owned())
+            .unwrap_or_else(|| "restored.sqlite".into());
+        to.join(name)
+    } else {
+        to.to_path_buf()
+    };
+    let sidecars: Vec<PathBuf> = ["-wal", "-journal", "-shm"]
+        .iter()
+        .map(|s| {
+            let mut p = target.as_os_str().to_owned();
+            p.push(s);
+            PathBuf::from(p)
+        })
+        .collect();
+    let occupied = std::iter::once(&target)
+        .chain(&sidecars[..2])
+        .find(|p| p.symlink_metadata().is_ok());
+    if let (Some(p), false) = (occupied, force) {
+        return Err(BackupError::TargetExists { path: p.clone() });
+    }
+    let dir = match target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        snapshot::ensure_private_dir(&dir)?;
+    }
+    let mut input = std::fs::File::open(&snapshot_path).map_err(|source| BackupError::Io {
+        op: "read snapshot",
+        path: snapshot_path.clone(),
+        source,
+    })?;
+    let (temp, sha) = snapshot::write_temp_copy(&dir, &mut input)?;
+    // The file could have changed between verify and this copy: check what was written.
+    let expected = row.sha256.clone().unwrap_or_default();
+    if sha != expected {
+        return Err(BackupError::Checksum {
+            path: snapshot_path,
+            expected,
+            actual: sha,
+        });
+    }
+    // Leftovers of the database being replaced belong to it, not to the restored copy.
+    for s in &sidecars {
+        let _ = std::fs::remove_file(s);
+    }
+    temp.replace(&target)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| BackupError::Io {
+            op: "chmod 0600",
+            path: target.clone(),
+            source,
+        },
+    )?;
+    state.audit(
+        actor,
+        "backup-restore",
+        &row.source,
+        "ok",
+        &format!("snapshot {id} -> {}", target.display()),
+    )?;
+    Ok(Restored {
+        id,
+        source: row.source,
+        to: target,
+        sha256: expected,
+    })
+}
+
+/// A terminal progress bar for one snapshot, drawn only when asked for and only for copies
+/// big enough to be worth watching.
+struct Progress {
+    enabled: bool,
+    label: String,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+/// Below this many pages (64 MiB at 4 KiB pages) a snapshot takes well under a second.
+const PROGRESS_MIN_PAGES: u64 = 16 * 1024;
+
+impl Progress {
+    fn new(enabled: bool, source: &Path) -> Self {
+        Progress {
+            enabled,
+            label: source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            bar: None,
+        }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        if !self.enabled || total < PROGRESS_MIN_PAGES {
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} pages {elapsed}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            b.set_message(self.label.clone());
+            b
+        });
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Keep;
+
+    fn entry(dir: &Path, sources: Vec<String>, keep: Keep) -> Backup {
+        Backup {
+            name: "mem".into(),
+            sources,
+            dest: dir.join("dest"),
+            schedule: None,
+            keep,
+        }
+    }
+
+    fn make_db(path: &Path, rows: i64) {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY);")
+            .unwrap();
+        for i in 1..=rows {
+            c.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_run_records_good_and_failed_sources_and_retention_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        make_db(&dir.path().join("a.db"), 5);
+        let e = entry(
+            dir.path(),
+            vec![
+                format!("{}/*.db", dir.path().display()),
+                format!("{}/missing/*.db", dir.path().display()),
+            ],
+            Keep {
+                last: 1,
+                daily: 0,
+                weekly: 0,
+            },
+        );
+        let state = State::in_memory();
+        let opts = RunOptions::default();
+        let first = run(std::slice::from_ref(&e), &state, &opts).unwrap();
+        assert_eq!((first.succeeded(), first.failed()), (1, 1));
+        assert_eq!(first.exit_status(), 4);
+        let failed = first
+            .snapshots
+            .iter()
+            .find(|s| s.status == Status::Failed)
+            .unwrap();
+        assert_eq!(failed.error_code.as_deref(), Some("clw-backup-failed"));
+        assert!(failed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("matched no database file"));
+
+        let second = run(std::slice::from_ref(&e), &state, &opts).unwrap();
+        let old = first
+            .snapshots
+            .iter()
+            .find(|s| s.status == Status::Ok)
+            .unwrap();
+        assert_eq!(second.pruned.len(), 1);
+        assert_eq!(second.pruned[0].id, old.id);
+        assert!(!old.path.as_ref().unwrap().exists());
+        let new = second
+            .snapshots
+            .iter()
+            .find(|s| s.status == Status::Ok)
+            .unwrap();
+        assert_eq!(verify(&state, new.id).unwrap().id, new.id);
+        assert!(matches!(
+            verify(&state, old.id),
+            Err(BackupError::Unusable { .. })
+        ));
+        let real = std::fs::canonicalize(dir.path().join("a.db")).unwrap();
+        assert_eq!(last_backup(&state, &real).unwrap().unwrap().id, new.id);
+    }
+
+    #[test]
+    fn an_unknown_entry_name_is_bad_input() {
+        let state = State::in_memory();
+        let opts = RunOptions {
+            only: Some("nope".into()),
+            ..RunOptions::default()
+        };
+        let err = run(&[], &state, &opts).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+    }
+
+    #[tokio::test]
+    async fn the_scheduled_entry_point_opens_its_own_state_and_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        make_db(&dir.path().join("a.db"), 3);
+        let e = entry(
+            dir.path(),
+            vec![format!("{}/a.db", dir.path().display())],
+            Keep {
+                last: 7,
+                daily: 7,
+                weekly: 4,
+            },
+        );
+        let state_path = dir.path().join("state/state.db");
+        let r = run_scheduled(vec![e], state_path.clone(), RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.exit_status(), 0);
+        let state = State::open(&state_path).unwrap();
+        assert_eq!(list(&state, None, false).unwrap().len(), 1);
+    }
+}
