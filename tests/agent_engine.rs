@@ -725,3 +725,49 @@ fn a_container_that_is_only_created_is_limited_before_it_ever_starts() {
     assert_eq!(mine.len(), 1, "one update, on create: {mine:?}");
     assert_eq!(mine[0].event.as_deref(), Some("create"));
 }
+
+fn started_at(name: &str) -> String {
+    inspect(name)["State"]["StartedAt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_managed_sandbox_killed_with_docker_kill_is_restarted_by_the_agent_and_a_stop_is_not() {
+    require_engine();
+    let fx = Fixture::new("crash");
+    write_manifest(&fx, &unique("clwt-unused"), "clwt-unused-prefix-", None);
+    let out = fx.run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", describe(&out));
+    let sandbox = fx.sandbox();
+    let first = started_at(&sandbox);
+
+    let agent = Agent::spawn(&fx, &[]);
+    docker_ok(&["kill", &sandbox]);
+    poll("the killed sandbox to run again", DEADLINE * 2, || {
+        let c = inspect(&sandbox);
+        (c["State"]["Running"] == true && started_at(&sandbox) != first).then_some(())
+    });
+    let audit = clw_fortress::state::State::open(&fx.state_path())
+        .unwrap()
+        .recent_audit(Some(&sandbox), 20)
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "restart" && a.outcome == "ok"),
+        "a restart is in the audit log: {audit:?}\nagent log:\n{}",
+        agent.log()
+    );
+
+    // A deliberate stop is not a crash: the agent leaves it stopped past the stop window.
+    docker_ok(&["stop", "-t", "1", &sandbox]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        inspect(&sandbox)["State"]["Running"],
+        false,
+        "a deliberately stopped sandbox was restarted; agent log:\n{}",
+        agent.log()
+    );
+}

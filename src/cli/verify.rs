@@ -8,7 +8,7 @@ use super::{Cli, CmdResult};
 use crate::engine::Engine;
 use crate::error::{exit, ErrorCode};
 use crate::report::ErrorReport;
-use crate::verify::{self, report, Inputs, Options};
+use crate::verify::{self, report, Options};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -58,31 +58,17 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
     let targets = verify::targets(&engine, &fortress, args.sandbox.as_deref(), args.adopted)
         .await
         .map_err(|e| super::report_of(&e))?;
-    let uid = nix::unistd::getuid().as_raw();
-    // A secrets file that cannot be read makes the value scans inconclusive, not the run
-    // impossible: the other probes still say something. The error names the file, no value.
-    let secrets = fortress.secrets_file.as_deref().map(|f| {
-        crate::secrets::read(f, uid).map_err(|e| {
-            let r = ErrorReport::from_error(&e);
-            format!("error[{}]: {}", r.code, r.message)
-        })
-    });
-    let inputs = Inputs {
-        secrets_file: fortress.secrets_file.clone(),
-        secrets,
-        deny: fortress
-            .bind_sets
-            .iter()
-            .flat_map(|b| b.deny.iter().cloned())
-            .collect(),
-        host_cpus: info.ncpu,
-        options: Options {
+    let inputs = verify::inputs_for(
+        &fortress,
+        info.ncpu,
+        nix::unistd::getuid().as_raw(),
+        Options {
             allow_inconclusive: args.allow_inconclusive,
             scan_max_bytes: args.scan_max_bytes,
             scan_timeout: args.scan_timeout,
             ..Options::default()
         },
-    };
+    );
     let state = cli.open_state(&fortress).ok();
     let mut results = Vec::new();
     for t in &targets {

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod react;
+pub mod tick;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ pub const DEFAULT_LIMITS_SCHEDULE: &str = "0 */5 * * * *";
 
 /// The name of the limits sweep job (the same work as `clw-fortress enforce`).
 pub const LIMITS_JOB: &str = "limits";
+
+/// The job that runs due health probes, liveness checks, backups and verify (see `tick`).
+pub const TICK_JOB: &str = "tick";
 
 /// The longest the scheduler sleeps before looking at the wall clock again, so a clock step
 /// (NTP, suspend) delays a fire by at most this much.
@@ -95,14 +99,17 @@ pub struct Options {
 /// The jobs and their cron expressions for `fortress`. Heal, backup and verify join here as
 /// their capabilities land.
 pub fn job_schedules(fortress: &Fortress) -> Vec<(String, String)> {
-    vec![(
-        LIMITS_JOB.to_string(),
-        fortress
-            .schedules
-            .limits
-            .clone()
-            .unwrap_or_else(|| DEFAULT_LIMITS_SCHEDULE.to_string()),
-    )]
+    vec![
+        (
+            LIMITS_JOB.to_string(),
+            fortress
+                .schedules
+                .limits
+                .clone()
+                .unwrap_or_else(|| DEFAULT_LIMITS_SCHEDULE.to_string()),
+        ),
+        (TICK_JOB.to_string(), tick::TICK_SCHEDULE.to_string()),
+    ]
 }
 
 #[derive(Clone)]
@@ -115,7 +122,9 @@ struct Conn {
 struct Shared {
     fortress: RwLock<Arc<Fortress>>,
     conn: RwLock<Option<Conn>>,
-    state: Mutex<State>,
+    state: State,
+    /// When each health check, liveness, backup and verify last ran (see `tick`).
+    due: Mutex<tick::Due>,
     metrics: Arc<Metrics>,
 }
 
@@ -142,14 +151,31 @@ impl Shared {
     /// be the wrong trade.
     fn record(&self, e: &Enforcement) {
         self.metrics.enforcement(e);
-        let state = self.state.lock().expect("state lock");
-        if let Err(err) = enforce::record(&state, e) {
+        if let Err(err) = enforce::record(&self.state, e) {
             tracing::error!(
                 "cannot record the enforcement of {}: {}",
                 e.name,
                 chain(&err)
             );
         }
+    }
+
+    /// Health probes, liveness, backups and verify that are due (the same code as `heal`,
+    /// `backup run` and `verify` in timer mode).
+    async fn tick(&self) -> JobResult {
+        let conn = self
+            .conn()
+            .ok_or_else(|| "the engine is not connected".to_string())?;
+        let fortress = self.fortress();
+        tick::run(
+            &conn.engine,
+            &self.state,
+            &fortress,
+            &self.due,
+            Local::now(),
+        )
+        .await
+        .summary()
     }
 
     /// The limits sweep: the same code as `clw-fortress enforce`.
@@ -213,7 +239,8 @@ pub async fn run(opts: Options) -> Result<(), ErrorReport> {
     let shared = Arc::new(Shared {
         fortress: RwLock::new(Arc::new(fortress.clone())),
         conn: RwLock::new(None),
-        state: Mutex::new(state),
+        state,
+        due: Mutex::new(tick::Due::new(Local::now())),
         metrics: metrics.clone(),
     });
     let limits_job = {
@@ -223,7 +250,14 @@ pub async fn run(opts: Options) -> Result<(), ErrorReport> {
             async move { shared.sweep().await }
         })
     };
-    let runner = Arc::new(JobRunner::new(vec![limits_job], metrics.clone()));
+    let tick_job = {
+        let shared = shared.clone();
+        Job::new(TICK_JOB, move || {
+            let shared = shared.clone();
+            async move { shared.tick().await }
+        })
+    };
+    let runner = Arc::new(JobRunner::new(vec![limits_job, tick_job], metrics.clone()));
     let (schedules_tx, schedules_rx) = watch::channel(job_schedules(&fortress));
     let (ready_tx, mut ready_rx) = oneshot::channel::<()>();
 
@@ -450,11 +484,27 @@ async fn watch_engine(
         }
         notify::status(&format!("watching engine events at {socket}"));
 
+        let mut deaths = crate::heal::DeathWatch::default();
         let why = loop {
-            match rx.recv().await {
-                Some(Ok(ev)) => handle_event(&shared, &engine, ncpu, ev).await,
-                Some(Err(e)) => break chain(&e),
-                None => break "the event stream ended".to_string(),
+            // A `die` is healed once its stop window has passed without a `stop` (a deliberate
+            // `docker stop` is not a crash); sleep until the earliest such deadline.
+            let deadline = deaths.next_deadline();
+            let wait = deadline
+                .map(|d| Duration::from_millis((d - crate::state::now_ms()).max(0) as u64))
+                .unwrap_or(MAX_SCHEDULER_SLEEP);
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(Ok(ev)) => {
+                        observe_death(&shared, &mut deaths, &ev);
+                        diagnose_limits(&shared, &engine, &ev).await;
+                        handle_event(&shared, &engine, ncpu, ev).await;
+                    }
+                    Some(Err(e)) => break chain(&e),
+                    None => break "the event stream ended".to_string(),
+                },
+                _ = tokio::time::sleep(wait), if deadline.is_some() => {
+                    heal_deaths(&shared, &engine, &mut deaths).await;
+                }
             }
         };
         pump.abort();
@@ -478,6 +528,61 @@ async fn resync(runner: &JobRunner) {
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Feeds an event to the crash detector (records deliberate stops of managed sandboxes).
+fn observe_death(shared: &Shared, deaths: &mut crate::heal::DeathWatch, ev: &Event) {
+    if let Err(e) = crate::heal::observe_event(&shared.state, deaths, ev, crate::state::now_ms()) {
+        tracing::warn!(container = %ev.name, "cannot record the event for healing: {}", chain(&e));
+    }
+}
+
+/// Restarts the sandboxes that died and were not stopped on purpose, under the heal policy.
+async fn heal_deaths(shared: &Shared, engine: &DockerEngine, deaths: &mut crate::heal::DeathWatch) {
+    let fortress = shared.fortress();
+    match crate::heal::on_due(
+        engine,
+        &shared.state,
+        &fortress,
+        deaths,
+        crate::state::now_ms(),
+    )
+    .await
+    {
+        Ok(reports) => {
+            for r in reports {
+                tracing::warn!("crashed sandbox handled: {r:?}");
+            }
+        }
+        Err(e) => tracing::error!("cannot heal a crashed sandbox: {}", chain(&e)),
+    }
+}
+
+/// On `die` and `oom` of an owned or adopted container, finds which limit it ran into (OOM
+/// kill, pids exhaustion, CPU throttling) and records it as `clw-sandbox-limit-exceeded`.
+async fn diagnose_limits(shared: &Shared, engine: &DockerEngine, ev: &Event) {
+    use crate::engine::EventKind;
+    if !matches!(ev.kind, EventKind::Die | EventKind::Oom) {
+        return;
+    }
+    let policy = shared.policy(0);
+    if policy.target(&ev.name, &ev.labels).is_none() {
+        return;
+    }
+    let events = crate::limits::diagnose(engine, &ev.id).await;
+    if events.is_empty() {
+        return;
+    }
+    for e in &events {
+        tracing::warn!(container = %ev.name, "error[clw-sandbox-limit-exceeded]: {e:?}");
+    }
+    if let Err(e) = crate::limits::record_limit_events(&shared.state, &ev.id, &ev.name, &events) {
+        tracing::warn!(
+            "cannot record the limit events of {}: {}",
+            ev.name,
+            chain(&e)
+        );
     }
 }
 
@@ -529,9 +634,10 @@ mod tests {
             warnings: vec![],
         };
         assert_eq!(
-            job_schedules(&f),
-            [(LIMITS_JOB.to_string(), "0 */5 * * * *".to_string())]
+            job_schedules(&f)[0],
+            (LIMITS_JOB.to_string(), "0 */5 * * * *".to_string())
         );
+        assert_eq!(job_schedules(&f)[1].0, TICK_JOB);
         f.schedules.limits = Some("0 0 * * * *".into());
         assert_eq!(job_schedules(&f)[0].1, "0 0 * * * *");
     }

@@ -252,6 +252,29 @@ pub struct Inputs {
     pub options: Options,
 }
 
+/// The inputs of a run of `fortress`: its secrets (read now, by `uid`), every deny path.
+pub fn inputs_for(fortress: &Fortress, host_cpus: i64, uid: u32, options: Options) -> Inputs {
+    // A secrets file that cannot be read makes the value scans inconclusive, not the run
+    // impossible: the other probes still say something. The error names the file, no value.
+    let secrets = fortress.secrets_file.as_deref().map(|f| {
+        crate::secrets::read(f, uid).map_err(|e| {
+            let r = crate::report::ErrorReport::from_error(&e);
+            format!("error[{}]: {}", r.code, r.message)
+        })
+    });
+    Inputs {
+        secrets_file: fortress.secrets_file.clone(),
+        secrets,
+        deny: fortress
+            .bind_sets
+            .iter()
+            .flat_map(|b| b.deny.iter().cloned())
+            .collect(),
+        host_cpus,
+        options,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("no sandbox named {sandbox:?} in fortress {fortress}")]
