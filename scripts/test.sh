@@ -41,3 +41,7 @@ step "engine matrix on podman: ${PODMAN_MATRIX[*]}"
 matrix_args=()
 for t in "${PODMAN_MATRIX[@]}"; do matrix_args+=(--test "$t"); done
 DOCKER_HOST="$podman_socket" cargo test "${matrix_args[@]}"
+
+# The main job end to end, as `make demo` runs it: a demo fortress applied and verified.
+step "demo"
+scripts/demo.sh
