@@ -34,6 +34,10 @@ cargo clippy --all-targets -- -D warnings
 step "cargo test --all-targets (docker)"
 cargo test --all-targets
 
+# The main job end to end, as `make demo` runs it: a demo fortress applied and verified.
+step "demo"
+scripts/demo.sh
+
 # The engine-facing integration tests again, unchanged, against Podman's compat API: the same
 # tests, a matrix, not a copy. A target joins the list once it passes on both engines.
 PODMAN_MATRIX=(apply_engine)
@@ -41,7 +45,3 @@ step "engine matrix on podman: ${PODMAN_MATRIX[*]}"
 matrix_args=()
 for t in "${PODMAN_MATRIX[@]}"; do matrix_args+=(--test "$t"); done
 DOCKER_HOST="$podman_socket" cargo test "${matrix_args[@]}"
-
-# The main job end to end, as `make demo` runs it: a demo fortress applied and verified.
-step "demo"
-scripts/demo.sh
