@@ -263,11 +263,7 @@ async fn run_action<E: Engine>(
             engine
                 .update_resources(id, &find(desired, sandbox).request.resources)
                 .await?;
-            Ok(changes
-                .iter()
-                .map(|c| format!("{} {} -> {}", c.field, fmt_limit(c.from), fmt_limit(c.to)))
-                .collect::<Vec<_>>()
-                .join(", "))
+            Ok(crate::plan::describe_changes(changes))
         }
         Action::Remove { id, .. } => {
             engine.remove(id).await?;
@@ -330,14 +326,6 @@ pub fn created_dir_owner(user: &str, running_uid: u32) -> Option<(u32, u32)> {
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
-}
-
-/// A limit for people: bytes in binary units, nano-CPUs as CPUs.
-pub fn fmt_limit(v: Option<i64>) -> String {
-    match v {
-        None => "unlimited".into(),
-        Some(v) => v.to_string(),
-    }
 }
 
 #[cfg(test)]

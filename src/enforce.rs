@@ -388,7 +388,7 @@ pub async fn enforce_one<E: Engine>(
     match &result {
         Ok(()) => tracing::info!(
             container = %e.name, kind = e.kind.as_str(), rule = %e.rule, trigger = e.trigger,
-            event = e.event.unwrap_or(""), drift = e.drift, changes = %describe_changes(&e.changes),
+            event = e.event.unwrap_or(""), drift = e.drift, changes = %crate::plan::describe_changes(&e.changes),
             "limits enforced"
         ),
         Err(err) => tracing::warn!(
@@ -415,22 +415,6 @@ pub async fn sweep<E: Engine>(engine: &E, policy: &Policy) -> Result<SweepReport
         }
     }
     Ok(report)
-}
-
-/// `memory 0 -> 67108864, pids 0 -> 64`, for logs and text reports.
-pub fn describe_changes(changes: &[LimitChange]) -> String {
-    changes
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {} -> {}",
-                c.field,
-                crate::apply::fmt_limit(c.from),
-                crate::apply::fmt_limit(c.to)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Appends one enforcement to the state database. Names and numbers only, never a secret.

@@ -84,6 +84,46 @@ pub struct LimitChange {
     pub to: Option<i64>,
 }
 
+fn bytes(v: i64) -> String {
+    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    for (u, n) in UNITS {
+        if v >= n && v % n == 0 {
+            return format!("{}{u}", v / n);
+        }
+    }
+    v.to_string()
+}
+
+/// A limit for people: bytes in binary units, nano-CPUs as CPUs, `None` as unlimited.
+pub fn limit_value(field: &str, v: Option<i64>) -> String {
+    match (field, v) {
+        (_, None) => "unlimited".into(),
+        ("memory" | "memorySwap", Some(v)) => bytes(v),
+        ("nanoCpus", Some(v)) => format!("{} cpus", v as f64 / 1e9),
+        (_, Some(v)) => v.to_string(),
+    }
+}
+
+/// `memory 64Mi -> 96Mi, cpus 0.5 cpus -> 0.25 cpus`, for plans, reports and the audit log.
+pub fn describe_changes(changes: &[LimitChange]) -> String {
+    changes
+        .iter()
+        .map(|c| {
+            let name = if c.field == "nanoCpus" {
+                "cpus"
+            } else {
+                c.field
+            };
+            format!(
+                "{name} {} -> {}",
+                limit_value(c.field, c.from),
+                limit_value(c.field, c.to)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A declared name held by a container that is not ours.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Conflict {
@@ -344,6 +384,31 @@ mod tests {
             assert_eq!(p.conflicts.len(), c.conflicts, "{}", c.name);
             assert_eq!(p.orphans.len(), c.orphans, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn limit_changes_read_in_binary_units_and_cpus() {
+        let c = [
+            LimitChange {
+                field: "memory",
+                from: Some(64 << 20),
+                to: Some(3 << 30),
+            },
+            LimitChange {
+                field: "nanoCpus",
+                from: None,
+                to: Some(500_000_000),
+            },
+            LimitChange {
+                field: "pids",
+                from: Some(4096),
+                to: Some(64),
+            },
+        ];
+        assert_eq!(
+            describe_changes(&c),
+            "memory 64Mi -> 3Gi, cpus unlimited -> 0.5 cpus, pids 4096 -> 64"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::error::{exit, ErrorCode};
 use crate::exec;
 use crate::manifest::Fortress;
-use crate::plan::{self, Action, LimitChange, Plan};
+use crate::plan::{self, Action, Plan};
 use crate::report::ErrorReport;
 
 async fn plan_for(
@@ -95,43 +95,6 @@ pub async fn exec(cli: &Cli, sandbox: &str, cmd: Vec<String>) -> CmdResult {
     Ok(out.exit_code.clamp(0, 255) as u8)
 }
 
-fn bytes(v: i64) -> String {
-    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
-    for (u, n) in UNITS {
-        if v >= n && v % n == 0 {
-            return format!("{}{u}", v / n);
-        }
-    }
-    v.to_string()
-}
-
-fn limit_value(field: &str, v: Option<i64>) -> String {
-    match (field, v) {
-        (_, None) => "unlimited".into(),
-        ("memory" | "memorySwap", Some(v)) => bytes(v),
-        ("nanoCpus", Some(v)) => format!("{} cpus", v as f64 / 1e9),
-        (_, Some(v)) => v.to_string(),
-    }
-}
-
-fn changes(c: &[LimitChange]) -> String {
-    c.iter()
-        .map(|c| {
-            let name = if c.field == "nanoCpus" {
-                "cpus"
-            } else {
-                c.field
-            };
-            format!(
-                "{name} {} -> {}",
-                limit_value(c.field, c.from),
-                limit_value(c.field, c.to)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn action_line(a: &Action) -> String {
     match a {
         Action::Create { sandbox } => format!("  + create    {sandbox}"),
@@ -141,7 +104,10 @@ fn action_line(a: &Action) -> String {
             changes: c,
             ..
         } => {
-            format!("  ~ update    {sandbox} in place: {}", changes(c))
+            format!(
+                "  ~ update    {sandbox} in place: {}",
+                plan::describe_changes(c)
+            )
         }
         Action::Recreate {
             sandbox, reason, ..

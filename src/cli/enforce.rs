@@ -5,7 +5,6 @@ use super::{Cli, CmdResult, Output};
 use crate::enforce::{self, Enforcement, Policy, SweepReport};
 use crate::engine::Engine;
 use crate::error::exit;
-use crate::plan::LimitChange;
 
 pub async fn run(cli: &Cli) -> CmdResult {
     let fortress = cli.load()?;
@@ -44,43 +43,6 @@ pub async fn run(cli: &Cli) -> CmdResult {
     })
 }
 
-fn bytes(v: i64) -> String {
-    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
-    for (u, n) in UNITS {
-        if v >= n && v % n == 0 {
-            return format!("{}{u}", v / n);
-        }
-    }
-    v.to_string()
-}
-
-fn value(field: &str, v: Option<i64>) -> String {
-    match (field, v) {
-        (_, None) => "unlimited".into(),
-        ("memory" | "memorySwap", Some(v)) => bytes(v),
-        ("nanoCpus", Some(v)) => format!("{} cpus", v as f64 / 1e9),
-        (_, Some(v)) => v.to_string(),
-    }
-}
-
-fn changes(c: &[LimitChange]) -> String {
-    c.iter()
-        .map(|c| {
-            let name = if c.field == "nanoCpus" {
-                "cpus"
-            } else {
-                c.field
-            };
-            format!(
-                "{name} {} -> {}",
-                value(c.field, c.from),
-                value(c.field, c.to)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn line(e: &Enforcement) -> String {
     let mut out = format!(
         "  ~ {:<8} {} ({}){}: {}",
@@ -88,7 +50,7 @@ fn line(e: &Enforcement) -> String {
         e.name,
         e.rule,
         if e.drift { " drift" } else { "" },
-        changes(&e.changes)
+        crate::plan::describe_changes(&e.changes)
     );
     match &e.error {
         None => out.push_str("  ... ok\n"),
