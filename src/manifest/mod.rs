@@ -23,6 +23,37 @@ use crate::error::{Coded, ErrorCode};
 /// The only `apiVersion` this build understands.
 pub const API_VERSION: &str = "clw-fortress/v1";
 
+/// Host paths whose bind would hand the sandbox the host (rule 3). Everything beneath them is
+/// forbidden as well: `/proc/1/root`, `/var/lib/docker/overlay2/...` and `/run/user/<uid>/...`
+/// (where the Podman socket lives) are no safer than their parents; so is every directory
+/// above them (a bind of `/var` exposes `/var/lib/docker`). `/` is forbidden on its own.
+/// `validate` refuses such binds and `verify` flags them on running containers.
+pub const HOST_SYSTEM_PATHS: &[&str] = &[
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/root",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/lib/containers",
+    "/var/lib/containerd",
+];
+
+/// The host system path that a bind of `p` (absolute) would expose: `p` itself, one beneath
+/// it, or one above it; `/` exposes everything.
+pub fn exposed_system_path(p: &Path) -> Option<&'static str> {
+    if p == Path::new("/") {
+        return Some("/");
+    }
+    HOST_SYSTEM_PATHS.iter().copied().find(|dir| {
+        let d = Path::new(dir);
+        p.starts_with(d) || d.starts_with(p)
+    })
+}
+
 /// Host facts the manifest depends on.
 #[derive(Debug, Clone)]
 pub struct LoadContext {
@@ -223,3 +254,24 @@ fn yaml_problem(err: &serde_norway::Error, file: &Path) -> Problem {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod system_path_tests {
+    use super::*;
+
+    #[test]
+    fn a_system_path_is_exposed_by_itself_what_is_beneath_and_what_is_above() {
+        for (p, want) in [
+            ("/", Some("/")),
+            ("/etc", Some("/etc")),
+            ("/etc/ssl", Some("/etc")),
+            ("/var", Some("/var/run")),
+            ("/var/lib/docker/volumes/x", Some("/var/lib/docker")),
+            ("/home/u/.openclaw/workspace", None),
+            ("/tmp/x", None),
+            ("/var/tmp", None),
+        ] {
+            assert_eq!(exposed_system_path(Path::new(p)), want, "{p}");
+        }
+    }
+}

@@ -97,22 +97,6 @@ struct Forbidden {
     parents: bool,
 }
 
-/// Host paths whose bind would hand the sandbox the host (rule 3). Everything beneath them is
-/// forbidden as well: `/proc/1/root`, `/var/lib/docker/overlay2/...` and `/run/user/<uid>/...`
-/// (where the Podman socket lives) are no safer than their parents.
-const SYSTEM_FORBIDDEN: &[&str] = &[
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/boot",
-    "/root",
-    "/run",
-    "/var/run",
-    "/var/lib/docker",
-    "/var/lib/containers",
-];
-
 const SOCKET_NAMES: &[&str] = &["docker.sock", "podman.sock", "containerd.sock"];
 
 const KNOWN_SOCKETS: &[&str] = &[
@@ -591,7 +575,7 @@ fn forbidden_list(
     for socket in sockets {
         push(socket, "an engine socket".into(), true, true);
     }
-    for dir in SYSTEM_FORBIDDEN {
+    for dir in super::HOST_SYSTEM_PATHS {
         push(PathBuf::from(dir), "a host system path".into(), true, true);
     }
     push(PathBuf::from("/"), "the host root".into(), false, false);

@@ -11,24 +11,6 @@ use bollard::models::{ContainerInspectResponse, MountPoint};
 use super::probes::ENGINE_SOCKET_NAMES;
 use super::{Expect, Outcome, ProbeResult};
 
-/// Host paths no sandbox may see, besides the secrets file, its ancestors and deny paths.
-const SENSITIVE: [&str; 14] = [
-    "/",
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/boot",
-    "/root",
-    "/run",
-    "/var/run",
-    "/var/lib/docker",
-    "/var/lib/containers",
-    "/var/lib/containerd",
-    "/run/containerd",
-    "/run/podman",
-];
-
 fn r(probe: &str, outcome: Outcome, detail: impl Into<String>) -> ProbeResult {
     ProbeResult::new(probe, outcome, detail)
 }
@@ -53,16 +35,15 @@ pub struct Sensitive {
     pub deny: Vec<PathBuf>,
 }
 
-fn sensitive_reason(source: &str, s: &Sensitive) -> Option<String> {
+fn sensitive_reason(source: &str, bind: bool, s: &Sensitive) -> Option<String> {
     let p = Path::new(source);
     let base = p.file_name().and_then(|b| b.to_str()).unwrap_or("");
     if ENGINE_SOCKET_NAMES.contains(&base) {
         return Some(format!("{source} is an engine socket"));
     }
-    if SENSITIVE.contains(&source.trim_end_matches('/'))
-        || (source.trim_end_matches('/').is_empty() && source.starts_with('/'))
-    {
-        return Some(format!("{source} is a sensitive host path"));
+    // Volumes live beneath the engine's own storage by design; only a bind hands over a path.
+    if let Some(dir) = crate::manifest::exposed_system_path(p).filter(|_| bind) {
+        return Some(format!("{source} exposes the host system path {dir}"));
     }
     if let Some(f) = &s.secrets_file {
         if f.starts_with(p) {
@@ -151,7 +132,8 @@ pub fn check(c: &ContainerInspectResponse, expect: &Expect, s: &Sensitive) -> Ve
         .iter()
         .filter_map(|m| {
             let src = m.source.clone().unwrap_or_default();
-            sensitive_reason(&src, s).map(|why| {
+            let bind = m.typ.as_deref().is_none_or(|t| t == "bind");
+            sensitive_reason(&src, bind, s).map(|why| {
                 format!(
                     "{} -> {} ({why})",
                     src,
