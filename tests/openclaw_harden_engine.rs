@@ -262,6 +262,17 @@ fn the_hardened_host_manifest_applies_and_its_sandbox_sees_only_the_granular_bin
         describe(&out)
     );
     assert!(oc_path(&host, "workspace/made-inside").exists());
+
+    // And the isolation suite proves it all on the applied sandbox: every probe passes.
+    let out = host.run(&["-f", manifest.to_str().unwrap(), "-o", "json", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "verify: {}", describe(&out));
+    let results: Vec<serde_json::Value> = serde_json::from_str(&text).expect("a JSON report");
+    assert!(results.len() >= 20, "the whole suite ran: {text}");
+    for r in &results {
+        assert_eq!(r["outcome"], "pass", "{r}");
+    }
+    assert!(!text.contains("sk-ant-e2e"), "a secret value in the report");
 }
 
 fn oc_path(host: &Host, rel: &str) -> PathBuf {

@@ -23,9 +23,9 @@ pub struct VerifyArgs {
     /// Verify only this sandbox (or adopted container name).
     #[arg(long, value_name = "N")]
     pub sandbox: Option<String>,
-    /// Report format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Report format (default: text, or json with the global `-o json`).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// Write the report to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -94,7 +94,11 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
         results.extend(r);
     }
 
-    let rendered = match args.format {
+    let format = args.format.unwrap_or(match cli.output {
+        super::Output::Json => Format::Json,
+        super::Output::Text => Format::Text,
+    });
+    let rendered = match format {
         Format::Text => report::text(
             &results,
             args.out.is_none() && super::colour(),
@@ -111,7 +115,7 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
                     format!("cannot write the report to {}: {e}", path.display()),
                 )
             })?;
-            if args.format == Format::Text || !cli.quiet {
+            if format == Format::Text || !cli.quiet {
                 let (p, f, i) = verify::counts(&results);
                 println!(
                     "verify: {p} passed, {f} failed, {i} inconclusive; report written to {}",
