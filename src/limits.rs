@@ -307,6 +307,11 @@ pub struct Observation {
     pub exit_code: Option<i64>,
     pub source: Source,
     pub usage: Option<CgroupUsage>,
+    /// The memory limit the engine holds for the container: what a stopped container's
+    /// event can still name once its cgroup (and its counters) are gone.
+    pub configured_memory: Option<i64>,
+    /// The pids limit the engine holds, likewise.
+    pub configured_pids: Option<i64>,
 }
 
 fn bytes(v: i64) -> String {
@@ -335,7 +340,10 @@ pub fn classify(o: &Observation) -> Vec<LimitEvent> {
 
     let oom_kills = u.memory_oom_kills.unwrap_or(0);
     if oom_kills > 0 || o.oom_killed {
-        let usage = u.memory_peak.or(u.memory_current);
+        let limit = u.memory_limit.or(o.configured_memory);
+        // An OOM kill means the cgroup reached its limit; without counters (a dead
+        // container's cgroup is gone) the limit is the best statement of the usage.
+        let usage = u.memory_peak.or(u.memory_current).or(limit);
         let count = oom_kills.max(1);
         let evidence = if oom_kills > 0 {
             format!("{oom_kills} OOM kill(s)")
@@ -349,13 +357,13 @@ pub fn classify(o: &Observation) -> Vec<LimitEvent> {
             code: ErrorCode::SandboxLimitExceeded,
             resource: Resource::Memory,
             usage,
-            limit: u.memory_limit,
+            limit,
             unit: "bytes",
             count,
             message: format!(
                 "{}: memory limit {} reached (peak {}), {evidence}",
                 o.name,
-                opt(u.memory_limit, bytes),
+                opt(limit, bytes),
                 opt(usage, bytes)
             ),
         });
@@ -515,6 +523,16 @@ pub async fn observe<E: Engine>(
         exit_code: state.exit_code,
         source,
         usage: files.as_ref().map(CgroupUsage::parse),
+        configured_memory: i
+            .host_config
+            .as_ref()
+            .and_then(|h| h.memory)
+            .filter(|m| *m > 0),
+        configured_pids: i
+            .host_config
+            .as_ref()
+            .and_then(|h| h.pids_limit)
+            .filter(|p| *p > 0),
     }))
 }
 
@@ -653,6 +671,8 @@ mod tests {
             exit_code: Some(0),
             source: Source::Inside,
             usage: Some(usage),
+            configured_memory: None,
+            configured_pids: None,
         }
     }
 
@@ -809,6 +829,19 @@ mod tests {
         assert_eq!(e[0].resource, Resource::Memory);
         assert!(
             e[0].message.contains("OOMKilled (exit 137)"),
+            "{}",
+            e[0].message
+        );
+        // With the engine's configured limit, the event still names limit and usage.
+        let o = Observation {
+            configured_memory: Some(64 << 20),
+            ..o
+        };
+        let e = classify(&o);
+        assert_eq!(e[0].limit, Some(64 << 20));
+        assert_eq!(e[0].usage, Some(64 << 20));
+        assert!(
+            e[0].message.contains("memory limit 64Mi reached"),
             "{}",
             e[0].message
         );

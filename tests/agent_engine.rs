@@ -771,3 +771,33 @@ fn a_managed_sandbox_killed_with_docker_kill_is_restarted_by_the_agent_and_a_sto
         agent.log()
     );
 }
+
+#[test]
+fn a_sandbox_killed_by_its_memory_limit_is_recorded_by_the_agent_as_it_happens() {
+    require_engine();
+    let fx = Fixture::new("oom");
+    write_manifest(&fx, &unique("clwt-unused"), "clwt-unused-prefix-", None);
+    let _agent = Agent::spawn(&fx, &[]);
+    // The sandbox's own process allocates past its 64Mi limit: the kernel kills it, the
+    // container dies, and the agent sees `oom` / `die`.
+    let hog = r#"command: [awk, 'BEGIN{while(1) a[i++]=sprintf("%1000s","")}']"#;
+    let text = fx
+        .manifest_text()
+        .replace(r#"command: [sleep, "3600"]"#, hog);
+    fx.write_manifest(&text);
+    let out = fx.run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", describe(&out));
+    let sandbox = fx.sandbox();
+    let events = poll("the agent to record the OOM kill", DEADLINE * 2, || {
+        let state = clw_fortress::state::State::open(&fx.state_path()).ok()?;
+        let rows = clw_fortress::limits::recent_limit_events(&state, Some(&sandbox), 10).ok()?;
+        rows.iter().any(|r| r.resource == "memory").then_some(rows)
+    });
+    let memory = events.iter().find(|r| r.resource == "memory").unwrap();
+    assert_eq!(memory.limit, Some(64 << 20), "{memory:?}");
+    assert!(memory.usage.is_some(), "{memory:?}");
+    assert!(
+        memory.message.contains("memory limit 64Mi reached"),
+        "{memory:?}"
+    );
+}
