@@ -11,6 +11,8 @@
 //!   its own (`--read-only-tmpfs` defaults to true and the compat API cannot turn it off);
 //!   undeclared ones are shadowed by read-only tmpfs mounts so that only the declared tmpfs
 //!   mounts are writable.
+//! - Compat inspect reports `CapDrop: ALL` expanded to the default capabilities; the bounding
+//!   set libpod reports is translated back (`docker_caps`).
 //!
 //! Bollard's raw request builder is crate-private, so the few libpod calls go through a small
 //! hyper client over the same unix socket.
@@ -104,8 +106,8 @@ impl Libpod {
         .map(|_| ())
     }
 
-    /// The container's cgroup path relative to the cgroup root, as libpod reports it.
-    pub async fn cgroup_path(&self, id: &str) -> EngineResult<Option<String>> {
+    /// Libpod's own inspect of the container (it holds what the compat one lacks).
+    pub async fn inspect(&self, id: &str) -> EngineResult<serde_json::Value> {
         let bytes = self
             .request(
                 hyper::Method::GET,
@@ -115,13 +117,39 @@ impl Libpod {
                 id,
             )
             .await?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| http_error("inspect", id, e.to_string()))?;
-        Ok(v["State"]["CgroupPath"]
-            .as_str()
-            .filter(|p| !p.is_empty())
-            .map(str::to_string))
+        serde_json::from_slice(&bytes).map_err(|e| http_error("inspect", id, e.to_string()))
     }
+}
+
+/// The container's cgroup path relative to the cgroup root, from libpod's inspect.
+pub fn cgroup_path(libpod_inspect: &serde_json::Value) -> Option<String> {
+    libpod_inspect["State"]["CgroupPath"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// The capabilities as Docker would report the same bounding set: `(CapDrop, CapAdd)` =
+/// `(["ALL"], <bounding set>)`. Podman's compat inspect reports a drop of ALL expanded to the
+/// defaults it dropped (measured on 4.3.1: `--cap-drop ALL` reads back as 14 names, no `ALL`,
+/// and `--cap-drop ALL --cap-add NET_BIND_SERVICE` as 13 dropped and `CapAdd: []`), so it
+/// cannot tell "ALL dropped" from "the defaults dropped" nor show what was added back.
+/// Libpod's `BoundingCaps` is the set in force (`null` when empty). `None` when libpod does
+/// not report it: then the compat answer is kept as it is.
+pub fn docker_caps(libpod_inspect: &serde_json::Value) -> Option<(Vec<String>, Vec<String>)> {
+    let bounding = libpod_inspect.as_object()?.get("BoundingCaps")?;
+    let kept: Vec<String> = match bounding {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::Array(caps) => caps
+            .iter()
+            .map(|c| {
+                let c = c.as_str().unwrap_or_default().to_ascii_uppercase();
+                c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
+            })
+            .collect(),
+        _ => return None,
+    };
+    Some((vec!["ALL".to_string()], kept))
 }
 
 fn http_error(op: &'static str, target: &str, message: String) -> EngineError {
@@ -305,6 +333,29 @@ mod tests {
     fn a_missing_cgroup_is_none() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(live_limits(d.path(), "/nope"), None);
+    }
+
+    #[test]
+    fn the_bounding_set_is_reported_as_docker_would_report_it() {
+        let all_dropped = serde_json::json!({"BoundingCaps": null, "EffectiveCaps": null});
+        assert_eq!(
+            docker_caps(&all_dropped),
+            Some((vec!["ALL".to_string()], vec![]))
+        );
+        let one_kept = serde_json::json!({"BoundingCaps": ["CAP_NET_BIND_SERVICE"]});
+        assert_eq!(
+            docker_caps(&one_kept),
+            Some((
+                vec!["ALL".to_string()],
+                vec!["NET_BIND_SERVICE".to_string()]
+            ))
+        );
+        let defaults = serde_json::json!({"BoundingCaps": ["CAP_CHOWN", "CAP_SYS_ADMIN"]});
+        assert_eq!(
+            docker_caps(&defaults).unwrap().1,
+            ["CHOWN".to_string(), "SYS_ADMIN".to_string()]
+        );
+        assert_eq!(docker_caps(&serde_json::json!({"State": {}})), None);
     }
 
     #[test]

@@ -224,6 +224,34 @@ pub fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `docker run <args>` (detached or not, as `args` say), panicking unless it succeeded;
+/// returns trimmed stdout. On Podman it runs `podman --remote run` against the same socket
+/// instead: the docker CLI reads `--security-opt seccomp=<path>` itself and sends the profile
+/// inline, which Podman 4.3's compat API refuses ("opening seccomp profile failed": it reads
+/// the value as a path), while Podman's own client passes the path through.
+pub fn run_ok(args: &[&str]) -> String {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    match engine_flavor() {
+        Flavor::Docker => docker_ok(&all),
+        Flavor::Podman => {
+            let out = Command::new("podman")
+                .args(["--remote", "--url", &engine_socket()])
+                .args(&all)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run `podman --remote`: {e}"));
+            assert!(
+                out.status.success(),
+                "`podman --remote {}` failed ({}):\n{}",
+                all.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    }
+}
+
 /// `docker inspect <name>`, first element.
 pub fn inspect(name: &str) -> serde_json::Value {
     let text = docker_ok(&["inspect", name]);
