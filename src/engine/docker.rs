@@ -351,6 +351,12 @@ impl Engine for DockerEngine {
     }
 
     async fn list(&self, labels: &[String]) -> EngineResult<Vec<ContainerSummary>> {
+        if self.flavor == Flavor::Podman {
+            return self
+                .libpod("list containers on", "engine")?
+                .list(labels)
+                .await;
+        }
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
         if !labels.is_empty() {
             filters.insert("label".into(), labels.to_vec());

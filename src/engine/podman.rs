@@ -11,6 +11,8 @@
 //!   its own (`--read-only-tmpfs` defaults to true and the compat API cannot turn it off);
 //!   undeclared ones are shadowed by read-only tmpfs mounts so that only the declared tmpfs
 //!   mounts are writable.
+//! - The compat list reports states Docker does not have (`stopped`), which bollard's typed
+//!   model rejects, so the list is read untyped (`Libpod::list`).
 //! - Compat inspect reports `CapDrop: ALL` expanded to the default capabilities; the bounding
 //!   set libpod reports is translated back (`docker_caps`).
 //!
@@ -24,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector};
 
-use super::{EngineError, EngineResult, Resources};
+use super::{ContainerSummary, EngineError, EngineResult, Resources};
 
 /// Libpod API version prefix; 4.0.0 is the oldest Podman whose compat API we support.
 const LIBPOD_PREFIX: &str = "/v4.0.0/libpod";
@@ -59,8 +61,7 @@ impl Libpod {
         target: &str,
     ) -> EngineResult<Bytes> {
         let client: Client<UnixConnector, Full<Bytes>> = Client::unix();
-        let uri: hyper::Uri =
-            hyperlocal::Uri::new(&self.socket_path, &format!("{LIBPOD_PREFIX}{path}")).into();
+        let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket_path, path).into();
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
         let req = hyper::Request::builder()
             .method(method)
@@ -97,7 +98,7 @@ impl Libpod {
     pub async fn update(&self, id: &str, r: &Resources) -> EngineResult<()> {
         self.request(
             hyper::Method::POST,
-            &format!("/containers/{id}/update"),
+            &format!("{LIBPOD_PREFIX}/containers/{id}/update"),
             Some(oci_resources(r)),
             "update the limits of",
             id,
@@ -111,7 +112,7 @@ impl Libpod {
         let bytes = self
             .request(
                 hyper::Method::GET,
-                &format!("/containers/{id}/json"),
+                &format!("{LIBPOD_PREFIX}/containers/{id}/json"),
                 None,
                 "inspect",
                 id,
@@ -119,6 +120,85 @@ impl Libpod {
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| http_error("inspect", id, e.to_string()))
     }
+
+    /// The compat container list, read without bollard's typed model: Podman reports states
+    /// Docker's API does not define (measured on 4.3.1: `stopped`, for a container between
+    /// its stop and its cleanup), and bollard then fails the whole list ("unknown variant
+    /// `stopped`"), so one stopping container anywhere on the engine broke every `plan`.
+    pub async fn list(&self, labels: &[String]) -> EngineResult<Vec<ContainerSummary>> {
+        let mut path = "/v1.41/containers/json?all=true".to_string();
+        if !labels.is_empty() {
+            let filters = serde_json::json!({ "label": labels }).to_string();
+            path.push_str("&filters=");
+            path.push_str(&query_escape(&filters));
+        }
+        let bytes = self
+            .request(
+                hyper::Method::GET,
+                &path,
+                None,
+                "list containers on",
+                "engine",
+            )
+            .await?;
+        let raw: Vec<CompatSummary> = serde_json::from_slice(&bytes)
+            .map_err(|e| http_error("list containers on", "engine", e.to_string()))?;
+        Ok(raw.into_iter().map(CompatSummary::into_summary).collect())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CompatSummary {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    image: String,
+}
+
+impl CompatSummary {
+    fn into_summary(self) -> ContainerSummary {
+        ContainerSummary {
+            id: self.id,
+            name: self
+                .names
+                .into_iter()
+                .next()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
+            labels: self.labels.unwrap_or_default(),
+            state: docker_state(&self.state).to_string(),
+            image: self.image,
+        }
+    }
+}
+
+/// Podman's states in Docker's vocabulary: `stopped` (stopped, not yet cleaned up) and
+/// `configured` (defined, never initialised) are what Docker calls `exited` and `created`.
+pub fn docker_state(state: &str) -> &str {
+    match state {
+        "stopped" => "exited",
+        "configured" => "created",
+        other => other,
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query value.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The container's cgroup path relative to the cgroup root, from libpod's inspect.
@@ -333,6 +413,24 @@ mod tests {
     fn a_missing_cgroup_is_none() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(live_limits(d.path(), "/nope"), None);
+    }
+
+    #[test]
+    fn podman_only_states_read_as_docker_states_and_the_list_parses() {
+        let body = r#"[{"Id":"abc","Names":["/s1"],"Labels":{"k":"v"},"State":"stopped","Image":"i"},
+                       {"Id":"def","Names":[],"Labels":null,"State":"running","Image":"i"}]"#;
+        let raw: Vec<CompatSummary> = serde_json::from_str(body).unwrap();
+        let list: Vec<ContainerSummary> = raw.into_iter().map(|c| c.into_summary()).collect();
+        assert_eq!(list[0].name, "s1");
+        assert_eq!(list[0].state, "exited");
+        assert_eq!(list[0].labels["k"], "v");
+        assert_eq!(list[1].state, "running");
+        assert!(list[1].labels.is_empty());
+        assert_eq!(docker_state("configured"), "created");
+        assert_eq!(
+            query_escape(r#"{"label":["a=1"]}"#),
+            "%7B%22label%22%3A%5B%22a%3D1%22%5D%7D"
+        );
     }
 
     #[test]

@@ -244,25 +244,29 @@ pub fn docker_ok(args: &[&str]) -> String {
 /// inline, which Podman 4.3's compat API refuses ("opening seccomp profile failed": it reads
 /// the value as a path), while Podman's own client passes the path through.
 pub fn run_ok(args: &[&str]) -> String {
+    let out = run_cmd(args);
+    assert!(
+        out.status.success(),
+        "`run {}` failed ({}):\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// [`run_ok`] without the check: whatever `docker run` (or, on Podman, `podman --remote run`)
+/// did.
+pub fn run_cmd(args: &[&str]) -> Output {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
     match engine_flavor() {
-        Flavor::Docker => docker_ok(&all),
-        Flavor::Podman => {
-            let out = Command::new("podman")
-                .args(["--remote", "--url", &engine_socket()])
-                .args(&all)
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run `podman --remote`: {e}"));
-            assert!(
-                out.status.success(),
-                "`podman --remote {}` failed ({}):\n{}",
-                all.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        }
+        Flavor::Docker => docker(&all),
+        Flavor::Podman => Command::new("podman")
+            .args(["--remote", "--url", &engine_socket()])
+            .args(&all)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `podman --remote`: {e}")),
     }
 }
 
