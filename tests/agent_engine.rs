@@ -173,9 +173,15 @@ fn inspect_at(host: Option<&str>, name: &str) -> serde_json::Value {
     v.swap_remove(0)
 }
 
-/// (Memory, NanoCpus, PidsLimit) as the engine holds them; unlimited is 0.
+/// (Memory, NanoCpus, PidsLimit) in force; unlimited is 0. Docker's inspect reports the limits
+/// in force; Podman's keeps reporting the create-time ones after an update (measured on 4.3.1),
+/// so there a running container's limits are read from its cgroup.
 fn limits_at(host: Option<&str>, name: &str) -> (i64, i64, i64) {
     let c = inspect_at(host, name);
+    if engine_flavor() == Flavor::Podman && host.is_none() && c["State"]["Running"] == true {
+        let (m, n, p) = cgroup_limits(name);
+        return (m.max(0), n.max(0), p.max(0));
+    }
     let hc = &c["HostConfig"];
     (
         hc["Memory"].as_i64().unwrap_or(0),
@@ -238,6 +244,19 @@ fn assert_unlimited(host: Option<&str>, name: &str) {
         (0, 0, 0),
         "{name} must stay untouched"
     );
+}
+
+/// After limits were loosened behind the agent's back: on Docker the `update` event reveals it
+/// to the agent. Podman 4.3.1 emits no event for libpod's update (measured: `create`, `init`,
+/// `start` only), so there the agent sees the drift on its next sweep, which a SIGHUP reload
+/// runs at once (the manifest's schedule is yearly).
+fn reveal_update(agent: &Agent) {
+    if engine_flavor() == Flavor::Podman {
+        eprintln!("podman: no update event exists; a reload sweep reveals the drift");
+        let reloads = agent.log().matches("manifest reloaded").count();
+        agent.signal(Signal::SIGHUP);
+        agent.wait_log_count("the reload", "manifest reloaded", reloads + 1);
+    }
 }
 
 fn free_port() -> u16 {
@@ -346,17 +365,9 @@ fn limits_loosened_with_docker_update_on_an_owned_sandbox_are_put_back() {
     let declared = limits_at(None, &sandbox);
     assert_eq!(declared, (64 << 20, 500_000_000, 64));
 
-    let _agent = Agent::spawn(&fx, &[]);
-    docker_ok(&[
-        "update",
-        "--memory",
-        "1g",
-        "--memory-swap",
-        "1g",
-        "--pids-limit",
-        "4096",
-        &sandbox,
-    ]);
+    let agent = Agent::spawn(&fx, &[]);
+    loosen_limits(&sandbox, Some(1 << 30), 4096);
+    reveal_update(&agent);
     poll("the loosened sandbox to be put back", DEADLINE, || {
         (limits_at(None, &sandbox) == declared).then_some(())
     });
@@ -369,10 +380,11 @@ fn limits_loosened_with_docker_update_on_an_owned_sandbox_are_put_back() {
     let rows = records_of(&fx, &sandbox);
     let r = rows.last().unwrap();
     assert_eq!(r.kind, "owned");
-    assert_eq!(
-        (r.trigger.as_str(), r.event.as_deref()),
-        ("event", Some("update"))
-    );
+    let how = match engine_flavor() {
+        Flavor::Docker => ("event", Some("update")),
+        Flavor::Podman => ("sweep", None),
+    };
+    assert_eq!((r.trigger.as_str(), r.event.as_deref()), how);
     assert!(r.drift);
     assert_eq!(r.before.pids, Some(4096));
     assert_eq!(r.after.pids, Some(64));
@@ -425,7 +437,7 @@ fn timer_mode_enforce_reaches_the_same_end_state_as_the_daemon() {
     let out = fx.run(&["apply"]);
     assert!(out.status.success(), "apply: {}", describe(&out));
     let sandbox = fx.sandbox();
-    docker_ok(&["update", "--pids-limit", "4096", &sandbox]);
+    loosen_pids_limit(&sandbox, 4096);
     let mut guard = ContainerGuard::new();
 
     // Timer mode: containers first, then one `enforce` pass.
@@ -460,14 +472,15 @@ fn timer_mode_enforce_reaches_the_same_end_state_as_the_daemon() {
     assert_eq!(again["enforced"], serde_json::json!([]), "{again:#}");
 
     // Daemon mode: the same shapes, handled by events; the owned sandbox by its update event.
-    let _agent = Agent::spawn(&fx, &[]);
+    let agent = Agent::spawn(&fx, &[]);
     let d_label = guard.track(&unique("clwt-d-label"));
     run_container(None, &d_label, &[&format!("{label}=1")]);
     let d_prefix = guard.track(&format!("{prefix}daemon"));
     run_container(None, &d_prefix, &[]);
     let d_other = guard.track(&unique("clwt-d-other"));
     run_container(None, &d_other, &[&format!("{label}=2")]);
-    docker_ok(&["update", "--pids-limit", "4096", &sandbox]);
+    loosen_pids_limit(&sandbox, 4096);
+    reveal_update(&agent);
     wait_limited(None, &d_label);
     wait_limited(None, &d_prefix);
     poll("the sandbox put back", DEADLINE, || {
@@ -655,6 +668,16 @@ impl Drop for PrivateEngine {
 #[test]
 fn the_agent_rides_out_an_engine_restart_and_keeps_limiting() {
     require_engine();
+    if engine_flavor() == Flavor::Podman {
+        // Docker-only, visibly: the restart is of a private dockerd the test starts on its own
+        // socket; the shared Podman service must not be restarted, and a private Podman
+        // service would need its own storage and image import. Not a Podman check.
+        eprintln!(
+            "DOCKER-ONLY: the_agent_rides_out_an_engine_restart_and_keeps_limiting restarts a \
+             private dockerd; on Podman it does not run"
+        );
+        return;
+    }
     let mut engine = PrivateEngine::new();
     engine.start();
     engine.load_fixture_image();
@@ -717,13 +740,36 @@ fn a_container_that_is_only_created_is_limited_before_it_ever_starts() {
         "sleep",
         "600",
     ]);
-    wait_limited(None, &name);
-    assert_eq!(inspect(&name)["State"]["Status"], "created");
-    docker_ok(&["start", &name]);
-    assert_cgroup_limited(None, &name);
-    let mine = records_of(&fx, &name);
-    assert_eq!(mine.len(), 1, "one update, on create: {mine:?}");
-    assert_eq!(mine[0].event.as_deref(), Some("create"));
+    match engine_flavor() {
+        Flavor::Docker => {
+            wait_limited(None, &name);
+            assert_eq!(inspect(&name)["State"]["Status"], "created");
+            docker_ok(&["start", &name]);
+            assert_cgroup_limited(None, &name);
+            let mine = records_of(&fx, &name);
+            assert_eq!(mine.len(), 1, "one update, on create: {mine:?}");
+            assert_eq!(mine[0].event.as_deref(), Some("create"));
+        }
+        Flavor::Podman => {
+            // Podman 4.3.1 refuses to update a container that is only created (measured: 500,
+            // `runc update` finds no running container), so the create event's attempt is
+            // recorded as failed and the start event limits it before the test can look.
+            let mine = records_of(&fx, &name);
+            assert_eq!(mine[0].event.as_deref(), Some("create"));
+            assert_eq!(mine[0].outcome, "failed", "{mine:?}");
+            assert_eq!(inspect(&name)["State"]["Status"], "created");
+            docker_ok(&["start", &name]);
+            wait_limited(None, &name);
+            assert_cgroup_limited(None, &name);
+            let mine = records_of(&fx, &name);
+            let last = mine.last().unwrap();
+            assert_eq!(
+                (last.event.as_deref(), last.outcome.as_str()),
+                (Some("start"), "ok"),
+                "{mine:?}"
+            );
+        }
+    }
 }
 
 fn started_at(name: &str) -> String {

@@ -155,7 +155,15 @@ fn run_args(fx: &Fixture) -> Vec<Vec<String>> {
     }
     for opt in hc["SecurityOpt"].as_array().unwrap() {
         let opt = s(opt);
-        if let Some(profile) = opt.strip_prefix("seccomp=") {
+        if let Some(value) = opt.strip_prefix("seccomp=") {
+            // Docker holds the profile inline; Podman holds the path of the file the product
+            // wrote (its compat API reads `seccomp=` as a path). Either way the copy gets the
+            // same profile from a file of its own.
+            let profile = match engine_flavor() {
+                Flavor::Docker => value.to_string(),
+                Flavor::Podman => std::fs::read_to_string(value)
+                    .unwrap_or_else(|e| panic!("read the seccomp profile at {value}: {e}")),
+            };
             let path = fx.dir().join("seccomp.json");
             std::fs::write(&path, profile).unwrap();
             g.push(vec![
@@ -201,12 +209,12 @@ fn start_copy(fx: &Fixture, groups: Vec<Vec<String>>) {
     let cmd: Vec<String> = serde_json::from_value(c["Config"]["Cmd"].clone()).unwrap();
     docker_ok(&["rm", "-f", &fx.sandbox()]);
     let name = fx.sandbox();
-    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name];
+    let mut args: Vec<String> = vec!["-d".into(), "--name".into(), name];
     args.extend(groups.into_iter().flatten());
     args.push(image);
     args.extend(cmd);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    docker_ok(&args);
+    run_ok(&args);
 }
 
 /// Applies the fixture, replaces the sandbox with a weakened copy, verifies, and asserts
@@ -415,7 +423,15 @@ fn a_writable_ro_declared_path_is_caught() {
 fn no_pids_limit_is_caught() {
     weakened(
         "vpids",
-        |_, g| without(g, |g| g[0] == "--pids-limit"),
+        |_, g| {
+            let mut g = without(g, |g| g[0] == "--pids-limit");
+            // Podman applies containers.conf's default (`pids_limit = 2048`) when none is
+            // given, so there "no limit" must be asked for; Docker leaves it unlimited.
+            if engine_flavor() == Flavor::Podman {
+                g.push(vec!["--pids-limit".into(), "-1".into()]);
+            }
+            g
+        },
         &["limits.pids", "config.limits-set"],
     );
 }
@@ -439,7 +455,7 @@ fn junit_output_is_valid_xml_with_one_suite_per_sandbox() {
     let fx = Fixture::new("vjunit");
     apply_ok(&fx);
     // One failing probe: no pids limit in the live container.
-    docker_ok(&["update", "--pids-limit", "-1", &fx.sandbox()]);
+    loosen_pids_limit(&fx.sandbox(), -1);
     let out = fx.run(&["verify", "--format", "junit"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let text = String::from_utf8(out.stdout.clone()).unwrap();
@@ -492,8 +508,20 @@ fn adopted_containers_are_verified_by_container_name_without_bind_probes() {
     apply_ok(&fx);
     let mut guard = ContainerGuard::new();
     let name = guard.track(&unique("vadopted"));
-    docker_ok(&[
-        "run",
+    // The adopted baseline is the default policy. Docker's default profile denies its sampled
+    // syscalls; Podman's (containers/common's seccomp.json) allows `unshare`, measured on
+    // 4.3.1, so there the container gets the fortress's own profile, read from the sandbox.
+    let seccomp = match engine_flavor() {
+        Flavor::Docker => None,
+        Flavor::Podman => inspect(&fx.sandbox())["HostConfig"]["SecurityOpt"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o.as_str()?.strip_prefix("seccomp="))
+            .map(|p| format!("seccomp={p}"))
+            .next(),
+    };
+    let mut args = vec![
         "-d",
         "--name",
         &name,
@@ -516,10 +544,12 @@ fn adopted_containers_are_verified_by_container_name_without_bind_probes() {
         "0.5",
         "--pids-limit",
         "32",
-        FIXTURE_IMAGE,
-        "sleep",
-        "3600",
-    ]);
+    ];
+    if let Some(opt) = &seccomp {
+        args.extend(["--security-opt", opt.as_str()]);
+    }
+    args.extend([FIXTURE_IMAGE, "sleep", "3600"]);
+    run_ok(&args);
     let (out, results) = verify(&fx, &["--adopted"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let adopted: Vec<&serde_json::Value> = results

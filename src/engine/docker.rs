@@ -102,25 +102,32 @@ impl DockerEngine {
         })
     }
 
-    /// Podman reports create-time limits after an update (see `podman`); replace them with
-    /// what the cgroup enforces, when the cgroup is readable from here.
-    async fn patch_live_limits(&self, id: &str, c: &mut ContainerInspectResponse) {
+    /// Podman's compat inspect reports create-time limits after an update and an expanded
+    /// `CapDrop` (see `podman`); replace them with what the cgroup enforces (when readable
+    /// from here) and with the bounding set libpod reports, in Docker's vocabulary.
+    async fn patch_from_libpod(&self, id: &str, c: &mut ContainerInspectResponse) {
         let Ok(libpod) = self.libpod("inspect", id) else {
             return;
         };
-        let path = match libpod.cgroup_path(id).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
+        let lp = match libpod.inspect(id).await {
+            Ok(v) => v,
             Err(e) => {
-                tracing::debug!(container = id, error = %e, "no libpod cgroup path");
+                tracing::debug!(container = id, error = %e, "no libpod inspect");
                 return;
             }
+        };
+        let hc = c.host_config.get_or_insert_with(Default::default);
+        if let Some((drop, add)) = podman::docker_caps(&lp) {
+            hc.cap_drop = Some(drop);
+            hc.cap_add = Some(add);
+        }
+        let Some(path) = podman::cgroup_path(&lp) else {
+            return;
         };
         let Some(live) = podman::live_limits(&self.cgroup_root, &path) else {
             tracing::debug!(container = id, cgroup = %path, "cgroup not readable; using inspect");
             return;
         };
-        let hc = c.host_config.get_or_insert_with(Default::default);
         hc.memory = live.memory;
         hc.memory_swap = live.memory_swap;
         hc.nano_cpus = live.nano_cpus;
@@ -344,6 +351,12 @@ impl Engine for DockerEngine {
     }
 
     async fn list(&self, labels: &[String]) -> EngineResult<Vec<ContainerSummary>> {
+        if self.flavor == Flavor::Podman {
+            return self
+                .libpod("list containers on", "engine")?
+                .list(labels)
+                .await;
+        }
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
         if !labels.is_empty() {
             filters.insert("label".into(), labels.to_vec());
@@ -378,7 +391,7 @@ impl Engine for DockerEngine {
         match self.docker.inspect_container(id, None).await {
             Ok(mut c) => {
                 if self.flavor == Flavor::Podman {
-                    self.patch_live_limits(id, &mut c).await;
+                    self.patch_from_libpod(id, &mut c).await;
                 }
                 Ok(Some(c))
             }

@@ -11,6 +11,10 @@
 //!   its own (`--read-only-tmpfs` defaults to true and the compat API cannot turn it off);
 //!   undeclared ones are shadowed by read-only tmpfs mounts so that only the declared tmpfs
 //!   mounts are writable.
+//! - The compat list reports states Docker does not have (`stopped`), which bollard's typed
+//!   model rejects, so the list is read untyped (`Libpod::list`).
+//! - Compat inspect reports `CapDrop: ALL` expanded to the default capabilities; the bounding
+//!   set libpod reports is translated back (`docker_caps`).
 //!
 //! Bollard's raw request builder is crate-private, so the few libpod calls go through a small
 //! hyper client over the same unix socket.
@@ -22,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector};
 
-use super::{EngineError, EngineResult, Resources};
+use super::{ContainerSummary, EngineError, EngineResult, Resources};
 
 /// Libpod API version prefix; 4.0.0 is the oldest Podman whose compat API we support.
 const LIBPOD_PREFIX: &str = "/v4.0.0/libpod";
@@ -57,8 +61,7 @@ impl Libpod {
         target: &str,
     ) -> EngineResult<Bytes> {
         let client: Client<UnixConnector, Full<Bytes>> = Client::unix();
-        let uri: hyper::Uri =
-            hyperlocal::Uri::new(&self.socket_path, &format!("{LIBPOD_PREFIX}{path}")).into();
+        let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket_path, path).into();
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
         let req = hyper::Request::builder()
             .method(method)
@@ -95,7 +98,7 @@ impl Libpod {
     pub async fn update(&self, id: &str, r: &Resources) -> EngineResult<()> {
         self.request(
             hyper::Method::POST,
-            &format!("/containers/{id}/update"),
+            &format!("{LIBPOD_PREFIX}/containers/{id}/update"),
             Some(oci_resources(r)),
             "update the limits of",
             id,
@@ -104,24 +107,129 @@ impl Libpod {
         .map(|_| ())
     }
 
-    /// The container's cgroup path relative to the cgroup root, as libpod reports it.
-    pub async fn cgroup_path(&self, id: &str) -> EngineResult<Option<String>> {
+    /// Libpod's own inspect of the container (it holds what the compat one lacks).
+    pub async fn inspect(&self, id: &str) -> EngineResult<serde_json::Value> {
         let bytes = self
             .request(
                 hyper::Method::GET,
-                &format!("/containers/{id}/json"),
+                &format!("{LIBPOD_PREFIX}/containers/{id}/json"),
                 None,
                 "inspect",
                 id,
             )
             .await?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| http_error("inspect", id, e.to_string()))?;
-        Ok(v["State"]["CgroupPath"]
-            .as_str()
-            .filter(|p| !p.is_empty())
-            .map(str::to_string))
+        serde_json::from_slice(&bytes).map_err(|e| http_error("inspect", id, e.to_string()))
     }
+
+    /// The compat container list, read without bollard's typed model: Podman reports states
+    /// Docker's API does not define (measured on 4.3.1: `stopped`, for a container between
+    /// its stop and its cleanup), and bollard then fails the whole list ("unknown variant
+    /// `stopped`"), so one stopping container anywhere on the engine broke every `plan`.
+    pub async fn list(&self, labels: &[String]) -> EngineResult<Vec<ContainerSummary>> {
+        let mut path = "/v1.41/containers/json?all=true".to_string();
+        if !labels.is_empty() {
+            let filters = serde_json::json!({ "label": labels }).to_string();
+            path.push_str("&filters=");
+            path.push_str(&query_escape(&filters));
+        }
+        let bytes = self
+            .request(
+                hyper::Method::GET,
+                &path,
+                None,
+                "list containers on",
+                "engine",
+            )
+            .await?;
+        let raw: Vec<CompatSummary> = serde_json::from_slice(&bytes)
+            .map_err(|e| http_error("list containers on", "engine", e.to_string()))?;
+        Ok(raw.into_iter().map(CompatSummary::into_summary).collect())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CompatSummary {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    image: String,
+}
+
+impl CompatSummary {
+    fn into_summary(self) -> ContainerSummary {
+        ContainerSummary {
+            id: self.id,
+            name: self
+                .names
+                .into_iter()
+                .next()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
+            labels: self.labels.unwrap_or_default(),
+            state: docker_state(&self.state).to_string(),
+            image: self.image,
+        }
+    }
+}
+
+/// Podman's states in Docker's vocabulary: `stopped` (stopped, not yet cleaned up) and
+/// `configured` (defined, never initialised) are what Docker calls `exited` and `created`.
+pub fn docker_state(state: &str) -> &str {
+    match state {
+        "stopped" => "exited",
+        "configured" => "created",
+        other => other,
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query value.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The container's cgroup path relative to the cgroup root, from libpod's inspect.
+pub fn cgroup_path(libpod_inspect: &serde_json::Value) -> Option<String> {
+    libpod_inspect["State"]["CgroupPath"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// The capabilities as Docker would report the same bounding set: `(CapDrop, CapAdd)` =
+/// `(["ALL"], <bounding set>)`. Podman's compat inspect reports a drop of ALL expanded to the
+/// defaults it dropped (measured on 4.3.1: `--cap-drop ALL` reads back as 14 names, no `ALL`,
+/// and `--cap-drop ALL --cap-add NET_BIND_SERVICE` as 13 dropped and `CapAdd: []`), so it
+/// cannot tell "ALL dropped" from "the defaults dropped" nor show what was added back.
+/// Libpod's `BoundingCaps` is the set in force (`null` when empty). `None` when libpod does
+/// not report it: then the compat answer is kept as it is.
+pub fn docker_caps(libpod_inspect: &serde_json::Value) -> Option<(Vec<String>, Vec<String>)> {
+    let bounding = libpod_inspect.as_object()?.get("BoundingCaps")?;
+    let kept: Vec<String> = match bounding {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::Array(caps) => caps
+            .iter()
+            .map(|c| {
+                let c = c.as_str().unwrap_or_default().to_ascii_uppercase();
+                c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
+            })
+            .collect(),
+        _ => return None,
+    };
+    Some((vec!["ALL".to_string()], kept))
 }
 
 fn http_error(op: &'static str, target: &str, message: String) -> EngineError {
@@ -305,6 +413,47 @@ mod tests {
     fn a_missing_cgroup_is_none() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(live_limits(d.path(), "/nope"), None);
+    }
+
+    #[test]
+    fn podman_only_states_read_as_docker_states_and_the_list_parses() {
+        let body = r#"[{"Id":"abc","Names":["/s1"],"Labels":{"k":"v"},"State":"stopped","Image":"i"},
+                       {"Id":"def","Names":[],"Labels":null,"State":"running","Image":"i"}]"#;
+        let raw: Vec<CompatSummary> = serde_json::from_str(body).unwrap();
+        let list: Vec<ContainerSummary> = raw.into_iter().map(|c| c.into_summary()).collect();
+        assert_eq!(list[0].name, "s1");
+        assert_eq!(list[0].state, "exited");
+        assert_eq!(list[0].labels["k"], "v");
+        assert_eq!(list[1].state, "running");
+        assert!(list[1].labels.is_empty());
+        assert_eq!(docker_state("configured"), "created");
+        assert_eq!(
+            query_escape(r#"{"label":["a=1"]}"#),
+            "%7B%22label%22%3A%5B%22a%3D1%22%5D%7D"
+        );
+    }
+
+    #[test]
+    fn the_bounding_set_is_reported_as_docker_would_report_it() {
+        let all_dropped = serde_json::json!({"BoundingCaps": null, "EffectiveCaps": null});
+        assert_eq!(
+            docker_caps(&all_dropped),
+            Some((vec!["ALL".to_string()], vec![]))
+        );
+        let one_kept = serde_json::json!({"BoundingCaps": ["CAP_NET_BIND_SERVICE"]});
+        assert_eq!(
+            docker_caps(&one_kept),
+            Some((
+                vec!["ALL".to_string()],
+                vec!["NET_BIND_SERVICE".to_string()]
+            ))
+        );
+        let defaults = serde_json::json!({"BoundingCaps": ["CAP_CHOWN", "CAP_SYS_ADMIN"]});
+        assert_eq!(
+            docker_caps(&defaults).unwrap().1,
+            ["CHOWN".to_string(), "SYS_ADMIN".to_string()]
+        );
+        assert_eq!(docker_caps(&serde_json::json!({"State": {}})), None);
     }
 
     #[test]

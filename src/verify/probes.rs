@@ -439,6 +439,16 @@ fn standard_mount(mp: &str) -> bool {
             .any(|p| mp.starts_with(p))
 }
 
+/// The read-only tmpfs the engine adapter puts over Podman's automatic writable `/tmp`,
+/// `/var/tmp` and `/run` (`engine::podman::SHADOW_TMPFS`): created empty and read-only, it
+/// exposes nothing and accepts no writes, so it is not an extra mount. A writable tmpfs there
+/// still is.
+fn shadow_tmpfs(m: &MountLine) -> bool {
+    m.fstype == "tmpfs"
+        && m.read_only
+        && crate::engine::podman::AUTO_TMPFS.contains(&m.mount_point.as_str())
+}
+
 fn caps_of(hex: &str) -> u64 {
     u64::from_str_radix(hex.trim(), 16).unwrap_or(u64::MAX)
 }
@@ -667,7 +677,9 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
             .mounts
             .iter()
             .filter(|m| {
-                !standard_mount(&m.mount_point) && !declared.contains(m.mount_point.as_str())
+                !standard_mount(&m.mount_point)
+                    && !declared.contains(m.mount_point.as_str())
+                    && !shadow_tmpfs(m)
             })
             .map(|m| format!("{} ({} {})", m.mount_point, m.fstype, m.root))
             .collect();

@@ -50,12 +50,26 @@ pub fn engine_flavor() -> Flavor {
 /// attacker with socket access would: `docker update` on Docker; on Podman 4.3, whose compat
 /// API has no update endpoint and whose CLI has no `--pids-limit`, libpod's update endpoint.
 pub fn loosen_pids_limit(name: &str, limit: i64) {
+    loosen_limits(name, None, limit);
+}
+
+/// [`loosen_pids_limit`], and the memory limit (with swap equal to it) when `memory` is given.
+pub fn loosen_limits(name: &str, memory: Option<i64>, pids: i64) {
     match engine_flavor() {
         Flavor::Docker => {
-            docker_ok(&["update", "--pids-limit", &limit.to_string(), name]);
+            let mut args = vec!["update".to_string()];
+            if let Some(m) = memory {
+                args.extend(["--memory".into(), m.to_string()]);
+                args.extend(["--memory-swap".into(), m.to_string()]);
+            }
+            args.extend(["--pids-limit".into(), pids.to_string(), name.to_string()]);
+            docker_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
         }
         Flavor::Podman => {
-            let body = format!("{{\"pids\":{{\"limit\":{limit}}}}}");
+            let memory = memory
+                .map(|m| format!("\"memory\":{{\"limit\":{m},\"swap\":{m}}},"))
+                .unwrap_or_default();
+            let body = format!("{{{memory}\"pids\":{{\"limit\":{pids}}}}}");
             let (status, reply) = unix_http(
                 "POST",
                 &format!("/v4.0.0/libpod/containers/{name}/update"),
@@ -222,6 +236,38 @@ pub fn docker_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `docker run <args>` (detached or not, as `args` say), panicking unless it succeeded;
+/// returns trimmed stdout. On Podman it runs `podman --remote run` against the same socket
+/// instead: the docker CLI reads `--security-opt seccomp=<path>` itself and sends the profile
+/// inline, which Podman 4.3's compat API refuses ("opening seccomp profile failed": it reads
+/// the value as a path), while Podman's own client passes the path through.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = run_cmd(args);
+    assert!(
+        out.status.success(),
+        "`run {}` failed ({}):\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// [`run_ok`] without the check: whatever `docker run` (or, on Podman, `podman --remote run`)
+/// did.
+pub fn run_cmd(args: &[&str]) -> Output {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    match engine_flavor() {
+        Flavor::Docker => docker(&all),
+        Flavor::Podman => Command::new("podman")
+            .args(["--remote", "--url", &engine_socket()])
+            .args(&all)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `podman --remote`: {e}")),
+    }
 }
 
 /// `docker inspect <name>`, first element.

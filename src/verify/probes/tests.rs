@@ -179,6 +179,21 @@ fn each_weakened_fact_fails_exactly_its_probe() {
 }
 
 #[test]
+fn a_read_only_tmpfs_over_an_automatic_podman_tmpfs_is_not_an_extra_mount() {
+    let shadow = "MOUNT\t217 196 0:88 / /var/tmp ro,nosuid,nodev,noexec - tmpfs tmpfs ro,size=4k\n";
+    let writable = "MOUNT\t217 196 0:88 / /var/tmp rw,nosuid,nodev - tmpfs tmpfs rw\n";
+    let elsewhere = "MOUNT\t217 196 0:88 / /mnt ro,nosuid,nodev,noexec - tmpfs tmpfs ro,size=4k\n";
+    for (extra, want) in [
+        (shadow, vec![]),
+        (writable, vec!["fs.no-extra-mounts:fail".to_string()]),
+        (elsewhere, vec!["fs.no-extra-mounts:fail".to_string()]),
+    ] {
+        let text = GOOD.replacen("PID1\t", &format!("{extra}PID1\t"), 1);
+        assert_eq!(failing(&text), want, "{extra}");
+    }
+}
+
+#[test]
 fn a_missing_find_or_a_cut_script_is_inconclusive_not_pass() {
     let f = failing(&GOOD.replace("FINDDONE\n", ""));
     assert_eq!(
