@@ -56,6 +56,11 @@ def render(s):
             f"| 5-min timer + `docker update` loop (analytic), s | {f(a['p50_s'])} | "
             f"{f(a['p99_s'])} | uniform 0–300 s plus the loop's position |",
             "",
+            f"Signed, limits-in-force minus `start` event (negative: in force before the "
+            f"container's process ran), ms: {spread(e['signed'])}. How long the container's "
+            f"cgroup existed without the limits (from its first sight by the watcher), ms: "
+            f"{spread(e['cgroup_unlimited'])}.",
+            "",
             f"Load average at the end of this figure: {' '.join(e['loadavg'])}. Containers whose "
             f"limits were already in force when their cgroup first appeared (set at `create`, "
             f"before `start`): {e['limits_in_force_at_first_sight']} of {e['n']}.",

@@ -232,7 +232,7 @@ def bench_exposure():
             except FileNotFoundError:
                 entries = []
             for e in entries:
-                if e in ok:
+                if len(e) != 64 or e in ok:
                     continue
                 seen.setdefault(e, now)
                 try:
@@ -250,7 +250,7 @@ def bench_exposure():
         ok[e] = 0
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    samples, first_sight = [], 0
+    samples, signed, from_cgroup, first_sight = [], [], [], 0
     t0 = time.time()
     names = []
     try:
@@ -265,6 +265,8 @@ def bench_exposure():
                 raise RuntimeError(f"{name} never got its limits")
             t_start = events_time(cid, "start", t0)
             exp = max(0, ok[cid] - t_start) / 1e6
+            signed.append((ok[cid] - t_start) / 1e6)
+            from_cgroup.append((ok[cid] - seen.get(cid, ok[cid])) / 1e6)
             if ok[cid] <= seen.get(cid, 0):
                 first_sight += 1
             samples.append(exp)
@@ -283,6 +285,10 @@ def bench_exposure():
     res = {
         "daemon_exposure_ms": samples,
         "daemon": stats(samples),
+        "signed_ms": signed,
+        "signed": stats(signed),
+        "cgroup_unlimited_ms": from_cgroup,
+        "cgroup_unlimited": stats(from_cgroup),
         "limits_in_force_at_first_sight": first_sight,
         "event_adoptions_logged": log_text.count("adopted"),
         "timer_loop_runs": runs,
