@@ -23,20 +23,20 @@ fmt: ## format the code
 golden: ## rewrite the seccomp golden files from the current generator
 	CLW_UPDATE_GOLDEN=1 cargo test --test seccomp_golden
 
-bench: ## benchmarks (not written yet)
-	@echo "bench: benchmarks are not written yet; nothing to run" >&2
-	@exit 1
+bench: ## benchmarks against their baselines; writes target/bench/ and docs/BENCHMARKS.md (minutes)
+	scripts/bench.sh
 
 engine: ## start the Docker engine (installing it if needed) and build the fixture images
 	scripts/engine-up.sh
 	scripts/build-fixtures.sh
 
 # Removes test-owned containers only: those labelled clw-test=1, and managed containers of
-# fortresses whose name starts with `clwt-` (the prefix every test fixture uses). A real
+# fortresses whose name starts with `clwt-` (the prefix every test fixture uses) or `clwb-` (the
+# benchmarks'). A real
 # fortress on the same engine is left alone.
 clean-containers: ## remove containers left behind by tests
 	@ids=$$( { docker ps -aq --filter label=clw-test=1; \
 	  docker ps -a --filter label=clw-fortress.managed=1 \
-	    --format '{{.ID}} {{.Label "clw-fortress.fortress"}}' | awk '$$2 ~ /^clwt-/ {print $$1}'; } | sort -u ); \
+	    --format '{{.ID}} {{.Label "clw-fortress.fortress"}}' | awk '$$2 ~ /^clw[tb]-/ {print $$1}'; } | sort -u ); \
 	if [ -n "$$ids" ]; then docker rm -f -v $$ids >/dev/null && echo "removed $$(echo $$ids | wc -w) container(s)"; \
 	else echo "no test containers"; fi
