@@ -139,6 +139,11 @@ impl JobRunner {
             let result = run().await;
             let took = started.elapsed();
             match &result {
+                // A run with nothing to say (an idle tick) stays out of the info log.
+                Ok(summary) if summary.is_empty() => {
+                    tracing::debug!(job = name, seconds = took.as_secs_f64(), "nothing due");
+                    metrics.job_run(name, "ok", Some(took));
+                }
                 Ok(summary) => {
                     tracing::info!(job = name, seconds = took.as_secs_f64(), "{summary}");
                     metrics.job_run(name, "ok", Some(took));

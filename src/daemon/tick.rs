@@ -21,8 +21,9 @@ use crate::report::chain;
 use crate::state::{now_ms, State};
 
 /// How often the tick fires (cron, seconds first): the granularity of every per-target
-/// schedule the daemon runs.
-pub const TICK_SCHEDULE: &str = "*/10 * * * * *";
+/// schedule the daemon runs, so `every: 5s` means five seconds. A tick with nothing due costs
+/// a few comparisons and logs nothing above debug.
+pub const TICK_SCHEDULE: &str = "* * * * * *";
 
 /// Sandboxes without a `liveness.every` are still checked for being up this often, as a
 /// backstop for a `die` event the daemon missed (it was down, or reconnecting).
@@ -74,7 +75,11 @@ pub struct TickReport {
 }
 
 impl TickReport {
+    /// The job's result: empty when nothing was due (the runner logs that at debug only).
     pub fn summary(&self) -> Result<String, String> {
+        if self.probes == 0 && self.backups == 0 && self.verified == 0 && self.problems.is_empty() {
+            return Ok(String::new());
+        }
         let s = format!(
             "tick: {} probe(s), {} backup run(s), {} sandbox(es) verified",
             self.probes, self.backups, self.verified
@@ -260,8 +265,17 @@ mod tests {
 
     #[test]
     fn a_tick_with_problems_is_a_failed_run() {
-        let ok = TickReport::default();
-        assert!(ok.summary().is_ok());
+        let idle = TickReport::default();
+        assert_eq!(
+            idle.summary(),
+            Ok(String::new()),
+            "an idle tick says nothing"
+        );
+        let ok = TickReport {
+            probes: 2,
+            ..Default::default()
+        };
+        assert!(ok.summary().unwrap().contains("2 probe(s)"));
         let bad = TickReport {
             problems: vec!["health web: down".into()],
             ..Default::default()
