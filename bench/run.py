@@ -666,6 +666,13 @@ def machine():
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     summary = {"machine": machine()}
+    previous = OUT / "summary.json"
+    if ONLY and previous.exists():
+        # A subset run updates the figures it measures and keeps the others (with the
+        # machine line of this run, whose load average is what the new figures saw).
+        kept = json.loads(previous.read_text())
+        kept.pop("machine", None)
+        summary.update({k: v for k, v in kept.items() if k not in ONLY})
     save("summary", summary)
 
     def want(k):

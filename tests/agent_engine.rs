@@ -857,3 +857,40 @@ fn a_sandbox_killed_by_its_memory_limit_is_recorded_by_the_agent_as_it_happens()
         "{memory:?}"
     );
 }
+
+#[test]
+fn the_agent_takes_backups_on_their_schedule() {
+    require_engine();
+    let fx = Fixture::new("bkp");
+    write_manifest(&fx, &unique("clwt-unused"), "clwt-unused-prefix-", None);
+    let memory = fx.openclaw_dir().join("memory");
+    let db = memory.join("agent.sqlite");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE m(id INTEGER PRIMARY KEY, t TEXT);
+             INSERT INTO m(t) VALUES ('remembered');",
+        )
+        .unwrap();
+    }
+    let dest = fx.dir().join("backups");
+    let yaml = format!(
+        "{}backups:\n  - name: memory\n    sources: [{:?}]\n    dest: {:?}\n    schedule: \"*/2 * * * * *\"\n",
+        fx.manifest_text(),
+        memory.join("*.sqlite"),
+        dest
+    );
+    fx.write_manifest(&yaml);
+    let agent = Agent::spawn(&fx, &[]);
+    let snapshots = poll("the agent's scheduled backup", DEADLINE, || {
+        let state = clw_fortress::state::State::open(&fx.state_path()).ok()?;
+        let list = clw_fortress::backup::list(&state, Some("memory"), false).ok()?;
+        (!list.is_empty()).then_some(list)
+    });
+    let s = &snapshots[0];
+    assert_eq!(s.integrity, "ok", "{s:?}\nagent log:\n{}", agent.log());
+    let path = s.path.clone().expect("a snapshot file");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let t: String = c.query_row("SELECT t FROM m", [], |r| r.get(0)).unwrap();
+    assert_eq!(t, "remembered");
+}
