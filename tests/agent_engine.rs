@@ -808,6 +808,16 @@ fn a_managed_sandbox_killed_with_docker_kill_is_restarted_by_the_agent_and_a_sto
     );
 
     // A deliberate stop is not a crash: the agent leaves it stopped past the stop window.
+    if engine_flavor() == Flavor::Podman {
+        // Podman 4.3.1 sends `stop` before `died`, or, when the stop runs out its timeout, only
+        // `died 137` (measured), and records no stopped-by-user state: a deliberate stop cannot
+        // be told from a kill there (a known limit, in the README).
+        eprintln!(
+            "DOCKER-ONLY: the deliberate-stop half of \
+             a_managed_sandbox_killed_with_docker_kill_is_restarted_by_the_agent_and_a_stop_is_not"
+        );
+        return;
+    }
     docker_ok(&["stop", "-t", "1", &sandbox]);
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
