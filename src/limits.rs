@@ -27,6 +27,7 @@
 //!
 //! This module must not act on what it finds (restart, raise limits): it reports and records.
 
+use crate::manifest::units::format_size;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -314,21 +315,6 @@ pub struct Observation {
     pub configured_pids: Option<i64>,
 }
 
-fn bytes(v: i64) -> String {
-    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
-    for (u, n) in UNITS {
-        if v >= n {
-            let x = v as f64 / n as f64;
-            return if v % n == 0 {
-                format!("{}{u}", v / n)
-            } else {
-                format!("{x:.1}{u}")
-            };
-        }
-    }
-    format!("{v}B")
-}
-
 fn opt(v: Option<i64>, f: impl Fn(i64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "unknown".into())
 }
@@ -363,8 +349,8 @@ pub fn classify(o: &Observation) -> Vec<LimitEvent> {
             message: format!(
                 "{}: memory limit {} reached (peak {}), {evidence}",
                 o.name,
-                opt(limit, bytes),
-                opt(usage, bytes)
+                opt(limit, format_size),
+                opt(usage, format_size)
             ),
         });
     }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::engine::Resources;
+use crate::manifest::units;
 use crate::spec::{Desired, LABEL_FORTRESS, LABEL_MANAGED, LABEL_SPEC_HASH};
 
 /// A container as the planner needs to see it.
@@ -84,21 +85,11 @@ pub struct LimitChange {
     pub to: Option<i64>,
 }
 
-fn bytes(v: i64) -> String {
-    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
-    for (u, n) in UNITS {
-        if v >= n && v % n == 0 {
-            return format!("{}{u}", v / n);
-        }
-    }
-    v.to_string()
-}
-
 /// A limit for people: bytes in binary units, nano-CPUs as CPUs, `None` as unlimited.
 pub fn limit_value(field: &str, v: Option<i64>) -> String {
     match (field, v) {
         (_, None) => "unlimited".into(),
-        ("memory" | "memorySwap", Some(v)) => bytes(v),
+        ("memory" | "memorySwap", Some(v)) => units::format_size_exact(v),
         ("nanoCpus", Some(v)) => format!("{} cpus", v as f64 / 1e9),
         (_, Some(v)) => v.to_string(),
     }

@@ -8,6 +8,7 @@
 //! events it diagnoses (they are cumulative counters, deduplicated on write) and otherwise
 //! changes nothing.
 
+use crate::manifest::units::format_size;
 use serde::Serialize;
 
 use crate::engine::{ContainerSummary, Engine, EngineError};
@@ -361,19 +362,6 @@ async fn target_status<E: Engine>(
     Ok(s)
 }
 
-fn bytes(v: i64) -> String {
-    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
-    for (u, n) in UNITS {
-        if v >= n && v % n == 0 {
-            return format!("{}{u}", v / n);
-        }
-        if v >= n {
-            return format!("{:.1}{u}", v as f64 / n as f64);
-        }
-    }
-    format!("{v}B")
-}
-
 fn duration(secs: i64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
@@ -417,8 +405,8 @@ impl StatusReport {
             let mem = match &t.memory {
                 Some(m) => format!(
                     "{}/{}{}{}",
-                    bytes(m.usage),
-                    m.limit.map(bytes).unwrap_or_else(|| "-".into()),
+                    format_size(m.usage),
+                    m.limit.map(format_size).unwrap_or_else(|| "-".into()),
                     m.percent.map(|p| format!(" {p:.0}%")).unwrap_or_default(),
                     if m.warn { " !" } else { "" }
                 ),

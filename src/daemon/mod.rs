@@ -495,9 +495,11 @@ async fn watch_engine(
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(Ok(ev)) => {
+                        // Who gets which limits, decided once per event for both uses.
+                        let policy = shared.policy(ncpu);
                         observe_death(&shared, &mut deaths, &ev);
-                        diagnose_limits(&shared, &engine, &ev).await;
-                        handle_event(&shared, &engine, ncpu, ev).await;
+                        diagnose_limits(&shared, &engine, &policy, &ev).await;
+                        handle_event(&shared, &engine, &policy, ev).await;
                     }
                     Some(Err(e)) => break chain(&e),
                     None => break "the event stream ended".to_string(),
@@ -561,12 +563,11 @@ async fn heal_deaths(shared: &Shared, engine: &DockerEngine, deaths: &mut crate:
 
 /// On `die` and `oom` of an owned or adopted container, finds which limit it ran into (OOM
 /// kill, pids exhaustion, CPU throttling) and records it as `clw-sandbox-limit-exceeded`.
-async fn diagnose_limits(shared: &Shared, engine: &DockerEngine, ev: &Event) {
+async fn diagnose_limits(shared: &Shared, engine: &DockerEngine, policy: &Policy, ev: &Event) {
     use crate::engine::EventKind;
     if !matches!(ev.kind, EventKind::Die | EventKind::Oom) {
         return;
     }
-    let policy = shared.policy(0);
     if policy.target(&ev.name, &ev.labels).is_none() {
         return;
     }
@@ -590,15 +591,14 @@ fn now_nano() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
 }
 
-async fn handle_event(shared: &Shared, engine: &DockerEngine, ncpu: i64, ev: Event) {
+async fn handle_event(shared: &Shared, engine: &DockerEngine, policy: &Policy, ev: Event) {
     shared
         .metrics
         .event(react::lag_seconds(ev.time_nano, now_nano()));
-    let policy = shared.policy(ncpu);
-    let Some(trigger) = react::reaction(&policy, &ev) else {
+    let Some(trigger) = react::reaction(policy, &ev) else {
         return;
     };
-    match enforce::enforce_one(engine, &policy, &ev.id, trigger).await {
+    match enforce::enforce_one(engine, policy, &ev.id, trigger).await {
         Ok(Outcome::Enforced(e)) => shared.record(&e),
         Ok(Outcome::Unchanged(_) | Outcome::Ignored) => {}
         Err(e) => tracing::warn!(

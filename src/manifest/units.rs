@@ -6,6 +6,34 @@
 
 use std::time::Duration;
 
+const SIZE_UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+
+/// A size as `parse_size` reads it back: the largest binary unit that divides it exactly, else
+/// plain bytes (`64Mi`, `1572865`). For plans and audit rows, where the value must be exact.
+pub fn format_size_exact(v: i64) -> String {
+    for (u, n) in SIZE_UNITS {
+        if v >= n && v % n == 0 {
+            return format!("{}{u}", v / n);
+        }
+    }
+    v.to_string()
+}
+
+/// A size for people: the largest binary unit, one decimal when not exact (`64Mi`, `1.5Mi`,
+/// `900B`). For usage figures, where a rounded value reads better than an exact one.
+pub fn format_size(v: i64) -> String {
+    for (u, n) in SIZE_UNITS {
+        if v >= n {
+            return if v % n == 0 {
+                format!("{}{u}", v / n)
+            } else {
+                format!("{:.1}{u}", v as f64 / n as f64)
+            };
+        }
+    }
+    format!("{v}B")
+}
+
 /// Parses a size: an integer with an optional binary suffix `Ki`, `Mi`, `Gi` or `Ti`.
 pub fn parse_size(s: &str) -> Result<i64, String> {
     let s = s.trim();
@@ -74,6 +102,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sizes_format_exactly_for_plans_and_rounded_for_people() {
+        for (v, exact, human) in [
+            (64 << 20, "64Mi", "64Mi"),
+            (3 << 30, "3Gi", "3Gi"),
+            ((3 << 20) / 2, "1536Ki", "1.5Mi"),
+            (1_572_865, "1572865", "1.5Mi"),
+            (900, "900", "900B"),
+        ] {
+            assert_eq!(format_size_exact(v), exact, "{v}");
+            assert_eq!(format_size(v), human, "{v}");
+            assert_eq!(parse_size(exact), Ok(v), "the exact form reads back");
+        }
+    }
+
     use super::*;
 
     #[test]
