@@ -4,18 +4,23 @@
 //! The core is pure: [`CgroupFiles`] (the raw text of the cgroup files) -> [`CgroupUsage`]
 //! (parsed counters) -> [`classify`] -> [`LimitEvent`]s. The readers around it are thin:
 //!
-//! - Inside the sandbox first ([`read_inside`]): one exec of `grep -H '' <files>` reading the
-//!   container's own cgroup at `/sys/fs/cgroup`. Measured on Docker 20.10, cgroup v1,
+//! - The host cgroup fs first ([`read_host_of`]), when the engine is local: the container's
+//!   cgroup paths come from `/proc/<State.Pid>/cgroup`, which holds for both drivers (cgroupfs
+//!   and systemd) and both engines. The read is only trusted when those paths name the
+//!   container's full id (`docker/<id>`, `docker-<id>.scope`, `libpod-<id>`): with a remote
+//!   engine, or an engine in another pid namespace, the same pid is some other process here.
+//!   Reading from the host costs no exec and, above all, changes nothing: measured on Podman
+//!   4.3 (conmon + runc), an exec into a sandbox whose pids are used up fails ("read init-p:
+//!   connection reset by peer") and its refused forks raise `pids.events` themselves, so a
+//!   status read from inside would keep recording fork refusals it caused.
+//! - Inside the sandbox as fallback ([`read_inside`]): one exec of `grep -H '' <files>`
+//!   reading the container's own cgroup at `/sys/fs/cgroup` (remote or rootless engines whose
+//!   processes this host cannot see). Measured on Docker 20.10, cgroup v1,
 //!   `CgroupnsMode=host`: runc bind-mounts the container's own cgroup directory there, so
 //!   `/sys/fs/cgroup/pids/pids.max` shows the container's limit; on v2 the private cgroup
-//!   namespace gives the same view. This works whatever the cgroup driver (cgroupfs or
-//!   systemd), the engine (Docker or Podman, rootful or rootless) or where the engine runs
-//!   (a remote socket), none of which the host-side path can say for sure. `grep -H` rather
-//!   than `cat`: `cat` concatenates without boundaries, so a file missing on one kernel (e.g.
+//!   namespace gives the same view; Podman 4.3 shows the same. `grep -H` rather than `cat`:
+//!   `cat` concatenates without boundaries, so a file missing on one kernel (e.g.
 //!   `pids.peak`) would shift every value after it; `grep -H` names each line's file.
-//! - The host cgroup fs as fallback ([`read_host`]), when the exec cannot run (pids exhausted
-//!   at that moment, no `grep` in the image): the container's cgroup paths come from
-//!   `/proc/<State.Pid>/cgroup`, which holds for both drivers when the engine is local.
 //!
 //! A stopped container has no cgroup any more: only the engine's `State.OOMKilled` remains.
 //!
@@ -425,6 +430,17 @@ pub async fn read_inside<E: Engine>(engine: &E, container: &str) -> Option<Cgrou
     }
 }
 
+/// [`read_host`], trusted only when `pid`'s cgroups name `container_id` (see the module
+/// comment: with a remote engine the pid is another process here).
+pub fn read_host_of(host: &HostPaths, pid: i64, container_id: &str) -> Option<CgroupFiles> {
+    let text = std::fs::read_to_string(host.proc.join(pid.to_string()).join("cgroup")).ok()?;
+    // A full id only: a short prefix could match an unrelated path.
+    if container_id.len() < 64 || !text.contains(container_id) {
+        return None;
+    }
+    read_host(host, pid)
+}
+
 /// Reads the cgroup files of process `pid` from the host cgroup fs, locating its cgroups
 /// through `<proc>/<pid>/cgroup`. `None` when nothing could be read.
 pub fn read_host(host: &HostPaths, pid: i64) -> Option<CgroupFiles> {
@@ -486,16 +502,18 @@ pub async fn observe<E: Engine>(
     let mut source = Source::None;
     let mut files = None;
     if running {
-        files = read_inside(engine, &id).await;
-        if files.is_some() {
-            source = Source::Inside;
-        } else if let Some(f) = state
+        if let Some(f) = state
             .pid
             .filter(|p| *p > 0)
-            .and_then(|p| read_host(host, p))
+            .and_then(|p| read_host_of(host, p, &id))
         {
             files = Some(f);
             source = Source::Host;
+        } else {
+            files = read_inside(engine, &id).await;
+            if files.is_some() {
+                source = Source::Inside;
+            }
         }
     }
     Ok(Some(Observation {
@@ -871,6 +889,31 @@ mod tests {
         assert_eq!(u.memory_oom_kills, Some(2));
         assert_eq!(u.cpu_periods, Some(10));
         assert_eq!(read_host(&host, 1), None);
+    }
+
+    #[test]
+    fn the_host_read_is_trusted_only_when_the_cgroup_names_the_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostPaths::under(dir.path());
+        let id = "a".repeat(64);
+        let other = "b".repeat(64);
+        std::fs::create_dir_all(host.proc.join("42")).unwrap();
+        std::fs::write(
+            host.proc.join("42/cgroup"),
+            format!("8:pids:/libpod_parent/libpod-{id}\n"),
+        )
+        .unwrap();
+        let cg = host
+            .cgroup_root()
+            .join("pids/libpod_parent")
+            .join(format!("libpod-{id}"));
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("pids.max"), "64\n").unwrap();
+        assert!(read_host_of(&host, 42, &id).is_some());
+        // The same pid belongs to another container (or to a process of another host).
+        assert_eq!(read_host_of(&host, 42, &other), None);
+        // A short id is not enough to be sure.
+        assert_eq!(read_host_of(&host, 42, &id[..12]), None);
     }
 
     #[test]
