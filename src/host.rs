@@ -19,6 +19,8 @@ pub struct HostPaths {
     pub etc: PathBuf,
     /// Usually `/usr/lib` (packaged unit files under `/usr/lib/systemd/system`).
     pub usr_lib: PathBuf,
+    /// Usually `/dev` (the kernel log at `/dev/kmsg`).
+    pub dev: PathBuf,
 }
 
 impl HostPaths {
@@ -35,12 +37,18 @@ impl HostPaths {
             run: root.join("run"),
             etc: root.join("etc"),
             usr_lib: root.join("usr/lib"),
+            dev: root.join("dev"),
         }
     }
 
     /// `<sys>/fs/cgroup`.
     pub fn cgroup_root(&self) -> PathBuf {
         self.sys.join("fs/cgroup")
+    }
+
+    /// `<dev>/kmsg`: the kernel log, one record per read.
+    pub fn kmsg(&self) -> PathBuf {
+        self.dev.join("kmsg")
     }
 
     /// `<proc>/sys/<dotted.name>` for a sysctl such as `kernel.seccomp.actions_avail`.

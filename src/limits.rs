@@ -32,6 +32,8 @@
 //!
 //! This module must not act on what it finds (restart, raise limits): it reports and records.
 
+pub mod kernel;
+
 use crate::manifest::units::format_size;
 use std::collections::BTreeMap;
 
@@ -310,6 +312,9 @@ pub struct Observation {
     pub running: bool,
     /// The engine's `State.OOMKilled`.
     pub oom_killed: bool,
+    /// A dead container's OOM kill as the kernel's log records it (`task (pid N)`), when the
+    /// engine does not say so itself (Podman 4.3; see [`kernel`]).
+    pub kernel_oom_kill: Option<String>,
     pub exit_code: Option<i64>,
     pub source: Source,
     pub usage: Option<CgroupUsage>,
@@ -330,7 +335,7 @@ pub fn classify(o: &Observation) -> Vec<LimitEvent> {
     let u = o.usage.unwrap_or_default();
 
     let oom_kills = u.memory_oom_kills.unwrap_or(0);
-    if oom_kills > 0 || o.oom_killed {
+    if oom_kills > 0 || o.oom_killed || o.kernel_oom_kill.is_some() {
         let limit = u.memory_limit.or(o.configured_memory);
         // An OOM kill means the cgroup reached its limit; without counters (a dead
         // container's cgroup is gone) the limit is the best statement of the usage.
@@ -338,6 +343,11 @@ pub fn classify(o: &Observation) -> Vec<LimitEvent> {
         let count = oom_kills.max(1);
         let evidence = if oom_kills > 0 {
             format!("{oom_kills} OOM kill(s)")
+        } else if let (false, Some(victim)) = (o.oom_killed, &o.kernel_oom_kill) {
+            format!(
+                "the kernel's log records the OOM kill of {victim} in its memory cgroup (exit {})",
+                opt(o.exit_code, |c| c.to_string())
+            )
         } else {
             format!(
                 "the engine reports OOMKilled (exit {})",
@@ -516,6 +526,25 @@ pub async fn observe<E: Engine>(
             }
         }
     }
+    let oom_killed = state.oom_killed.unwrap_or(false);
+    // Exit 137 is SIGKILL; whether the memory limit sent it only the kernel's log can say when
+    // the engine does not (see `kernel`).
+    let kernel_oom_kill = (!running && !oom_killed && state.exit_code == Some(137))
+        .then(|| {
+            let died_ago = state
+                .finished_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .and_then(|t| {
+                    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                        .to_std()
+                        .ok()
+                })
+                .unwrap_or_default();
+            kernel::oom_kill_before_death(&host.kmsg(), &id, died_ago)
+        })
+        .flatten()
+        .map(|k| format!("{} (pid {})", k.task, k.pid));
     Ok(Some(Observation {
         container_id: id,
         name: i
@@ -523,7 +552,8 @@ pub async fn observe<E: Engine>(
             .map(|n| n.trim_start_matches('/').to_string())
             .unwrap_or_else(|| container.to_string()),
         running,
-        oom_killed: state.oom_killed.unwrap_or(false),
+        oom_killed,
+        kernel_oom_kill,
         exit_code: state.exit_code,
         source,
         usage: files.as_ref().map(CgroupUsage::parse),
@@ -672,6 +702,7 @@ mod tests {
             name: "sbx".into(),
             running: true,
             oom_killed: false,
+            kernel_oom_kill: None,
             exit_code: Some(0),
             source: Source::Inside,
             usage: Some(usage),
@@ -823,6 +854,7 @@ mod tests {
         let o = Observation {
             running: false,
             oom_killed: true,
+            kernel_oom_kill: None,
             exit_code: Some(137),
             source: Source::None,
             usage: None,

@@ -180,7 +180,13 @@ fn the_hardened_host_manifest_applies_and_its_sandbox_sees_only_the_granular_bin
     let sandbox = format!("{name}-sbx-main");
     let c = inspect(&sandbox);
     assert_eq!(c["State"]["Running"], true);
-    assert_eq!(c["Config"]["Image"], FIXTURE_IMAGE);
+    // Podman reports a short local name fully qualified (`localhost/<name>:<tag>`).
+    let image = c["Config"]["Image"].as_str().unwrap();
+    assert!(
+        image == FIXTURE_IMAGE
+            || (engine_flavor() == Flavor::Podman && image == format!("localhost/{FIXTURE_IMAGE}")),
+        "{image}"
+    );
     let hc = &c["HostConfig"];
     assert_eq!(hc["Memory"], 64 << 20);
     assert_eq!(hc["NanoCpus"], 500_000_000);
