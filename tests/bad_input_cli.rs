@@ -284,3 +284,17 @@ fn explain_serves_a_long_description_for_every_code() {
     let out = bin().args(["explain", "clw-nonsense"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn stopping_an_undeclared_sandbox_exits_2_naming_it_and_never_contacts_the_engine() {
+    let fx = Fixture::new("stop");
+    let engine = CountingSocket::new(fx.dir());
+    let out = fx.run(&["--engine", &engine.url, "stop", "no-such-sandbox"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error[clw-config-invalid]"), "{err}");
+    assert!(err.contains("\"no-such-sandbox\""), "{err}");
+    assert!(err.contains(fx.name()), "{err}");
+    assert_eq!(engine.connections(), 0, "the engine was contacted");
+    assert!(!fx.state_path().exists(), "the state database was created");
+}

@@ -37,6 +37,36 @@ pub async fn run(cli: &Cli, release: Option<&str>) -> CmdResult {
     Ok(report.exit_status())
 }
 
+/// `stop <sandbox>`: a deliberate stop, recorded before the engine is asked (see
+/// `heal::stop_sandbox`).
+pub async fn stop(cli: &Cli, sandbox: &str, time: u32) -> CmdResult {
+    let fortress = cli.load()?;
+    heal::declared(&fortress, sandbox).map_err(|e| super::report_of(&e))?;
+    let state = cli.open_state(&fortress)?;
+    let engine = cli.connect(Some(&fortress)).await?;
+    let id = heal::stop_sandbox(
+        &engine,
+        &state,
+        &fortress,
+        sandbox,
+        i64::from(time),
+        now_ms(),
+    )
+    .await
+    .map_err(|e| super::report_of(&e))?;
+    match cli.output {
+        Output::Json => super::print_json(&serde_json::json!({
+            "fortress": fortress.name,
+            "stopped": sandbox,
+            "id": id,
+        })),
+        Output::Text => println!(
+            "stopped {sandbox} deliberately: heal and the agent leave it down until it is started again (`clw-fortress apply` starts it)"
+        ),
+    }
+    Ok(exit::OK)
+}
+
 fn clock(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| {

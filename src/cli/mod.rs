@@ -97,6 +97,15 @@ pub enum Command {
         #[arg(long, value_name = "TARGET")]
         release: Option<String>,
     },
+    /// Stop a sandbox on purpose: recorded first, so heal and the agent leave it down until
+    /// it is started again (`apply` starts it). Needed on Podman 4.3, whose own `stop` cannot
+    /// be told from a crash.
+    Stop {
+        sandbox: String,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        time: u32,
+    },
     /// One pass: apply declared limits to owned and adopted containers (timer mode).
     Enforce,
     /// The long-running agent: engine events and schedules; SIGHUP reloads, SIGTERM stops.
@@ -262,6 +271,7 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Daemon => daemon::run(cli).await,
         Command::Verify(args) => verify::run(cli, args).await,
         Command::Heal { release } => heal::run(cli, release.as_deref()).await,
+        Command::Stop { sandbox, time } => heal::stop(cli, sandbox, *time).await,
         Command::Doctor { fix_hints } => doctor::doctor(cli, *fix_hints).await,
         Command::Status => doctor::status(cli).await,
         Command::Validate

@@ -45,13 +45,23 @@ pub enum HealError {
         fortress: String,
         quarantined: Vec<String>,
     },
+    #[error("no sandbox named {sandbox:?} in fortress {fortress}")]
+    UnknownSandbox { sandbox: String, fortress: String },
+    #[error("sandbox {0} does not exist on the engine")]
+    Missing(String),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
 }
 
 impl Coded for HealError {
     fn code(&self) -> ErrorCode {
         match self {
             HealError::State(e) => e.code(),
-            HealError::NotQuarantined { .. } => ErrorCode::ConfigInvalid,
+            HealError::NotQuarantined { .. } | HealError::UnknownSandbox { .. } => {
+                ErrorCode::ConfigInvalid
+            }
+            HealError::Missing(_) => ErrorCode::SandboxFailure,
+            HealError::Engine(e) => e.code(),
         }
     }
     fn hint(&self) -> Option<String> {
@@ -63,6 +73,11 @@ impl Coded for HealError {
             HealError::NotQuarantined { quarantined, .. } => {
                 Some(format!("quarantined: {}", quarantined.join(", ")))
             }
+            HealError::UnknownSandbox { .. } => {
+                Some("name a sandbox declared in the manifest".into())
+            }
+            HealError::Missing(_) => Some("`clw-fortress apply` creates it".into()),
+            HealError::Engine(e) => e.hint(),
         }
     }
 }
@@ -454,6 +469,48 @@ pub fn observe_event(
         }
     }
     Ok(seen)
+}
+
+/// `Ok` when `sandbox` is declared in `fortress` (checked before any engine is contacted).
+pub fn declared(fortress: &Fortress, sandbox: &str) -> Result<(), HealError> {
+    if fortress.sandboxes.iter().any(|s| s.name == sandbox) {
+        return Ok(());
+    }
+    Err(HealError::UnknownSandbox {
+        sandbox: sandbox.into(),
+        fortress: fortress.name.clone(),
+    })
+}
+
+/// Stops a sandbox on purpose: records the deliberate stop first, then asks the engine to stop
+/// it, so neither the agent's crash path nor a heal pass restarts it until it is started again.
+/// Engine-neutral, unlike watching for a `stop` event: Podman 4.3 emits none when the stop runs
+/// into its timeout (the usual case, a `sleep` as PID 1 ignores SIGTERM) and keeps no
+/// stopped-by-user state (measured), so its death looks like a crash. A failed stop takes the
+/// record back: a later real crash must still be healed.
+pub async fn stop_sandbox<E: Engine>(
+    engine: &E,
+    state: &State,
+    fortress: &Fortress,
+    sandbox: &str,
+    timeout_s: i64,
+    now_ms: i64,
+) -> Result<String, HealError> {
+    declared(fortress, sandbox)?;
+    let id = engine
+        .inspect(sandbox)
+        .await?
+        .and_then(|i| i.id)
+        .ok_or_else(|| HealError::Missing(sandbox.into()))?;
+    let previous = store::last_stop(state, sandbox)?;
+    store::record_stop(state, sandbox, &id, now_ms)?;
+    if let Err(e) = engine.stop(&id, timeout_s).await {
+        store::restore_stop(state, sandbox, previous)?;
+        state.audit(ACTOR, "stop", sandbox, "failed", &crate::report::chain(&e))?;
+        return Err(e.into());
+    }
+    state.audit(ACTOR, "stop", sandbox, "ok", "stopped deliberately")?;
+    Ok(id)
 }
 
 /// Heals a crashed sandbox at once, under the same backoff and quarantine rules as a failing

@@ -244,6 +244,27 @@ pub fn record_stop(state: &State, container: &str, id: &str, at_ms: i64) -> Resu
     Ok(())
 }
 
+/// Puts back the deliberate-stop record `previous` of `container` (none: removes it).
+pub fn restore_stop(
+    state: &State,
+    container: &str,
+    previous: Option<(String, i64)>,
+) -> Result<(), StateError> {
+    match previous {
+        Some((id, at_ms)) => record_stop(state, container, &id, at_ms),
+        None => {
+            state
+                .connection()
+                .execute(
+                    "DELETE FROM deliberate_stop WHERE container = ?1",
+                    params![container],
+                )
+                .map_err(q("delete deliberate_stop"))?;
+            Ok(())
+        }
+    }
+}
+
 /// The last deliberate stop of `container`: `(id, at_ms)`.
 pub fn last_stop(state: &State, container: &str) -> Result<Option<(String, i64)>, StateError> {
     state
