@@ -216,3 +216,32 @@ fn fixture_manifest_is_yaml_with_the_documented_shape() {
         serde_json::from_str(state_line.trim_start().trim_start_matches("path:").trim()).unwrap();
     assert_eq!(std::path::Path::new(&state), fx.state_path());
 }
+
+/// The Podman matrix of `scripts/test.sh` names every test target that talks to an engine: a
+/// new engine test cannot silently run on Docker only.
+#[test]
+fn every_engine_test_target_is_in_the_podman_matrix() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(root.join("scripts/test.sh")).unwrap();
+    let start = script
+        .find("PODMAN_MATRIX=(")
+        .expect("PODMAN_MATRIX in scripts/test.sh");
+    let list = &script[start + "PODMAN_MATRIX=(".len()..];
+    let matrix: Vec<&str> = list[..list.find(')').unwrap()].split_whitespace().collect();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let target = path.file_stem().unwrap().to_str().unwrap().to_string();
+        if text.contains("require_engine();") && !matrix.contains(&target.as_str()) {
+            missing.push(target);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in PODMAN_MATRIX: {missing:?} (matrix: {matrix:?})"
+    );
+}
