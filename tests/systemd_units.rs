@@ -141,6 +141,11 @@ fn the_agent_unit_is_notify_typed_watched_restarted_with_backoff_and_sandboxed()
     assert_eq!(get("StateDirectory"), "clw-fortress");
     assert_eq!(get("ReadWritePaths"), "/var/lib/clw-fortress");
     assert_eq!(get("RestrictAddressFamilies"), "AF_UNIX AF_INET AF_INET6");
+    // The kernel log is readable (OOM evidence on Podman), and nothing else of /dev.
+    assert_eq!(get("DevicePolicy"), "closed");
+    assert_eq!(get("DeviceAllow"), "/dev/kmsg r");
+    assert_eq!(get("ProtectKernelLogs"), "no");
+    assert_eq!(get("CapabilityBoundingSet"), "CAP_DAC_READ_SEARCH CAP_SYSLOG");
 }
 
 #[test]
