@@ -145,7 +145,10 @@ fn the_agent_unit_is_notify_typed_watched_restarted_with_backoff_and_sandboxed()
     assert_eq!(get("DevicePolicy"), "closed");
     assert_eq!(get("DeviceAllow"), "/dev/kmsg r");
     assert_eq!(get("ProtectKernelLogs"), "no");
-    assert_eq!(get("CapabilityBoundingSet"), "CAP_DAC_READ_SEARCH CAP_SYSLOG");
+    assert_eq!(
+        get("CapabilityBoundingSet"),
+        "CAP_DAC_READ_SEARCH CAP_SYSLOG"
+    );
 }
 
 #[test]
