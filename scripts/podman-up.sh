@@ -21,6 +21,13 @@ if ! command -v podman >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         podman crun uidmap slirp4netns fuse-overlayfs >/dev/null
 fi
+# Sandboxes run with `init: true` by default; Podman's init is catatonit, only a recommendation
+# of the podman package.
+if [ ! -x /usr/libexec/podman/catatonit ]; then
+    say "installing catatonit (podman's init)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends catatonit >/dev/null
+fi
 
 command -v curl >/dev/null 2>&1 || {
     apt-get update -qq

@@ -46,6 +46,7 @@ struct Canonical<'a> {
     cap_drop: Vec<String>,
     cap_add: Vec<String>,
     no_new_privileges: bool,
+    init: bool,
     seccomp_sha256: Option<String>,
     network: &'a str,
 }
@@ -119,6 +120,7 @@ pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) 
         cap_drop: cap_drop.clone(),
         cap_add: cap_add.clone(),
         no_new_privileges: sandbox.no_new_privileges,
+        init: sandbox.init,
         seccomp_sha256: seccomp_json.as_deref().map(|j| sha256_hex(j.as_bytes())),
         network: sandbox.network.mode(),
     };
@@ -148,6 +150,7 @@ pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) 
             cap_drop,
             cap_add,
             no_new_privileges: sandbox.no_new_privileges,
+            init: sandbox.init,
             seccomp_profile: seccomp_json,
             network_mode: sandbox.network.mode().to_string(),
             resources: resources_of(&sandbox.limits),
@@ -196,6 +199,7 @@ pub(crate) mod tests {
             cap_drop: vec!["ALL".into()],
             cap_add: vec![],
             no_new_privileges: true,
+            init: true,
             seccomp: SeccompSource::Policy {
                 policy: SeccompPolicy::Default,
                 allow: vec![],

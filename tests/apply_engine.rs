@@ -144,6 +144,40 @@ fn apply_creates_a_sandbox_with_every_hardening_field() {
 }
 
 #[test]
+fn the_sandbox_runs_the_engines_init_which_reaps_orphans_and_passes_sigterm_on() {
+    require_engine();
+    let fx = Fixture::new("init");
+    apply_ok(&fx, &[]);
+    let sbx = fx.sandbox();
+    // PID 1 is the engine's init (tini mounted as docker-init, catatonit as podman-init), the
+    // declared command its child.
+    let comm = docker_ok(&["exec", &sbx, "cat", "/proc/1/comm"]);
+    let want = match engine_flavor() {
+        Flavor::Docker => "docker-init",
+        Flavor::Podman => "podman-init",
+    };
+    assert_eq!(comm.trim(), want);
+
+    // A process orphaned by an exec is reaped: without an init, `sleep` as PID 1 would keep it
+    // a zombie, holding a pid until the sandbox restarts.
+    docker_ok(&["exec", &sbx, "sh", "-c", "sleep 1 & exit 0"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = docker_ok(&["exec", &sbx, "ps", "-o", "stat="]);
+        if !stats.lines().any(|l| l.trim_start().starts_with('Z')) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a zombie stays: {stats}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // SIGTERM reaches the command: the stop ends with 143 (128 + SIGTERM), not with the
+    // SIGKILL (137) a bare `sleep` as PID 1 would get after the 30 s timeout.
+    docker_ok(&["stop", "-t", "30", &sbx]);
+    assert_eq!(inspect(&sbx)["State"]["ExitCode"], 143);
+}
+
+#[test]
 fn a_second_apply_performs_zero_actions() {
     require_engine();
     let fx = Fixture::new("idem");

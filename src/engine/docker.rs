@@ -273,6 +273,7 @@ fn to_create_body(
             mounts: Some(mounts),
             tmpfs: Some(tmpfs),
             readonly_rootfs: Some(req.read_only_root),
+            init: Some(req.init),
             cap_drop: Some(req.cap_drop.clone()),
             cap_add: Some(req.cap_add.clone()),
             security_opt: Some(security_opt),

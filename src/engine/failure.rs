@@ -18,11 +18,12 @@ pub enum FailureCause {
     CgroupControllerMissing,
     UserMissing,
     CommandMissing,
+    InitMissing,
 }
 
 /// Fragments (lowercase) that identify each cause, checked in this order: the more specific
 /// seccomp-unsupported before the generic seccomp rejection, namespaces before cgroups.
-const RULES: [(FailureCause, &[&str]); 7] = [
+const RULES: [(FailureCause, &[&str]); 8] = [
     (
         FailureCause::ImageMissing,
         &[
@@ -78,6 +79,14 @@ const RULES: [(FailureCause, &[&str]); 7] = [
             "your kernel does not support",
         ],
     ),
+    // Before the generic "command not found": Docker names the missing init like a command.
+    (
+        FailureCause::InitMissing,
+        &[
+            "\"docker-init\": executable file not found",
+            "container-init binary not found",
+        ],
+    ),
     (
         FailureCause::UserMissing,
         &["unable to find user", "no matching entries in passwd"],
@@ -98,6 +107,7 @@ impl FailureCause {
             FailureCause::CgroupControllerMissing => "cgroup-controller-missing",
             FailureCause::UserMissing => "user-missing",
             FailureCause::CommandMissing => "command-missing",
+            FailureCause::InitMissing => "init-missing",
         }
     }
 
@@ -124,6 +134,9 @@ impl FailureCause {
             }
             FailureCause::CommandMissing => {
                 "the command does not exist in the image; check `command` and the image's PATH"
+            }
+            FailureCause::InitMissing => {
+                "the engine's init for `init: true` is not installed on the engine host: Docker's `docker-init` (Debian: tini, with docker.io), Podman's catatonit (`apt install catatonit`); or set `init: false`"
             }
         }
     }
@@ -165,8 +178,17 @@ mod tests {
                 "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/nonexistent\": stat /nonexistent: no such file or directory: unknown",
                 Some(CommandMissing),
             ),
+            // Measured with the engine's init binary moved away (`init: true`).
+            (
+                "exec: \"docker-init\": executable file not found in $PATH",
+                Some(InitMissing),
+            ),
             // Podman 4.3 (environment.md measurements).
             ("clw-no-such-image: image not known", Some(ImageMissing)),
+            (
+                "container-init binary not found on the host: stat /usr/libexec/podman/catatonit: no such file or directory",
+                Some(InitMissing),
+            ),
             (
                 "opening seccomp profile failed: open {\"defaultAction\": no such file or directory",
                 Some(SeccompRejected),

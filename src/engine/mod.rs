@@ -98,6 +98,8 @@ pub struct CreateRequest {
     pub cap_drop: Vec<String>,
     pub cap_add: Vec<String>,
     pub no_new_privileges: bool,
+    /// Run the engine's init as PID 1 (`HostConfig.Init`).
+    pub init: bool,
     /// The seccomp profile as compact JSON; the adapter delivers it inline or as a path.
     pub seccomp_profile: Option<String>,
     pub network_mode: String,

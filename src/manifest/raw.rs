@@ -171,6 +171,9 @@ pub struct RawSettings {
     /// Set `no-new-privileges`.
     #[serde(default)]
     pub no_new_privileges: Option<bool>,
+    /// Run the engine's init (tini / catatonit) as PID 1.
+    #[serde(default)]
+    pub init: Option<bool>,
     /// Seccomp policy or profile.
     #[serde(default)]
     pub seccomp: Option<RawSeccompField>,
@@ -213,6 +216,9 @@ pub struct RawSandbox {
     /// Set `no-new-privileges`.
     #[serde(default)]
     pub no_new_privileges: Option<bool>,
+    /// Run the engine's init (tini / catatonit) as PID 1.
+    #[serde(default)]
+    pub init: Option<bool>,
     /// Seccomp policy or profile.
     #[serde(default)]
     pub seccomp: Option<RawSeccompField>,
@@ -251,6 +257,7 @@ impl RawSandbox {
             cap_drop: self.cap_drop.clone(),
             cap_add: self.cap_add.clone(),
             no_new_privileges: self.no_new_privileges,
+            init: self.init,
             seccomp: self.seccomp.clone(),
             limits: self.limits.clone(),
         }

@@ -217,6 +217,10 @@ fn built_in_defaults_fill_what_the_manifest_omits() {
     assert_eq!(s.user, "1000:1000");
     assert_eq!(s.network, Network::None);
     assert!(s.read_only_root && s.no_new_privileges && !s.allow_root);
+    assert!(
+        s.init,
+        "the engine's init reaps orphans and passes SIGTERM on"
+    );
     assert_eq!(
         s.tmpfs,
         BTreeMap::from([
@@ -283,6 +287,14 @@ fn sandbox_settings_override_defaults_and_limits_merge_per_key() {
     );
     let s = &fx.fortress(&text).sandboxes[0];
     assert_eq!(s.image, "other:1");
+    assert!(s.init);
+    let s = &fx
+        .fortress(&text.replace(
+            "    network: bridge\n",
+            "    network: bridge\n    init: false\n",
+        ))
+        .sandboxes[0];
+    assert!(!s.init, "a sandbox may run its image's own init");
     assert_eq!(s.network, Network::Bridge);
     assert_eq!(
         s.limits,

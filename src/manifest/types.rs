@@ -171,6 +171,10 @@ pub struct Sandbox {
     pub cap_drop: Vec<String>,
     pub cap_add: Vec<String>,
     pub no_new_privileges: bool,
+    /// The engine's init as PID 1: it reaps orphaned processes (which would otherwise stay
+    /// zombies and hold pids until a restart) and passes SIGTERM on (a bare `sleep` as PID 1
+    /// ignores it, so every stop waited for the kill timeout).
+    pub init: bool,
     pub seccomp: SeccompSource,
     pub limits: Limits,
     /// The binds of every named bind set, then the sandbox's own, in declaration order.

@@ -653,6 +653,7 @@ struct Partial {
     cap_drop: Option<Vec<String>>,
     cap_add: Option<Vec<String>>,
     no_new_privileges: Option<bool>,
+    init: Option<bool>,
     seccomp: Option<SeccompSource>,
     limits: PartialLimits,
 }
@@ -680,6 +681,7 @@ fn builtin_settings(ctx: &LoadContext) -> Partial {
         cap_drop: Some(vec!["ALL".into()]),
         cap_add: Some(vec![]),
         no_new_privileges: Some(true),
+        init: Some(true),
         seccomp: Some(SeccompSource::Policy {
             policy: SeccompPolicy::Default,
             allow: vec![],
@@ -748,6 +750,7 @@ fn partial_settings(
         p.cap_add = Some(add);
     }
     p.no_new_privileges = raw.no_new_privileges;
+    p.init = raw.init;
     if let Some(seccomp) = &raw.seccomp {
         p.seccomp = parse_seccomp(r, file, dir, &format!("{prefix}.seccomp"), &seccomp.0, ctx);
     }
@@ -1123,6 +1126,7 @@ fn sandbox(
         cap_drop: pick(&layers, |l| l.cap_drop.clone())?,
         cap_add: pick(&layers, |l| l.cap_add.clone())?,
         no_new_privileges: pick(&layers, |l| l.no_new_privileges)?,
+        init: pick(&layers, |l| l.init)?,
         seccomp: pick(&layers, |l| l.seccomp.clone())?,
         limits,
         binds: binds.into_iter().map(|b| b.bind).collect(),

@@ -449,6 +449,33 @@ fn shadow_tmpfs(m: &MountLine) -> bool {
         && crate::engine::podman::AUTO_TMPFS.contains(&m.mount_point.as_str())
 }
 
+/// The engine's init binary (`init: true`), bind-mounted read-only over one path: Docker's tini
+/// at `/bin/docker-init` (measured on 20.10; `/sbin/docker-init` on other builds), Podman's
+/// catatonit at `/run/podman-init`. A single read-only executable exposes nothing of the host's
+/// data, so it is not an extra mount; anything writable there still is.
+fn engine_init_mount(m: &MountLine) -> bool {
+    m.read_only
+        && ["/bin/docker-init", "/sbin/docker-init", "/run/podman-init"]
+            .contains(&m.mount_point.as_str())
+}
+
+/// Splits the engine's init off an argv: `[/sbin/docker-init, --, cmd..]` (Docker's tini) and
+/// `[/run/podman-init, --, cmd..]` (Podman's catatonit) become `(Some(init), [cmd..])`; any
+/// other argv is `(None, argv)`. Docker's inspect shows the command without its init, Podman's
+/// with it, and `/proc/1/cmdline` always with it.
+fn engine_init_split(argv: &[String]) -> (Option<&str>, &[String]) {
+    match argv {
+        [init, dashes, rest @ ..]
+            if dashes == "--"
+                && ["docker-init", "podman-init"]
+                    .contains(&init.rsplit('/').next().unwrap_or(init)) =>
+        {
+            (Some(init.as_str()), rest)
+        }
+        _ => (None, argv),
+    }
+}
+
 fn caps_of(hex: &str) -> u64 {
     u64::from_str_radix(hex.trim(), 16).unwrap_or(u64::MAX)
 }
@@ -680,6 +707,7 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
                 !standard_mount(&m.mount_point)
                     && !declared.contains(m.mount_point.as_str())
                     && !shadow_tmpfs(m)
+                    && !engine_init_mount(m)
             })
             .map(|m| format!("{} ({} {})", m.mount_point, m.fstype, m.root))
             .collect();
@@ -891,17 +919,29 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
             let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
-            let same = argv.len() == ctx.command.len()
-                && argv
-                    .iter()
-                    .zip(&ctx.command)
-                    .enumerate()
-                    .all(|(i, (a, b))| if i == 0 { base(a) == base(b) } else { a == b });
+            let (init, run) = engine_init_split(&argv);
+            let (_, want) = engine_init_split(&ctx.command);
+            let same = !run.is_empty()
+                && run.len() == want.len()
+                && run.iter().zip(want).enumerate().all(|(i, (a, b))| {
+                    if i == 0 {
+                        base(a) == base(b)
+                    } else {
+                        a == b
+                    }
+                });
             if same {
                 r(
                     "proc.pid-namespace",
                     Outcome::Pass,
-                    format!("pid 1 is the sandbox's command ({})", base(&argv[0])),
+                    match init {
+                        Some(init) => format!(
+                            "pid 1 is the engine's init ({}) running the sandbox's command ({})",
+                            base(init),
+                            base(&run[0])
+                        ),
+                        None => format!("pid 1 is the sandbox's command ({})", base(&run[0])),
+                    },
                 )
             } else {
                 // Only the program name: arguments of a foreign pid 1 are none of our business.

@@ -194,6 +194,27 @@ fn a_read_only_tmpfs_over_an_automatic_podman_tmpfs_is_not_an_extra_mount() {
 }
 
 #[test]
+fn the_engines_read_only_init_binary_is_not_an_extra_mount() {
+    // Measured: Docker 20.10 and Podman 4.3 with `init: true`.
+    let docker = "MOUNT\t135 118 254:0 /usr/bin/tini-static /bin/docker-init ro,relatime - ext4 /dev/vda rw\n";
+    let podman =
+        "MOUNT\t140 120 254:0 /usr/bin/catatonit /run/podman-init ro,relatime - ext4 /dev/vda rw\n";
+    let writable =
+        "MOUNT\t140 120 254:0 /usr/bin/catatonit /run/podman-init rw,relatime - ext4 /dev/vda rw\n";
+    let elsewhere =
+        "MOUNT\t140 120 254:0 /usr/bin/catatonit /opt/init ro,relatime - ext4 /dev/vda rw\n";
+    for (extra, want) in [
+        (docker, vec![]),
+        (podman, vec![]),
+        (writable, vec!["fs.no-extra-mounts:fail".to_string()]),
+        (elsewhere, vec!["fs.no-extra-mounts:fail".to_string()]),
+    ] {
+        let text = GOOD.replacen("PID1\t", &format!("{extra}PID1\t"), 1);
+        assert_eq!(failing(&text), want, "{extra}");
+    }
+}
+
+#[test]
 fn a_missing_find_or_a_cut_script_is_inconclusive_not_pass() {
     let f = failing(&GOOD.replace("FINDDONE\n", ""));
     assert_eq!(
@@ -264,4 +285,31 @@ fn the_script_quotes_every_path_and_carries_no_value() {
     assert!(s.contains("'/h/it'\\''s here/secrets.env'"), "{s}");
     assert!(s.contains("'/w s'"));
     assert!(s.contains("tar -c -f - -C / 'tmp'"));
+}
+
+#[test]
+fn pid_1_may_be_the_engines_init_running_the_sandboxs_command() {
+    let hex = |argv: &[&str]| hex::encode(argv.join("\0") + "\0");
+    let good = "PID1\t736c656570003336303000";
+    for (argv, want) in [
+        // Docker: inspect shows `sleep 3600`, /proc/1/cmdline the init in front of it.
+        (vec!["/sbin/docker-init", "--", "sleep", "3600"], vec![]),
+        (vec!["/run/podman-init", "--", "sleep", "3600"], vec![]),
+        // The init running something else, or another program in front, is not the command.
+        (
+            vec!["/sbin/docker-init", "--", "sh", "-c", "x"],
+            vec!["proc.pid-namespace:fail".to_string()],
+        ),
+        (
+            vec!["/sbin/tini-imposter", "--", "sleep", "3600"],
+            vec!["proc.pid-namespace:fail".to_string()],
+        ),
+        (
+            vec!["/sbin/docker-init", "--"],
+            vec!["proc.pid-namespace:fail".to_string()],
+        ),
+    ] {
+        let text = GOOD.replacen(good, &format!("PID1\t{}", hex(&argv)), 1);
+        assert_eq!(failing(&text), want, "{argv:?}");
+    }
 }
