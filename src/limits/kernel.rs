@@ -13,13 +13,17 @@
 //!
 //! Each `read(2)` of `/dev/kmsg` returns one record, `<prio>,<seq>,<usec since boot>,<flags>;
 //! <text>`; the timestamps are the kernel's monotonic clock, so a kill is matched to a death by
-//! age. Reading needs root unless `kernel.dmesg_restrict` is 0; without it this evidence is
-//! simply absent (never an error).
+//! age. Reading needs `CAP_SYSLOG` unless `kernel.dmesg_restrict` is 0; without it this
+//! evidence is simply absent (never an error).
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
+
+/// How much earlier than the engine's `FinishedAt` a kill may be logged and still explain the
+/// death. Measured: the kill is logged a few milliseconds before the engine records the exit.
+pub const SLACK: Duration = Duration::from_secs(5);
 
 /// One OOM kill inside a memory cgroup's limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,10 +128,6 @@ pub fn oom_kill_before_death(
     recent_kill_of(&kills, container_id, monotonic_now_us(), died_ago + SLACK).cloned()
 }
 
-/// How much earlier than the engine's `FinishedAt` a kill may be logged and still explain the
-/// death. Measured: the kill is logged a few milliseconds before the engine records the exit.
-pub const SLACK: Duration = Duration::from_secs(5);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,9 +204,9 @@ mod tests {
     }
 
     #[test]
-    fn the_records_of_a_file_are_read_one_per_read() {
-        // A regular file returns everything in one read; the parser takes its first line. The
-        // real device (one record per read) is exercised by the Podman integration test.
+    fn a_regular_file_holding_one_record_is_read_too() {
+        // A regular file returns everything in one read and the parser takes its first line;
+        // the real device (one record per read) is exercised by the agent's OOM test on Podman.
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("kmsg");
         std::fs::write(&p, podman_record(7)).unwrap();
