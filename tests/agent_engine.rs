@@ -825,9 +825,9 @@ fn a_managed_sandbox_killed_with_docker_kill_is_restarted_by_the_agent_and_a_sto
 
     // The engine's own stop.
     if engine_flavor() == Flavor::Podman {
-        // Podman 4.3.1 emits no `stop` event when the stop runs out its timeout (only `died
-        // 137`, measured) and records no stopped-by-user state: its own stop cannot be told from
-        // a kill there (a known limit, in the README; `clw-fortress stop` is the way).
+        // Podman 4.3.1's compat stream does not reliably carry a `stop` event (measured:
+        // mostly only `died`, graceful or timed out) and it records no stopped-by-user state: its own stop cannot be told
+        // from a kill there (a known limit, in the README; `clw-fortress stop` is the way).
         eprintln!(
             "DOCKER-ONLY: the `docker stop` half of \
              a_managed_sandbox_killed_with_docker_kill_is_restarted_by_the_agent_and_a_stop_is_not"
