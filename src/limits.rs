@@ -440,21 +440,32 @@ pub async fn read_inside<E: Engine>(engine: &E, container: &str) -> Option<Cgrou
     }
 }
 
+/// Whether a cgroup path (or several, one per line) names the container `id`. Both engines
+/// and both cgroup drivers put the full id in it (`docker/<id>`, `docker-<id>.scope`,
+/// `libpod-<id>`); a full id only, since a short prefix could match an unrelated path.
+pub fn names_container(cgroup_path: &str, id: &str) -> bool {
+    id.len() >= 64 && cgroup_path.contains(id)
+}
+
+fn proc_cgroup(host: &HostPaths, pid: i64) -> Option<String> {
+    std::fs::read_to_string(host.proc.join(pid.to_string()).join("cgroup")).ok()
+}
+
 /// [`read_host`], trusted only when `pid`'s cgroups name `container_id` (see the module
 /// comment: with a remote engine the pid is another process here).
 pub fn read_host_of(host: &HostPaths, pid: i64, container_id: &str) -> Option<CgroupFiles> {
-    let text = std::fs::read_to_string(host.proc.join(pid.to_string()).join("cgroup")).ok()?;
-    // A full id only: a short prefix could match an unrelated path.
-    if container_id.len() < 64 || !text.contains(container_id) {
-        return None;
-    }
-    read_host(host, pid)
+    let text = proc_cgroup(host, pid)?;
+    names_container(&text, container_id).then(|| cgroup_files(host, &text))?
 }
 
 /// Reads the cgroup files of process `pid` from the host cgroup fs, locating its cgroups
 /// through `<proc>/<pid>/cgroup`. `None` when nothing could be read.
 pub fn read_host(host: &HostPaths, pid: i64) -> Option<CgroupFiles> {
-    let text = std::fs::read_to_string(host.proc.join(pid.to_string()).join("cgroup")).ok()?;
+    cgroup_files(host, &proc_cgroup(host, pid)?)
+}
+
+/// The cgroup files of the cgroups listed in a `/proc/<pid>/cgroup` text.
+fn cgroup_files(host: &HostPaths, text: &str) -> Option<CgroupFiles> {
     let root = host.cgroup_root();
     let unified = root.join("cgroup.controllers").exists();
     let mut files = BTreeMap::new();

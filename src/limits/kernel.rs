@@ -60,20 +60,17 @@ pub fn parse_record(record: &str) -> Option<OomKill> {
 }
 
 /// The newest kill inside `container_id`'s memory cgroup no older than `max_age` at `now_us`.
-/// A full id only: a short prefix could match another container's cgroup. Pure.
+/// A full id only (see [`super::names_container`]). Pure.
 pub fn recent_kill_of<'a>(
     kills: &'a [OomKill],
     container_id: &str,
     now_us: u64,
     max_age: Duration,
 ) -> Option<&'a OomKill> {
-    if container_id.len() < 64 {
-        return None;
-    }
     let max_age_us = u64::try_from(max_age.as_micros()).unwrap_or(u64::MAX);
     kills
         .iter()
-        .filter(|k| k.memcg.contains(container_id))
+        .filter(|k| super::names_container(&k.memcg, container_id))
         .filter(|k| now_us.saturating_sub(k.at_us) <= max_age_us)
         .max_by_key(|k| k.at_us)
 }

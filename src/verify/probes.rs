@@ -453,10 +453,10 @@ fn shadow_tmpfs(m: &MountLine) -> bool {
 /// at `/bin/docker-init` (measured on 20.10; `/sbin/docker-init` on other builds), Podman's
 /// catatonit at `/run/podman-init`. A single read-only executable exposes nothing of the host's
 /// data, so it is not an extra mount; anything writable there still is.
+const ENGINE_INITS: [&str; 3] = ["/bin/docker-init", "/sbin/docker-init", "/run/podman-init"];
+
 fn engine_init_mount(m: &MountLine) -> bool {
-    m.read_only
-        && ["/bin/docker-init", "/sbin/docker-init", "/run/podman-init"]
-            .contains(&m.mount_point.as_str())
+    m.read_only && ENGINE_INITS.contains(&m.mount_point.as_str())
 }
 
 /// Splits the engine's init off an argv: `[/sbin/docker-init, --, cmd..]` (Docker's tini) and
@@ -467,8 +467,9 @@ fn engine_init_split(argv: &[String]) -> (Option<&str>, &[String]) {
     match argv {
         [init, dashes, rest @ ..]
             if dashes == "--"
-                && ["docker-init", "podman-init"]
-                    .contains(&init.rsplit('/').next().unwrap_or(init)) =>
+                && ENGINE_INITS
+                    .iter()
+                    .any(|p| p.rsplit('/').next() == init.rsplit('/').next()) =>
         {
             (Some(init.as_str()), rest)
         }
