@@ -70,6 +70,19 @@ impl Coded for SecretsError {
 pub struct SecretMap(BTreeMap<String, SecretString>);
 
 impl SecretMap {
+    /// A map of values found elsewhere (the OpenClaw inventory).
+    pub fn from_map(map: BTreeMap<String, SecretString>) -> SecretMap {
+        SecretMap(map)
+    }
+
+    /// This map with `other`'s entries added; a key already present keeps its value.
+    pub fn merged(mut self, other: SecretMap) -> SecretMap {
+        for (k, v) in other.0 {
+            self.0.entry(k).or_insert(v);
+        }
+        self
+    }
+
     /// The secret names, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)

@@ -624,6 +624,7 @@ mod tests {
             engine: Default::default(),
             state_path: "/s".into(),
             secrets_file: None,
+            openclaw_state_dir: None,
             bind_sets: vec![],
             sandboxes: vec![],
             adopt: vec![],

@@ -48,6 +48,7 @@ mod tests {
             engine: Default::default(),
             state_path: "/s.db".into(),
             secrets_file: None,
+            openclaw_state_dir: None,
             bind_sets: vec![],
             sandboxes: vec![crate::spec::tests::sandbox("sbx")],
             adopt: vec![Adopt {

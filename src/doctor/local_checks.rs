@@ -256,6 +256,7 @@ mod tests {
             engine: Default::default(),
             state_path: dir.join("state.db"),
             secrets_file: None,
+            openclaw_state_dir: None,
             bind_sets: vec![],
             sandboxes: vec![],
             adopt: vec![],

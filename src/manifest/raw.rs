@@ -83,6 +83,9 @@ pub struct RawFortress {
     /// The secrets file.
     #[serde(default)]
     pub secrets: Option<RawSecrets>,
+    /// The OpenClaw home this fortress protects.
+    #[serde(default)]
+    pub openclaw: Option<RawOpenclaw>,
     /// Bind set files, relative to this manifest.
     #[serde(default)]
     pub bind_sets: Vec<String>,
@@ -134,6 +137,14 @@ pub struct RawState {
     /// The state database file.
     #[serde(default)]
     pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawOpenclaw {
+    /// OpenClaw's state directory (`~/.openclaw`): its every secret is searched for by
+    /// `verify` and none of its secret-bearing files may be mounted.
+    pub state_dir: String,
 }
 
 #[derive(Debug, Deserialize)]

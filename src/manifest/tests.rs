@@ -179,13 +179,18 @@ fn the_repo_manifest_and_bind_set_load_against_an_openclaw_home() {
         }
     );
     // No target: the resolved source path.
-    assert_eq!(sbx.binds[1].target, oc.join("agents"));
-    assert_eq!(sbx.binds.len(), 10);
-    assert!(sbx
-        .binds
-        .iter()
-        .all(|b| !b.source.starts_with(oc.join("credentials"))));
-    assert_eq!(f.bind_sets[0].deny.len(), 5);
+    assert_eq!(sbx.binds[1].target, oc.join("media"));
+    assert_eq!(sbx.binds.len(), 3);
+    for secret in ["credentials", "agents", "state", "openclaw.json", ".env"] {
+        assert!(
+            sbx.binds
+                .iter()
+                .all(|b| !b.source.starts_with(oc.join(secret))),
+            "{secret}"
+        );
+    }
+    assert_eq!(f.bind_sets[0].deny.len(), 8);
+    assert_eq!(f.openclaw_state_dir, Some(oc.clone()));
     assert_eq!(
         f.health[0].schedule,
         Schedule::Every(Duration::from_secs(180))
@@ -402,7 +407,10 @@ fn forbidden_sources_are_rejected_in_any_mode() {
         "/var",
         "~/.openclaw",
         "~/.openclaw/credentials",
-        "~/.openclaw/matrix",
+        "~/.openclaw/agents",
+        "~/.openclaw/state",
+        "~/.openclaw/.env",
+        "~/.openclaw/openclaw.json",
         "~/.openclaw/secrets.env",
         "~/.config/openclaw-secrets",
         "~/.config/openclaw-secrets/secrets.env",
@@ -486,7 +494,7 @@ fn a_forbidden_bind_in_a_bind_set_names_the_bind_set_file() {
     let text = std::fs::read_to_string(fx.bind_set_path())
         .unwrap()
         .replace(
-            "{source: cron, mode: rw}",
+            "{source: media, mode: rw, create: true}",
             "{source: ., target: /all, mode: ro}",
         );
     std::fs::write(fx.bind_set_path(), text).unwrap();
@@ -495,7 +503,7 @@ fn a_forbidden_bind_in_a_bind_set_names_the_bind_set_file() {
         &problems,
         ErrorCode::BindForbidden,
         &fx.bind_set_path(),
-        "binds[3].source",
+        "binds[1].source",
     );
     assert_eq!(p.value, ".");
 }
@@ -833,12 +841,15 @@ fn type_errors_in_a_bind_set_name_its_file_and_position() {
     let fx = Fixture::new();
     let text = std::fs::read_to_string(fx.bind_set_path())
         .unwrap()
-        .replace("{source: logs, mode: ro}", "{source: logs, mode: readonly}");
+        .replace(
+            "{source: media, mode: rw, create: true}",
+            "{source: media, mode: readonly}",
+        );
     std::fs::write(fx.bind_set_path(), text).unwrap();
     let problems = fx.problems(&manifest("", ""));
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert_eq!(problems[0].file, fx.bind_set_path());
-    assert_eq!(problems[0].field, "binds[4].mode");
+    assert_eq!(problems[0].field, "binds[1].mode");
     assert!(problems[0].location.is_some());
 }
 

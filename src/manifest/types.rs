@@ -20,6 +20,8 @@ pub struct Fortress {
     pub state_path: PathBuf,
     /// The secrets file, if declared (expanded; checked for ownership and modes).
     pub secrets_file: Option<PathBuf>,
+    /// `openclaw.stateDir`: the OpenClaw home this fortress protects (expanded).
+    pub openclaw_state_dir: Option<PathBuf>,
     /// Every bind set the manifest loaded, by `metadata.name`.
     pub bind_sets: Vec<BindSet>,
     pub sandboxes: Vec<Sandbox>,

@@ -145,6 +145,13 @@ pub(super) fn fortress(
             .ok()
     });
 
+    // The OpenClaw home: its secret-bearing files join the forbidden sources (rule 3).
+    let openclaw_state_dir = raw.openclaw.as_ref().and_then(|o| {
+        expand_file_path(&o.state_dir, &dir, ctx)
+            .map_err(|m| r.invalid(file, "openclaw.stateDir", &o.state_dir, m))
+            .ok()
+    });
+
     // Bind sets (rules 1, 2, 4 for their own binds).
     let mut bind_sets: Vec<LoadedBindSet> = Vec::new();
     for (i, path) in raw.bind_sets.iter().enumerate() {
@@ -170,6 +177,14 @@ pub(super) fn fortress(
         .iter()
         .flat_map(|b| b.deny.iter().cloned())
         .collect();
+    let mut deny = deny;
+    if let Some(home) = &openclaw_state_dir {
+        deny.extend(
+            crate::openclaw::inventory::secret_paths(home)
+                .into_iter()
+                .map(|p| (p.clone(), p)),
+        );
+    }
     let forbidden = forbidden_list(
         ctx,
         secrets_file.as_deref(),
@@ -265,6 +280,7 @@ pub(super) fn fortress(
         engine,
         state_path,
         secrets_file,
+        openclaw_state_dir,
         bind_sets: bind_sets.into_iter().map(|b| b.set).collect(),
         sandboxes: sandboxes.into_iter().flatten().collect(),
         adopt,

@@ -1,8 +1,10 @@
 //! `openclaw.json`: parse it (with `line:column` on failure), compute its hardened form, render
 //! it in the file's own indentation, and diff two renderings for `--dry-run`.
 //!
-//! Pure: no file is read or written here. Only `agents.defaults.sandbox.docker` is touched;
-//! every other key keeps its value and its position (serde_json's `preserve_order`).
+//! Pure: no file is read or written here. Touched: the sandbox settings (defaults and
+//! per-agent overrides), the credentials OpenClaw lets a SecretRef replace, and the
+//! `secrets.providers` entry that serves them; every other key keeps its value and its
+//! position (serde_json's `preserve_order`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,32 +19,76 @@ pub struct Settings {
     pub home: PathBuf,
     /// The OpenClaw state directory (absolute).
     pub state_dir: PathBuf,
-    /// The directory the secrets move to; no kept bind may expose it.
-    pub secrets_dir: PathBuf,
-    /// The granular binds, `"<host>:<container>:<ro|rw>"`, in bind-set order.
-    pub binds: Vec<String>,
+    /// Paths no bind may expose (be, contain or lie inside): the secret-bearing files of the
+    /// state directory (the inventory's) and the directory the secrets move to.
+    pub exposing: Vec<PathBuf>,
     /// Bytes.
     pub memory: i64,
     pub cpus: f64,
     pub pids: i64,
     /// The generated seccomp profile's path.
     pub seccomp_profile: PathBuf,
+    /// The JSON file the plaintext credentials of the config move to, served back to
+    /// OpenClaw by a `file` secrets provider.
+    pub secrets_json: PathBuf,
 }
 
-/// The hardened config and one line per decision worth telling the user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hardened {
-    pub value: Value,
-    pub notes: Vec<String>,
+/// Deeper nesting than this is refused before parsing: the JSON5 parser recurses once per
+/// level, and a small hostile file could otherwise exhaust the stack.
+const MAX_DEPTH: usize = 128;
+
+/// The deepest `{`/`[` nesting outside strings (comments are counted too: conservative).
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut quote, mut escaped) = (0usize, 0usize, None, false);
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '{' | '[' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                '}' | ']' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    max
 }
 
-/// Parses `openclaw.json`; a syntax error names the file and `line:column`.
+/// Parses `openclaw.json` as OpenClaw does, as JSON5 (comments, trailing commas, unquoted
+/// keys); a syntax error names the file and `line:column`.
 pub fn parse(text: &str, file: &Path) -> Result<Value, OpenclawError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| OpenclawError::ConfigParse {
-        file: file.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: strip_location(&e.to_string()),
+    if nesting_depth(text) > MAX_DEPTH {
+        return Err(shape(
+            file,
+            "",
+            &format!("nested deeper than {MAX_DEPTH} levels; refusing to parse it"),
+        ));
+    }
+    let value: Value = json5::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .position()
+            .map(|p| (p.line + 1, p.column + 1))
+            .unwrap_or((0, 0));
+        OpenclawError::ConfigParse {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: e
+                .code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "not JSON5".into()),
+        }
     })?;
     if !value.is_object() {
         return Err(shape(file, "", "the top level must be a JSON object"));
@@ -50,12 +96,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Value, OpenclawError> {
     Ok(value)
 }
 
-/// serde_json appends ` at line L column C`; the error already carries both.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message.to_string(),
-    }
+/// Whether `text` is plain JSON: when it is not (comments, trailing commas), rewriting it
+/// loses what JSON cannot hold, and the user is told.
+pub fn is_plain_json(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 fn shape(file: &Path, field: &str, message: &str) -> OpenclawError {
@@ -158,108 +202,370 @@ fn cpus_value(cpus: f64) -> Value {
     }
 }
 
-/// The hardened form of `config`. Decisions (each noted when it keeps or refuses a value):
-///
-/// - `binds`: every bind whose source is the state directory or inside it is replaced by the
-///   granular binds; other binds are kept after them. A kept bind that exposes the state
-///   directory or the secrets directory (is, contains or is inside one) is refused.
-/// - `pidsLimit`, `memory`, `cpus`: ours, unless the file already has a stricter value;
-///   `memorySwap` equals `memory` (no swap).
-/// - `readOnlyRoot: true`; `capDrop: ["ALL"]` unless it already drops `ALL`.
-/// - `network`: `none` when missing or `host`/`container:*` (which OpenClaw rejects anyway);
-///   an explicit `bridge` or named network is the user's choice and is kept.
-/// - `seccompProfile`: ours when missing or `unconfined`; another profile file is kept.
-/// - `dangerouslyAllowExternalBindSources: true` only when a bind source lies outside the
-///   agent workspace roots, which newer OpenClaw releases otherwise refuse.
-pub fn harden(config: &Value, s: &Settings, file: &Path) -> Result<Hardened, OpenclawError> {
-    let mut value = config.clone();
-    let mut notes = Vec::new();
-    let workspace = config
-        .pointer("/agents/defaults/workspace")
-        .and_then(Value::as_str)
-        .map(|w| normalise(&expand_home(w, &s.home)))
-        .unwrap_or_else(|| s.state_dir.join("workspace"));
-    let docker = object_at(
-        &mut value,
-        &["agents", "defaults", "sandbox", "docker"],
-        file,
-    )?;
-    let field = |k: &str| format!("agents.defaults.sandbox.docker.{k}");
+/// The name of the `secrets.providers` entry `harden` registers for the moved credentials.
+pub const PROVIDER: &str = "clw-fortress";
 
-    // Binds.
-    let existing: Vec<String> = match docker.get("binds") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
+/// OpenClaw's SecretRef credential surface for `openclaw.json` (measured on 2026.9.6: its
+/// `docs/reference/secretref-credential-surface.md`, generated from the package's target
+/// registry). A field on this list accepts `{source, provider, id}` in place of its value;
+/// `*` stands for one key. A credential elsewhere cannot be referenced and stays where it is.
+pub const SECRET_REF_SURFACE: &[&str] = &[
+    "agents.entries.*.memory.search.remote.apiKey",
+    "agents.entries.*.tts.personas.*.providers.*.apiKey",
+    "agents.entries.*.tts.providers.*.apiKey",
+    "channels.*.accounts.*.authTag",
+    "channels.*.accounts.*.privateKey",
+    "channels.*.authTag",
+    "channels.*.privateKey",
+    "channels.*.accounts.*.token",
+    "channels.*.token",
+    "channels.*.accounts.*.pluralkit.token",
+    "channels.*.pluralkit.token",
+    "channels.*.accounts.*.appSecret",
+    "channels.*.accounts.*.encryptKey",
+    "channels.*.accounts.*.verificationToken",
+    "channels.*.appSecret",
+    "channels.*.encryptKey",
+    "channels.*.verificationToken",
+    "channels.*.accounts.*.nickserv.password",
+    "channels.*.accounts.*.password",
+    "channels.*.nickserv.password",
+    "channels.*.password",
+    "channels.*.accessToken",
+    "channels.*.accounts.*.accessToken",
+    "channels.*.accounts.*.botToken",
+    "channels.*.botToken",
+    "channels.*.appPassword",
+    "channels.*.accounts.*.apiPassword",
+    "channels.*.accounts.*.botSecret",
+    "channels.*.apiPassword",
+    "channels.*.botSecret",
+    "channels.*.accounts.*.clientSecret",
+    "channels.*.clientSecret",
+    "channels.*.accounts.*.appToken",
+    "channels.*.accounts.*.relay.authToken",
+    "channels.*.accounts.*.signingSecret",
+    "channels.*.accounts.*.userToken",
+    "channels.*.appToken",
+    "channels.*.relay.authToken",
+    "channels.*.signingSecret",
+    "channels.*.userToken",
+    "channels.*.accounts.*.authToken",
+    "channels.*.authToken",
+    "channels.*.accounts.*.webhookSecret",
+    "channels.*.webhookSecret",
+    "cron.webhookToken",
+    "gateway.auth.password",
+    "gateway.auth.token",
+    "gateway.remote.password",
+    "gateway.remote.token",
+    "memory.search.remote.apiKey",
+    "models.providers.*.apiKey",
+    "models.providers.*.headers.*",
+    "models.providers.*.request.auth.token",
+    "models.providers.*.request.auth.value",
+    "models.providers.*.request.headers.*",
+    "models.providers.*.request.proxy.tls.key",
+    "models.providers.*.request.proxy.tls.passphrase",
+    "models.providers.*.request.tls.key",
+    "models.providers.*.request.tls.passphrase",
+    "plugins.entries.*.config.webSearch.apiKey",
+    "plugins.entries.*.config.webFetch.apiKey",
+    "plugins.entries.*.config.apiKey",
+    "plugins.entries.*.config.appServer.authToken",
+    "plugins.entries.*.config.twilio.authToken",
+    "plugins.entries.*.config.accounts.*.password",
+    "plugins.entries.*.config.discord.token",
+    "plugins.entries.*.config.github.token",
+    "plugins.entries.*.config.routes.*.secret",
+    "skills.entries.*.apiKey",
+    "talk.providers.*.apiKey",
+    "talk.realtime.providers.*.apiKey",
+    "tts.personas.*.providers.*.apiKey",
+    "tts.providers.*.apiKey",
+];
+
+/// Whether a dotted field path is on the SecretRef surface.
+pub fn referenceable(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('.').collect();
+    SECRET_REF_SURFACE.iter().any(|pattern| {
+        let p: Vec<&str> = pattern.split('.').collect();
+        p.len() == segments.len() && p.iter().zip(&segments).all(|(p, s)| *p == "*" || p == s)
+    })
+}
+
+/// RFC 6901: `~` is `~0`, `/` is `~1`.
+fn pointer_segment(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The hardened config, what it decided, and the credentials it took out.
+pub struct Hardened {
+    pub value: Value,
+    pub notes: Vec<String>,
+    /// The secrets store after the move: the moved values at the JSON pointer their
+    /// reference names (the store nests like the config). `None` when nothing was moved.
+    pub store: Option<Value>,
+}
+
+impl std::fmt::Debug for Hardened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hardened")
+            .field("notes", &self.notes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Moves every plaintext credential on the SecretRef surface into `store` (the current
+/// content of the secrets JSON, `{}` when none) and puts a `file` SecretRef in its place;
+/// registers the provider. A credential off the surface is kept and said so. A store entry
+/// that already holds a different value is a conflict: neither is overwritten.
+fn reference_secrets(
+    value: &mut Value,
+    store: &mut Value,
+    s: &Settings,
+    notes: &mut Vec<String>,
+    file: &Path,
+) -> Result<bool, OpenclawError> {
+    let found = super::inventory::config_secrets(value);
+    let mut moved = false;
+    for (path, secret) in found {
+        if path.contains(".sandbox.docker.env.") {
+            continue; // removed from the sandbox env by `harden_docker`, never kept
+        }
+        if !referenceable(&path) {
+            notes.push(format!(
+                "kept {path} in openclaw.json: OpenClaw accepts no reference there; the file is \
+                 never mounted into a sandbox"
+            ));
+            continue;
+        }
+        let segments: Vec<&str> = path.split('.').collect();
+        let pointer: String = segments
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| shape(file, &field("binds"), "every bind must be a string"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(shape(file, &field("binds"), "must be an array of strings")),
-    };
-    let mut binds = s.binds.clone();
-    for bind in existing {
-        if binds.contains(&bind) {
-            continue;
-        }
-        let source = normalise(&expand_home(bind_source(&bind), &s.home));
-        if source.starts_with(&s.state_dir) {
-            notes.push(format!("replaced bind {bind} by the granular binds"));
-            continue;
-        }
-        for (dir, what) in [
-            (&s.state_dir, "the OpenClaw state directory"),
-            (&s.secrets_dir, "the secrets directory"),
-        ] {
-            if dir.starts_with(&source) || source.starts_with(dir) {
-                return Err(OpenclawError::BindExposes {
-                    file: file.to_path_buf(),
-                    bind: bind.clone(),
-                    what: format!("{what} {}", dir.display()),
-                });
+            .map(|k| format!("/{}", pointer_segment(k)))
+            .collect();
+        match store.pointer(&pointer) {
+            Some(Value::String(existing)) if *existing == secret => {}
+            Some(_) => {
+                return Err(OpenclawError::Conflict {
+                    existing: s.secrets_json.clone(),
+                    source_file: file.to_path_buf(),
+                })
+            }
+            None => {
+                let (last, parents) = segments.split_last().expect("a path has a key");
+                let parent = object_at(store, parents, &s.secrets_json)?;
+                parent.insert(last.to_string(), Value::String(secret));
             }
         }
-        notes.push(format!("kept bind {bind} (outside the state directory)"));
-        binds.push(bind);
+        let (last, parents) = segments.split_last().expect("a path has a key");
+        let parent = object_at(value, parents, file)?;
+        parent.insert(
+            last.to_string(),
+            serde_json::json!({"source": "file", "provider": PROVIDER, "id": pointer}),
+        );
+        notes.push(format!(
+            "moved {path} to {} (referenced through the {PROVIDER} secrets provider)",
+            s.secrets_json.display()
+        ));
+        moved = true;
     }
-    docker.insert(
-        "binds".into(),
-        Value::Array(binds.iter().cloned().map(Value::from).collect()),
-    );
+    let uses_provider = moved || serde_json::to_string(value).is_ok_and(|t| t.contains(PROVIDER));
+    if uses_provider {
+        let providers = object_at(value, &["secrets", "providers"], file)?;
+        providers.insert(
+            PROVIDER.into(),
+            serde_json::json!({
+                "source": "file",
+                "path": s.secrets_json.display().to_string(),
+                "mode": "json",
+            }),
+        );
+    }
+    Ok(moved)
+}
+
+/// Where sandbox settings live: the defaults (created when missing) and every per-agent
+/// override that exists (`agents.entries.<id>` in 2026.9; `agents.list[]` in older files).
+fn sandbox_sections(value: &Value) -> Vec<Vec<String>> {
+    let mut out = vec![vec![
+        "agents".to_string(),
+        "defaults".into(),
+        "sandbox".into(),
+        "docker".into(),
+    ]];
+    if let Some(entries) = value.pointer("/agents/entries").and_then(Value::as_object) {
+        for (id, agent) in entries {
+            if agent
+                .pointer("/sandbox/docker")
+                .is_some_and(Value::is_object)
+            {
+                out.push(vec![
+                    "agents".into(),
+                    "entries".into(),
+                    id.clone(),
+                    "sandbox".into(),
+                    "docker".into(),
+                ]);
+            }
+        }
+    }
+    out
+}
+
+/// The hardened form of `config`. Decisions (each noted when it keeps or refuses a value):
+///
+/// - Credentials on OpenClaw's SecretRef surface move to the secrets JSON (see
+///   [`reference_secrets`]); the rest stay and are named.
+/// - In the defaults and in every per-agent sandbox override: a bind that exposes a secret
+///   (is, contains or lies inside one of `Settings::exposing`) is removed and named; OpenClaw
+///   mounts the agent workspace itself, so no bind is added.
+/// - `pidsLimit`, `memory`, `cpus`: ours in the defaults unless the file already has a
+///   stricter value; in an override only when it sets a looser one. `memorySwap` = `memory`.
+/// - `readOnlyRoot: true`; `capDrop: ["ALL"]`; `network` `none` instead of `host` or
+///   `container:*` (missing in the defaults: `none`); `seccompProfile` ours when missing in
+///   the defaults or `unconfined` anywhere.
+/// - `dangerouslyAllowExternalBindSources` is never set; where it is on, a note says so.
+pub fn harden(
+    config: &Value,
+    store: &Value,
+    s: &Settings,
+    file: &Path,
+) -> Result<Hardened, OpenclawError> {
+    let mut value = config.clone();
+    let mut notes = Vec::new();
+    let mut new_store = store.clone();
+    if !new_store.is_object() {
+        new_store = Value::Object(Map::new());
+    }
+    let moved = reference_secrets(&mut value, &mut new_store, s, &mut notes, file)?;
+
+    for (i, section) in sandbox_sections(&value).into_iter().enumerate() {
+        let defaults = i == 0;
+        let path: Vec<&str> = section.iter().map(String::as_str).collect();
+        let docker = object_at(&mut value, &path, file)?;
+        harden_docker(docker, defaults, &section.join("."), s, &mut notes, file)?;
+    }
+    Ok(Hardened {
+        value,
+        notes,
+        store: (moved || *store != new_store).then_some(new_store),
+    })
+}
+
+fn harden_docker(
+    docker: &mut Map<String, Value>,
+    defaults: bool,
+    prefix: &str,
+    s: &Settings,
+    notes: &mut Vec<String>,
+    file: &Path,
+) -> Result<(), OpenclawError> {
+    let field = |k: &str| format!("{prefix}.{k}");
+
+    // Binds: none that exposes a secret.
+    match docker.get("binds") {
+        None => {}
+        Some(Value::Array(items)) => {
+            let mut kept = Vec::new();
+            for v in items {
+                let bind = v
+                    .as_str()
+                    .ok_or_else(|| shape(file, &field("binds"), "every bind must be a string"))?;
+                let source = normalise(&expand_home(bind_source(bind), &s.home));
+                let exposed = s
+                    .exposing
+                    .iter()
+                    .find(|p| p.starts_with(&source) || source.starts_with(p));
+                match exposed {
+                    Some(p) => notes.push(format!(
+                        "removed bind {bind} from {}: it exposes {}",
+                        field("binds"),
+                        p.display()
+                    )),
+                    None => kept.push(v.clone()),
+                }
+            }
+            docker.insert("binds".into(), Value::Array(kept));
+        }
+        Some(_) => return Err(shape(file, &field("binds"), "must be an array of strings")),
+    }
+
+    // Env: OpenClaw passes `docker.env` into every sandbox unfiltered; a credential there is
+    // handed to every tool. It is removed, never moved: the sandbox must not get it.
+    if let Some(env) = docker.get_mut("env").and_then(Value::as_object_mut) {
+        let secret: Vec<String> = env
+            .iter()
+            .filter(|(k, v)| {
+                super::inventory::is_secret_key(k) && !super::inventory::is_reference(v)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in secret {
+            env.remove(&k);
+            notes.push(format!(
+                "removed {}.{k}: OpenClaw hands docker.env to every sandbox unfiltered",
+                field("env")
+            ));
+        }
+    }
 
     // Limits: never loosen a stricter value already there.
-    let pids = match docker.get("pidsLimit").and_then(Value::as_i64) {
-        Some(p) if p > 0 && p < s.pids => {
-            notes.push(format!("kept pidsLimit {p} (stricter than {})", s.pids));
-            p
+    let pids = docker.get("pidsLimit").and_then(Value::as_i64);
+    match pids {
+        Some(p) if p > 0 && p <= s.pids => {
+            if p < s.pids {
+                notes.push(format!(
+                    "kept {} {p} (stricter than {})",
+                    field("pidsLimit"),
+                    s.pids
+                ));
+            }
         }
-        _ => s.pids,
-    };
-    docker.insert("pidsLimit".into(), Value::from(pids));
-    let memory_value = match docker.get("memory") {
-        Some(v) if parse_docker_size(v).is_some_and(|b| b < s.memory) => {
-            notes.push(format!(
-                "kept memory {v} (stricter than {})",
-                docker_size(s.memory)
-            ));
-            v.clone()
+        None if !defaults => {}
+        _ => {
+            docker.insert("pidsLimit".into(), Value::from(s.pids));
         }
-        _ => Value::from(docker_size(s.memory)),
-    };
-    docker.insert("memory".into(), memory_value.clone());
-    docker.insert("memorySwap".into(), memory_value);
-    let cpus = match docker.get("cpus").and_then(Value::as_f64) {
-        Some(c) if c > 0.0 && c < s.cpus => {
-            notes.push(format!("kept cpus {c} (stricter than {})", s.cpus));
-            cpus_value(c)
+    }
+    let memory = docker.get("memory").cloned();
+    match memory.as_ref().map(|v| (v, parse_docker_size(v))) {
+        Some((v, Some(b))) if b <= s.memory => {
+            if b < s.memory {
+                notes.push(format!(
+                    "kept {} {v} (stricter than {})",
+                    field("memory"),
+                    docker_size(s.memory)
+                ));
+            }
+            docker.insert("memorySwap".into(), v.clone());
         }
-        _ => cpus_value(s.cpus),
-    };
-    docker.insert("cpus".into(), cpus);
+        None if !defaults => {}
+        _ => {
+            let v = Value::from(docker_size(s.memory));
+            docker.insert("memory".into(), v.clone());
+            docker.insert("memorySwap".into(), v);
+        }
+    }
+    match docker.get("cpus").and_then(Value::as_f64) {
+        Some(c) if c > 0.0 && c <= s.cpus => {
+            if c < s.cpus {
+                notes.push(format!(
+                    "kept {} {c} (stricter than {})",
+                    field("cpus"),
+                    s.cpus
+                ));
+            }
+        }
+        None if !defaults && docker.get("cpus").is_none() => {}
+        _ => {
+            docker.insert("cpus".into(), cpus_value(s.cpus));
+        }
+    }
 
-    docker.insert("readOnlyRoot".into(), Value::Bool(true));
+    if defaults || docker.contains_key("readOnlyRoot") {
+        docker.insert("readOnlyRoot".into(), Value::Bool(true));
+    }
     let drops_all = docker
         .get("capDrop")
         .and_then(Value::as_array)
@@ -267,56 +573,51 @@ pub fn harden(config: &Value, s: &Settings, file: &Path) -> Result<Hardened, Ope
             caps.iter()
                 .any(|c| c.as_str().is_some_and(|c| c.eq_ignore_ascii_case("ALL")))
         });
-    if !drops_all {
+    if !drops_all && (defaults || docker.contains_key("capDrop")) {
         docker.insert("capDrop".into(), serde_json::json!(["ALL"]));
     }
 
     match docker.get("network").and_then(Value::as_str) {
-        None => {
+        None if defaults => {
             docker.insert("network".into(), Value::from("none"));
         }
+        None => {}
         Some(n) if n == "host" || n.starts_with("container:") => {
             notes.push(format!(
-                "network {n} replaced by none (OpenClaw refuses it for sandboxes)"
+                "{} {n} replaced by none (OpenClaw refuses it for sandboxes)",
+                field("network")
             ));
             docker.insert("network".into(), Value::from("none"));
         }
         Some("none") => {}
-        Some(n) => notes.push(format!("kept network {n} (an explicit choice)")),
+        Some(n) => notes.push(format!(
+            "kept {} {n} (an explicit choice)",
+            field("network")
+        )),
     }
 
     let ours = s.seccomp_profile.display().to_string();
     match docker.get("seccompProfile").and_then(Value::as_str) {
         Some(p) if p != ours && !p.trim().eq_ignore_ascii_case("unconfined") => {
-            notes.push(format!("kept seccompProfile {p} (a profile of your own)"));
+            notes.push(format!(
+                "kept {} {p} (a profile of your own)",
+                field("seccompProfile")
+            ));
         }
+        None if !defaults => {}
         _ => {
             docker.insert("seccompProfile".into(), Value::from(ours));
         }
     }
 
-    let roots = [workspace.clone(), s.state_dir.join("sandboxes")];
-    let external: Vec<&String> = binds
-        .iter()
-        .filter(|b| {
-            let src = normalise(&expand_home(bind_source(b), &s.home));
-            !roots.iter().any(|r| src.starts_with(r))
-        })
-        .collect();
-    let allowed = docker.get("dangerouslyAllowExternalBindSources") == Some(&Value::Bool(true));
-    if !external.is_empty() && !allowed {
+    if docker.get("dangerouslyAllowExternalBindSources") == Some(&Value::Bool(true)) {
         notes.push(format!(
-            "set dangerouslyAllowExternalBindSources: {} bind source(s) lie outside the agent \
-             workspace {}, which newer OpenClaw releases refuse otherwise",
-            external.len(),
-            workspace.display()
+            "{} is on: OpenClaw's own bind-source protection is off there; turn it off unless \
+             one of its binds needs it (harden never sets it)",
+            field("dangerouslyAllowExternalBindSources")
         ));
-        docker.insert(
-            "dangerouslyAllowExternalBindSources".into(),
-            Value::Bool(true),
-        );
     }
-    Ok(Hardened { value, notes })
+    Ok(())
 }
 
 /// The indentation unit of a JSON text: the leading whitespace of its first indented line.
@@ -403,224 +704,4 @@ pub fn diff(old: &str, new: &str, name: &str) -> String {
         .context_radius(3)
         .header(&format!("a/{name}"), &format!("b/{name}"))
         .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn settings() -> Settings {
-        Settings {
-            home: "/home/a".into(),
-            state_dir: "/home/a/.openclaw".into(),
-            secrets_dir: "/home/a/.config/openclaw-secrets".into(),
-            binds: vec![
-                "/home/a/.openclaw/workspace:/agent-workspace:rw".into(),
-                "/home/a/.openclaw/logs:/home/a/.openclaw/logs:ro".into(),
-            ],
-            memory: 8 << 30,
-            cpus: 4.0,
-            pids: 512,
-            seccomp_profile: "/home/a/.openclaw/seccomp/clw-default.json".into(),
-        }
-    }
-
-    fn docker(v: &Value) -> &Value {
-        &v["agents"]["defaults"]["sandbox"]["docker"]
-    }
-
-    fn file() -> &'static Path {
-        Path::new("/home/a/.openclaw/openclaw.json")
-    }
-
-    #[test]
-    fn docker_sizes_parse_like_the_docker_cli() {
-        let cases = [
-            (json!("8g"), Some(8 << 30)),
-            (json!("8G"), Some(8 << 30)),
-            (json!("512m"), Some(512 << 20)),
-            (json!("1gb"), Some(1 << 30)),
-            (json!("64Mi"), Some(64 << 20)),
-            (json!("1.5g"), Some(3 << 29)),
-            (json!(1024), Some(1024)),
-            (json!("100"), Some(100)),
-            (json!("-1"), None),
-            (json!("lots"), None),
-            (json!(true), None),
-        ];
-        for (input, want) in cases {
-            assert_eq!(parse_docker_size(&input), want, "{input}");
-        }
-        assert_eq!(docker_size(8 << 30), "8g");
-        assert_eq!(docker_size(64 << 20), "64m");
-        assert_eq!(docker_size(1000), "1000");
-    }
-
-    #[test]
-    fn a_missing_sandbox_section_is_created_with_every_setting() {
-        let h = harden(&json!({"gateway": {"port": 18789}}), &settings(), file()).unwrap();
-        assert_eq!(
-            docker(&h.value),
-            &json!({
-                "binds": settings().binds,
-                "pidsLimit": 512,
-                "memory": "8g",
-                "memorySwap": "8g",
-                "cpus": 4,
-                "readOnlyRoot": true,
-                "capDrop": ["ALL"],
-                "network": "none",
-                "seccompProfile": "/home/a/.openclaw/seccomp/clw-default.json",
-                "dangerouslyAllowExternalBindSources": true,
-            })
-        );
-        let keys: Vec<&String> = h.value.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["gateway", "agents"]);
-    }
-
-    #[test]
-    fn the_whole_state_directory_bind_is_replaced_and_outside_binds_are_kept() {
-        let config = json!({"agents": {"defaults": {"sandbox": {"docker": {"binds": [
-            "~/.openclaw:/home/node/.openclaw:rw",
-            "/srv/data:/data:ro",
-        ]}}}}});
-        let h = harden(&config, &settings(), file()).unwrap();
-        let mut want = settings().binds;
-        want.push("/srv/data:/data:ro".into());
-        assert_eq!(docker(&h.value)["binds"], json!(want));
-    }
-
-    #[test]
-    fn a_kept_bind_exposing_the_secrets_or_the_state_directory_is_refused() {
-        for bind in [
-            "~:/home/node:rw",
-            "/home/a/.config:/cfg:ro",
-            "/home/a/.config/openclaw-secrets/secrets.env:/s:ro",
-        ] {
-            let config =
-                json!({"agents": {"defaults": {"sandbox": {"docker": {"binds": [bind]}}}}});
-            let err = harden(&config, &settings(), file()).unwrap_err();
-            assert!(
-                matches!(err, OpenclawError::BindExposes { .. }),
-                "{bind}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn stricter_limits_and_explicit_choices_are_kept_weaker_ones_replaced() {
-        let config = json!({"agents": {"defaults": {"sandbox": {"docker": {
-            "pidsLimit": 100, "memory": "16g", "memorySwap": "-1", "cpus": 0.5,
-            "readOnlyRoot": false, "capDrop": ["NET_RAW"], "network": "bridge",
-            "seccompProfile": "/etc/mine.json",
-        }}}}});
-        let h = harden(&config, &settings(), file()).unwrap();
-        let d = docker(&h.value);
-        assert_eq!(d["pidsLimit"], 100);
-        assert_eq!(d["memory"], "8g");
-        assert_eq!(d["memorySwap"], "8g");
-        assert_eq!(d["cpus"], 0.5);
-        assert_eq!(d["readOnlyRoot"], true);
-        assert_eq!(d["capDrop"], json!(["ALL"]));
-        assert_eq!(d["network"], "bridge");
-        assert_eq!(d["seccompProfile"], "/etc/mine.json");
-        assert!(h.notes.iter().any(|n| n.contains("kept network bridge")));
-    }
-
-    #[test]
-    fn host_network_and_unconfined_seccomp_are_replaced() {
-        let config = json!({"agents": {"defaults": {"sandbox": {"docker": {
-            "network": "host", "seccompProfile": "unconfined",
-        }}}}});
-        let h = harden(&config, &settings(), file()).unwrap();
-        assert_eq!(docker(&h.value)["network"], "none");
-        assert_eq!(
-            docker(&h.value)["seccompProfile"],
-            "/home/a/.openclaw/seccomp/clw-default.json"
-        );
-    }
-
-    #[test]
-    fn binds_inside_the_workspace_need_no_external_source_flag() {
-        let mut s = settings();
-        s.binds.truncate(1);
-        let h = harden(&json!({}), &s, file()).unwrap();
-        assert!(docker(&h.value)
-            .get("dangerouslyAllowExternalBindSources")
-            .is_none());
-    }
-
-    #[test]
-    fn hardening_is_a_fixed_point() {
-        let once = harden(
-            &json!({"agents": {"defaults": {"sandbox": {"docker": {"binds": ["~/.openclaw:/x:rw"]}}}}}),
-            &settings(),
-            file(),
-        )
-        .unwrap();
-        let twice = harden(&once.value, &settings(), file()).unwrap();
-        assert_eq!(once.value, twice.value);
-    }
-
-    #[test]
-    fn a_non_object_on_the_path_is_a_shape_error_naming_the_field() {
-        let err = harden(&json!({"agents": []}), &settings(), file()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "/home/a/.openclaw/openclaw.json: agents: must be a JSON object"
-        );
-    }
-
-    #[test]
-    fn parse_errors_carry_line_and_column() {
-        let err = parse("{\n  \"a\": 1,\n  oops\n}\n", file()).unwrap_err();
-        match err {
-            OpenclawError::ConfigParse { line, column, .. } => assert_eq!((line, column), (3, 3)),
-            other => panic!("{other}"),
-        }
-    }
-
-    #[test]
-    fn rendering_keeps_the_files_indentation() {
-        assert_eq!(indent_of("{\n    \"a\": 1\n}\n"), "    ");
-        assert_eq!(indent_of("{\n\t\"a\": 1\n}\n"), "\t");
-        assert_eq!(indent_of("{}"), "  ");
-        assert_eq!(
-            render(&json!({"a": [1]}), "  "),
-            "{\n  \"a\": [\n    1\n  ]\n}\n"
-        );
-    }
-
-    #[test]
-    fn credential_values_are_masked_inline_and_pretty() {
-        let cases = [
-            (
-                "  \"botToken\": \"123:abc\",",
-                "  \"botToken\": \"<redacted>\",",
-            ),
-            (
-                "  \"auth\": { \"token\": \"t\\\"x\" },",
-                "  \"auth\": { \"token\": \"<redacted>\" },",
-            ),
-            ("  \"port\": 18789,", "  \"port\": 18789,"),
-            ("  \"image\": \"a:b\",", "  \"image\": \"a:b\","),
-        ];
-        for (line, want) in cases {
-            assert_eq!(redact_line(line), want, "{line}");
-        }
-    }
-
-    #[test]
-    fn diffs_mask_credential_like_values() {
-        let old = "{\n  \"botToken\": \"123:abc\",\n  \"a\": 1\n}\n";
-        let new = "{\n  \"botToken\": \"123:abc\",\n  \"a\": 2\n}\n";
-        let d = diff(old, new, "openclaw.json");
-        assert!(!d.contains("123:abc"), "{d}");
-        assert!(d.contains("\"botToken\": \"<redacted>\","), "{d}");
-        assert!(
-            d.contains("-  \"a\": 1") && d.contains("+  \"a\": 2"),
-            "{d}"
-        );
-    }
 }

@@ -37,6 +37,11 @@ fn path_value(path: &Path, home: &Path) -> String {
     }
 }
 
+/// The text of a value [`quote`]d by [`path_value`].
+fn unquote(quoted: &str) -> String {
+    serde_json::from_str(quoted).unwrap_or_else(|_| quoted.to_string())
+}
+
 /// Sizes in the manifest's units (`8Gi`, `64Mi`), else bytes.
 fn size(bytes: i64) -> String {
     for (shift, unit) in [(30, "Gi"), (20, "Mi"), (10, "Ki")] {
@@ -112,15 +117,22 @@ pub(super) fn render(
         Some(s) => format!("engine:\n  socket: {}\n", quote(s)),
         None => String::new(),
     };
-    let secrets = if paths.secrets_src.exists() || paths.secrets_dst.exists() {
-        format!(
+    let secrets_file = if paths.secrets_src.exists() || paths.secrets_dst.exists() {
+        Some(&paths.secrets_dst)
+    } else if paths.env_src.exists() || paths.env_dst.exists() {
+        Some(&paths.env_dst)
+    } else {
+        None
+    };
+    let secrets = match secrets_file {
+        Some(f) => format!(
             "secrets:\n  # Moved out of the state directory by `openclaw harden`: directory 0700, \
              file 0600.\n  file: {}\n",
-            path_value(&paths.secrets_dst, &opts.home)
-        )
-    } else {
-        String::new()
+            path_value(f, &opts.home)
+        ),
+        None => String::new(),
     };
+    let state_value = path_value(state, &opts.home);
     let memory = size(l.memory);
     let text = format!(
         r#"# The fortress of the OpenClaw install at {state}, written by
@@ -131,7 +143,11 @@ apiVersion: clw-fortress/v1
 kind: Fortress
 metadata:
   name: {name}
-{engine}{secrets}bindSets: [{bind_set}]
+{engine}{secrets}openclaw:
+  # Every secret of this OpenClaw home is searched for by `verify`; none of its
+  # secret-bearing files may be mounted.
+  stateDir: {state_value}
+bindSets: [{bind_set}]
 defaults:
   image: {image}
   user: "1000:1000"
@@ -152,6 +168,22 @@ adopt:
   # re-applied on every create/start event.
   - selector: {{label: openclaw.sandbox=1}}
     limits: {{memory: {memory}, cpus: {cpus}, pids: {pids}}}
+health:
+  - name: gateway
+    # OpenClaw 2026.9 serves /health over plain HTTP on loopback.
+    http: {{url: "http://127.0.0.1:18789/health", timeout: 3s}}
+    every: 3m
+    failures: 3
+    restart: {{systemdUnit: openclaw-gateway.service, userUnit: true}}
+    backoff: {{initial: 10s, max: 5m}}
+    quarantine: {{restarts: 5, within: 30m}}
+backups:
+  # The gateway's and each agent's SQLite databases (WAL), as OpenClaw 2026.9 lays them out.
+  - name: openclaw-state
+    sources: [{db_state}, {db_agents}]
+    dest: "~/.local/share/clw-fortress/backups"
+    schedule: "0 0 3 * * *"
+    keep: {{last: 7, daily: 7, weekly: 4}}
 "#,
         state = state.display(),
         file = m.path.display(),
@@ -160,6 +192,11 @@ adopt:
         image = quote(image),
         pids = l.pids,
         set_name = set.name,
+        db_state = quote(&format!("{}/state/openclaw.sqlite", unquote(&state_value))),
+        db_agents = quote(&format!(
+            "{}/agents/*/agent/openclaw-agent.sqlite",
+            unquote(&state_value)
+        )),
     );
     files.push((m.path.clone(), text));
     Ok(files)

@@ -10,8 +10,10 @@
 //!
 //! Host facts (home, uid, environment) are parameters, so tests run on a tempdir home.
 
+mod backup;
 pub mod config;
 mod fortress_yaml;
+pub mod inventory;
 pub mod steps;
 
 use std::collections::BTreeMap;
@@ -41,7 +43,7 @@ pub enum OpenclawError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}:{line}:{column}: not valid JSON: {message}", file.display())]
+    #[error("{}:{line}:{column}: not valid JSON5: {message}", file.display())]
     ConfigParse {
         file: PathBuf,
         line: usize,
@@ -118,8 +120,8 @@ impl Coded for OpenclawError {
                 Some("run as the user who owns the OpenClaw state directory".into())
             }
             OpenclawError::ConfigParse { .. } => Some(
-                "fix the JSON by hand first (comments and trailing commas are not JSON); \
-                 the file was not changed"
+                "fix the file by hand first (OpenClaw reads it as JSON5 too, and would refuse \
+                 it); the file was not changed"
                     .into(),
             ),
             OpenclawError::Conflict { .. } => {
@@ -188,13 +190,24 @@ impl Limits {
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub state_dir: PathBuf,
+    /// A `secrets.env` of the community guide's layout, inside the state directory.
     pub secrets_src: PathBuf,
     pub secrets_dir: PathBuf,
     pub secrets_dst: PathBuf,
+    /// OpenClaw's own env file, `~/.openclaw/.env`.
+    pub env_src: PathBuf,
+    /// Where `.env` moves: the gateway's unit reads it through the drop-in.
+    pub env_dst: PathBuf,
+    /// The credentials of `openclaw.json`, served back by a `file` secrets provider.
+    pub secrets_json: PathBuf,
     pub dropin_dir: PathBuf,
     pub dropin: PathBuf,
     pub config: PathBuf,
-    pub backup: PathBuf,
+    /// harden's own copy of every file it changes, as it was before the first harden
+    /// (never OpenClaw's rotating `openclaw.json.bak`). Inside the secrets directory: the
+    /// copies hold plaintext credentials.
+    pub pre_harden: PathBuf,
+    pub index: PathBuf,
     pub profile_dir: PathBuf,
     pub profile: PathBuf,
 }
@@ -202,15 +215,20 @@ pub struct Paths {
 impl Paths {
     fn new(state_dir: &Path, secrets_dir: &Path, home: &Path) -> Paths {
         let dropin_dir = home.join(".config/systemd/user/openclaw-gateway.service.d");
+        let pre_harden = secrets_dir.join("pre-harden");
         Paths {
             state_dir: state_dir.to_path_buf(),
             secrets_src: state_dir.join("secrets.env"),
             secrets_dir: secrets_dir.to_path_buf(),
             secrets_dst: secrets_dir.join("secrets.env"),
+            env_src: state_dir.join(".env"),
+            env_dst: secrets_dir.join("openclaw.env"),
+            secrets_json: secrets_dir.join("openclaw-secrets.json"),
             dropin: dropin_dir.join("secrets.conf"),
             dropin_dir,
             config: state_dir.join("openclaw.json"),
-            backup: state_dir.join("openclaw.json.bak"),
+            index: pre_harden.join("index.json"),
+            pre_harden,
             profile_dir: state_dir.join("seccomp"),
             profile: state_dir.join("seccomp/clw-default.json"),
         }
@@ -249,13 +267,18 @@ pub fn execute(plan: &Plan) -> Result<(), OpenclawError> {
     })
 }
 
-/// The drop-in that hands the gateway its secrets from their new place.
-pub fn dropin_content(secrets_dst: &Path, home: &Path) -> String {
-    let path = match secrets_dst.strip_prefix(home) {
+/// The drop-in that hands the gateway its env files from their new place (`-`: a file that
+/// is absent is skipped, as OpenClaw skips a missing `.env`).
+pub fn dropin_content(p: &Paths, home: &Path) -> String {
+    let unit_path = |path: &Path| match path.strip_prefix(home) {
         Ok(rel) => format!("%h/{}", rel.display()),
-        Err(_) => secrets_dst.display().to_string(),
+        Err(_) => path.display().to_string(),
     };
-    format!("[Service]\nEnvironmentFile={path}\n")
+    format!(
+        "[Service]\nEnvironmentFile=-{}\nEnvironmentFile=-{}\n",
+        unit_path(&p.secrets_dst),
+        unit_path(&p.env_dst)
+    )
 }
 
 /// The generated `default` seccomp profile, as written next to the state.
@@ -346,6 +369,7 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
     let state = check_state_dir(&opts.state_dir, opts.uid)?;
     let p = Paths::new(&state, &opts.secrets_dir, &opts.home);
     let mut plan = Plan::default();
+    let mut steps = Vec::new();
 
     // The config must parse before anything else is decided: a broken file is never touched.
     let original = read(&p.config)?.ok_or_else(|| OpenclawError::Read {
@@ -361,124 +385,79 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
     })?;
     let current = config::parse(&original_text, &p.config)?;
 
-    // 1. Secrets.
-    let src = regular_file(&p.secrets_src)?;
-    let dst = regular_file(&p.secrets_dst)?;
-    match (&src, &dst) {
-        (Some((a, _)), Some((b, _))) if a != b => {
-            return Err(OpenclawError::Conflict {
-                existing: p.secrets_dst.clone(),
-                source_file: p.secrets_src.clone(),
-            })
-        }
-        (Some((content, mode)), Some(_)) => {
-            plan.notes.push(format!(
-                "{} is already at {}; removing the identical copy",
-                p.secrets_src.display(),
-                p.secrets_dst.display()
-            ));
-            secrets_dir_steps(&p, &mut plan.steps);
-            plan.steps.push(Step::Remove {
-                path: p.secrets_src.clone(),
-                content: content.clone(),
-                mode: *mode,
-            });
-        }
-        (Some((_, mode)), None) => {
-            secrets_dir_steps(&p, &mut plan.steps);
-            plan.steps.push(Step::Move {
-                from: p.secrets_src.clone(),
-                to: p.secrets_dst.clone(),
-                mode: 0o600,
-                mode_before: *mode,
-            });
-        }
-        (None, Some((_, mode))) => {
-            secrets_dir_steps(&p, &mut plan.steps);
-            if mode & 0o077 != 0 {
-                plan.steps.push(Step::Chmod {
-                    path: p.secrets_dst.clone(),
-                    mode: 0o600,
-                    mode_before: *mode,
-                });
-            }
-        }
-        (None, None) => plan.notes.push(format!(
-            "no secrets file at {} or {}: nothing to move",
-            p.secrets_src.display(),
-            p.secrets_dst.display()
-        )),
-    }
+    // 1. The env files, out of the state directory.
+    move_env_file(&p.secrets_src, &p.secrets_dst, &mut plan, &mut steps)?;
+    move_env_file(&p.env_src, &p.env_dst, &mut plan, &mut steps)?;
 
-    // 2. The systemd drop-in.
-    let dropin = dropin_content(&p.secrets_dst, &opts.home);
+    // 2. The systemd drop-in that hands them back to the gateway.
+    let dropin = dropin_content(&p, &opts.home);
     match read(&p.dropin)? {
         Some(existing) if existing == dropin.as_bytes() => {}
-        Some(_) => {
-            return Err(OpenclawError::Occupied {
-                path: p.dropin.clone(),
-            })
-        }
-        None => {
-            create_dirs(&p.dropin_dir, 0o755, 0o755, &mut plan.steps);
-            plan.steps.push(Step::Write {
+        previous => {
+            create_dirs(&p.dropin_dir, 0o755, 0o755, &mut steps);
+            steps.push(Step::Write {
                 path: p.dropin.clone(),
                 content: dropin.into_bytes(),
                 mode: 0o644,
-                previous: None,
+                previous: previous.map(|b| (b, mode_of(&p.dropin))),
             });
         }
     }
 
-    // 3. The bind set, resolved against this state directory.
-    let ctx = LoadContext {
-        home: opts.home.clone(),
-        env: opts.env.clone(),
-        uid: opts.uid,
-        host_cpus: 1,
-    };
-    let set = manifest::load_bind_set(&opts.bind_set, Some(&state), Some(&p.secrets_dst), &ctx)
-        .map_err(OpenclawError::BindSet)?;
-    for b in set.binds.iter().filter(|b| b.create) {
-        create_dirs(&b.source, 0o700, 0o700, &mut plan.steps);
-    }
-    let binds: Vec<String> = set
-        .binds
-        .iter()
-        .map(|b| {
-            format!(
-                "{}:{}:{}",
-                b.source.display(),
-                b.target.display(),
-                b.mode.as_str()
-            )
-        })
-        .collect();
-
-    // 4. The seccomp profile and the config.
+    // 3. The config: credentials referenced, every sandbox section hardened.
+    let mut exposing = inventory::secret_paths(&state);
+    exposing.push(p.secrets_dir.clone());
     let settings = config::Settings {
         home: opts.home.clone(),
         state_dir: state.clone(),
-        secrets_dir: opts.secrets_dir.clone(),
-        binds,
+        exposing,
         memory: opts.limits.memory,
         cpus: opts.limits.cpus,
         pids: opts.limits.pids,
         seccomp_profile: p.profile.clone(),
+        secrets_json: p.secrets_json.clone(),
     };
-    let hardened = config::harden(&current, &settings, &p.config)?;
+    let store_before = match regular_file(&p.secrets_json)? {
+        Some((bytes, _)) => Some(serde_json::from_slice::<serde_json::Value>(&bytes).map_err(
+            |e| OpenclawError::ConfigParse {
+                file: p.secrets_json.clone(),
+                line: e.line(),
+                column: e.column(),
+                message: "not JSON".into(),
+            },
+        )?),
+        None => None,
+    };
+    let empty = serde_json::json!({});
+    let hardened = config::harden(
+        &current,
+        store_before.as_ref().unwrap_or(&empty),
+        &settings,
+        &p.config,
+    )?;
     plan.notes.extend(hardened.notes);
-    let uses_profile = hardened
-        .value
-        .pointer("/agents/defaults/sandbox/docker/seccompProfile")
-        .and_then(|v| v.as_str())
-        == Some(&p.profile.display().to_string());
-    if uses_profile {
+    if let Some(store) = &hardened.store {
+        let mut content = config::render(store, "  ").into_bytes();
+        if store_before.as_ref() == Some(store) {
+            content.clear();
+        }
+        if !content.is_empty() {
+            steps.push(Step::Write {
+                path: p.secrets_json.clone(),
+                content,
+                mode: 0o600,
+                previous: regular_file(&p.secrets_json)?,
+            });
+        }
+    }
+    if serde_json::to_string(&hardened.value).is_ok_and(|t| {
+        t.contains(&serde_json::to_string(&p.profile.display().to_string()).unwrap_or_default())
+    }) {
         let profile = profile_content()?;
         let existing = read(&p.profile)?;
         if existing.as_deref() != Some(profile.as_bytes()) {
-            create_dirs(&p.profile_dir, 0o755, 0o755, &mut plan.steps);
-            plan.steps.push(Step::Write {
+            create_dirs(&p.profile_dir, 0o755, 0o755, &mut steps);
+            steps.push(Step::Write {
                 path: p.profile.clone(),
                 content: profile.into_bytes(),
                 mode: 0o644,
@@ -487,19 +466,18 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
         }
     }
     if hardened.value != current {
+        if !config::is_plain_json(&original_text) {
+            plan.notes.push(format!(
+                "{} is JSON5 (comments or trailing commas): it is rewritten as plain JSON and \
+                 its comments are gone from it; the original stays in {}",
+                p.config.display(),
+                p.pre_harden.display()
+            ));
+        }
         let new_text = config::render(&hardened.value, &config::indent_of(&original_text));
         plan.diff = Some(config::diff(&original_text, &new_text, "openclaw.json"));
         let mode = mode_of(&p.config);
-        // The first backup is the pristine one: a later run never replaces it.
-        if fs::symlink_metadata(&p.backup).is_err() {
-            plan.steps.push(Step::Write {
-                path: p.backup.clone(),
-                content: original.clone(),
-                mode,
-                previous: None,
-            });
-        }
-        plan.steps.push(Step::Write {
+        steps.push(Step::Write {
             path: p.config.clone(),
             content: new_text.into_bytes(),
             mode,
@@ -507,8 +485,25 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
         });
     }
 
-    // 5. The fortress manifest for this host.
+    // 4. The fortress manifest for this host.
     if let Some(m) = &opts.manifest {
+        let ctx = LoadContext {
+            home: opts.home.clone(),
+            env: opts.env.clone(),
+            uid: opts.uid,
+            host_cpus: 1,
+        };
+        let set = manifest::load_bind_set(&opts.bind_set, Some(&state), Some(&p.secrets_dst), &ctx)
+            .map_err(OpenclawError::BindSet)?;
+        for b in set.binds.iter().filter(|b| b.create) {
+            if fs::symlink_metadata(&b.source).is_err() {
+                plan.notes.push(format!(
+                    "{} does not exist: created (0700) for the bind set",
+                    b.source.display()
+                ));
+            }
+            create_dirs(&b.source, 0o700, 0o700, &mut steps);
+        }
         let image = current
             .pointer("/agents/defaults/sandbox/docker/image")
             .and_then(|v| v.as_str());
@@ -517,9 +512,9 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
             let existing = read(&path)?;
             if existing.as_deref() != Some(content.as_bytes()) {
                 if let Some(dir) = path.parent() {
-                    create_dirs(dir, 0o755, 0o755, &mut plan.steps);
+                    create_dirs(dir, 0o755, 0o755, &mut steps);
                 }
-                plan.steps.push(Step::Write {
+                steps.push(Step::Write {
                     previous: existing.map(|e| (e, mode_of(&path))),
                     path,
                     content: content.into_bytes(),
@@ -529,7 +524,10 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
         }
     }
 
-    if plan.steps.iter().any(|s| match s {
+    if steps.is_empty() {
+        return Ok(plan);
+    }
+    if steps.iter().any(|s| match s {
         Step::Write { path, .. } => *path == p.dropin || *path == p.config,
         Step::Move { .. } | Step::Remove { .. } => true,
         _ => false,
@@ -538,7 +536,66 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
             "systemctl --user daemon-reload && systemctl --user restart {GATEWAY_UNIT}"
         ));
     }
+    // 5. The pre-harden copy of what changes, first; its index last.
+    let mut all = Vec::new();
+    secrets_dir_steps(&p, &mut all);
+    // A directory the secrets directory's steps create (`~/.config`) is not created twice.
+    steps.retain(|s| match s {
+        Step::CreateDir { path, .. } => !all
+            .iter()
+            .any(|a| matches!(a, Step::CreateDir { path: q, .. } if q == path)),
+        _ => true,
+    });
+    backup::steps(&p, &steps, &mut all)?;
+    plan.steps = all;
     Ok(plan)
+}
+
+/// Moves an env file out of the state directory, or notes that there is none. A different
+/// file already at the destination is never overwritten.
+fn move_env_file(
+    src: &Path,
+    dst: &Path,
+    plan: &mut Plan,
+    steps: &mut Vec<Step>,
+) -> Result<(), OpenclawError> {
+    match (regular_file(src)?, regular_file(dst)?) {
+        (Some((a, _)), Some((b, _))) if a != b => Err(OpenclawError::Conflict {
+            existing: dst.to_path_buf(),
+            source_file: src.to_path_buf(),
+        }),
+        (Some((content, mode)), Some(_)) => {
+            plan.notes.push(format!(
+                "{} is already at {}; removing the identical copy",
+                src.display(),
+                dst.display()
+            ));
+            steps.push(Step::Remove {
+                path: src.to_path_buf(),
+                content,
+                mode,
+            });
+            Ok(())
+        }
+        (Some((_, mode)), None) => {
+            steps.push(Step::Move {
+                from: src.to_path_buf(),
+                to: dst.to_path_buf(),
+                mode: 0o600,
+                mode_before: mode,
+            });
+            Ok(())
+        }
+        (None, Some((_, mode))) if mode & 0o077 != 0 => {
+            steps.push(Step::Chmod {
+                path: dst.to_path_buf(),
+                mode: 0o600,
+                mode_before: mode,
+            });
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A UTF-8 error as a parse error at the first bad byte.
@@ -576,111 +633,107 @@ fn secrets_dir_steps(p: &Paths, steps: &mut Vec<Step>) {
     }
 }
 
-/// Plans `--undo`: the secrets back, the drop-in and the profile removed (when they are still
-/// exactly ours), `openclaw.json` restored from its backup. Refuses when moving the secrets
-/// back would overwrite a different `secrets.env` in the state directory. Changes nothing.
+/// Plans `--undo`: every file harden changed back to its pre-harden bytes and mode (from
+/// harden's own copy), every file it created removed while it still holds what harden wrote,
+/// the copy itself removed. The seccomp profile stays while the restored config still names
+/// it. Without harden's copy nothing is restored (OpenClaw's own `openclaw.json.bak` rotates
+/// on every write and is not a pre-harden copy). Changes nothing.
 pub fn plan_undo(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
     let state = check_state_dir(&opts.state_dir, opts.uid)?;
     let p = Paths::new(&state, &opts.secrets_dir, &opts.home);
     let mut plan = Plan::default();
+    let Some(index) = backup::read_index(&p)? else {
+        plan.notes.push(format!(
+            "no pre-harden copy at {}: nothing to undo",
+            p.pre_harden.display()
+        ));
+        return Ok(plan);
+    };
     let mut removed: Vec<PathBuf> = Vec::new();
-
-    let src = regular_file(&p.secrets_src)?;
-    let dst = regular_file(&p.secrets_dst)?;
-    match (&src, &dst) {
-        (Some((a, _)), Some((b, _))) if a != b => {
-            // Both changed independently: either one would be lost.
-            return Err(OpenclawError::Conflict {
-                existing: p.secrets_src.clone(),
-                source_file: p.secrets_dst.clone(),
-            });
+    let mut restored_config: Option<Vec<u8>> = None;
+    for entry in &index.restore {
+        let content =
+            read(&p.pre_harden.join(&entry.backup))?.ok_or_else(|| OpenclawError::Read {
+                path: p.pre_harden.join(&entry.backup),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })?;
+        if entry.path == p.config {
+            restored_config = Some(content.clone());
         }
-        (Some(_), Some((content, mode))) => {
-            plan.steps.push(Step::Remove {
-                path: p.secrets_dst.clone(),
-                content: content.clone(),
-                mode: *mode,
-            });
-            removed.push(p.secrets_dst.clone());
+        let current = read(&entry.path)?;
+        if current.as_deref() == Some(&content[..]) {
+            continue;
         }
-        (None, Some((_, mode))) => {
-            plan.steps.push(Step::Move {
-                from: p.secrets_dst.clone(),
-                to: p.secrets_src.clone(),
-                mode: 0o600,
-                mode_before: *mode,
-            });
-            removed.push(p.secrets_dst.clone());
+        if entry.path == p.config {
+            let old = String::from_utf8_lossy(current.as_deref().unwrap_or_default());
+            let new = String::from_utf8_lossy(&content);
+            plan.diff = Some(config::diff(&old, &new, "openclaw.json"));
         }
-        (_, None) => {}
+        plan.steps.push(Step::Write {
+            path: entry.path.clone(),
+            content,
+            mode: entry.mode,
+            previous: current.map(|c| (c, mode_of(&entry.path))),
+        });
     }
-    remove_dir_if_emptied(&p.secrets_dir, &removed, &mut plan.steps);
-
-    let dropin = dropin_content(&p.secrets_dst, &opts.home);
-    match read(&p.dropin)? {
-        Some(existing) if existing == dropin.as_bytes() => {
-            plan.steps.push(Step::Remove {
-                path: p.dropin.clone(),
-                content: existing,
-                mode: mode_of(&p.dropin),
-            });
-            remove_dir_if_emptied(
-                &p.dropin_dir,
-                std::slice::from_ref(&p.dropin),
-                &mut plan.steps,
-            );
+    let config_after = match restored_config {
+        Some(c) => Some(c),
+        None => read(&p.config)?,
+    };
+    let profile_named = config_after
+        .is_some_and(|c| String::from_utf8_lossy(&c).contains(&p.profile.display().to_string()));
+    for entry in &index.created {
+        let Some(current) = read(&entry.path)? else {
+            continue;
+        };
+        if index.restore.iter().any(|r| r.path == entry.path) {
+            continue;
         }
-        Some(_) => plan.notes.push(format!(
-            "kept {}: it is no longer the drop-in harden wrote",
-            p.dropin.display()
-        )),
-        None => {}
+        if entry.path == p.profile && profile_named {
+            plan.notes.push(format!(
+                "kept {}: the restored openclaw.json still names it",
+                p.profile.display()
+            ));
+            continue;
+        }
+        if backup::sha256(&current) != entry.sha256 {
+            plan.notes.push(format!(
+                "kept {}: it changed since harden wrote it",
+                entry.path.display()
+            ));
+            continue;
+        }
+        plan.steps.push(Step::Remove {
+            path: entry.path.clone(),
+            mode: mode_of(&entry.path),
+            content: current,
+        });
+        removed.push(entry.path.clone());
     }
-
-    match read(&p.profile)? {
-        Some(existing) if existing == profile_content()?.as_bytes() => {
+    // The copy goes last: until then a failure rolls back to a host that still has it.
+    for entry in &index.restore {
+        let path = p.pre_harden.join(&entry.backup);
+        if let Some(content) = read(&path)? {
             plan.steps.push(Step::Remove {
-                path: p.profile.clone(),
-                content: existing,
-                mode: mode_of(&p.profile),
+                mode: mode_of(&path),
+                path: path.clone(),
+                content,
             });
-            remove_dir_if_emptied(
-                &p.profile_dir,
-                std::slice::from_ref(&p.profile),
-                &mut plan.steps,
-            );
+            removed.push(path);
         }
-        Some(_) => plan.notes.push(format!(
-            "kept {}: it is no longer the profile harden wrote",
-            p.profile.display()
-        )),
-        None => {}
     }
-
-    match read(&p.backup)? {
-        Some(backup) => {
-            let current = read(&p.config)?;
-            if current.as_deref() != Some(&backup[..]) {
-                let old = String::from_utf8_lossy(current.as_deref().unwrap_or_default());
-                let new = String::from_utf8_lossy(&backup);
-                plan.diff = Some(config::diff(&old, &new, "openclaw.json"));
-                plan.steps.push(Step::Write {
-                    path: p.config.clone(),
-                    content: backup.clone(),
-                    mode: mode_of(&p.backup),
-                    previous: current.map(|c| (c, mode_of(&p.config))),
-                });
-            }
-            plan.steps.push(Step::Remove {
-                path: p.backup.clone(),
-                content: backup,
-                mode: mode_of(&p.backup),
-            });
-        }
-        None => plan.notes.push(format!(
-            "no {}: openclaw.json left as it is",
-            p.backup.display()
-        )),
+    if let Some(content) = read(&p.index)? {
+        plan.steps.push(Step::Remove {
+            path: p.index.clone(),
+            mode: mode_of(&p.index),
+            content,
+        });
+        removed.push(p.index.clone());
+    }
+    remove_dir_if_emptied(&p.pre_harden, &removed, &mut plan.steps);
+    removed.push(p.pre_harden.clone());
+    for dir in [&p.dropin_dir, &p.profile_dir, &p.secrets_dir] {
+        remove_dir_if_emptied(dir, &removed, &mut plan.steps);
     }
     if !plan.is_empty() {
         plan.next.push(format!(

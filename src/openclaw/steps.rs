@@ -10,8 +10,9 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// One change to the filesystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change to the filesystem. `Debug` prints [`Step::describe`]: contents are never shown
+/// (the secrets files and the pre-harden copies are among them).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Step {
     /// Create one directory (its parent exists by then) with `mode`.
     CreateDir { path: PathBuf, mode: u32 },
@@ -44,6 +45,12 @@ pub enum Step {
         content: Vec<u8>,
         mode: u32,
     },
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl Step {

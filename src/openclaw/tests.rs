@@ -14,25 +14,43 @@ use super::*;
 
 const SECRETS: &str = "# provider keys\nANTHROPIC_API_KEY=sk-ant-fixture-0123456789\n";
 
-/// `openclaw.json` as a fresh install writes it: the default whole-directory bind, and
-/// unrelated sections in an order that is not alphabetical.
+/// OpenClaw's own env file, as its docs recommend for provider keys.
+const DOTENV: &str = "OPENAI_API_KEY=sk-openai-fixture-98765\nOPENCLAW_LOG_LEVEL=info\n";
+
+/// `openclaw.json` in the shape `openclaw onboard` of 2026.9.6 writes it (plaintext gateway
+/// token and provider key), plus what users add by hand: a channel token, a broad bind in the
+/// defaults and a per-agent override with the whole state directory bound read-write and a
+/// looser pids limit.
 const CONFIG: &str = r#"{
   "meta": {
-    "lastTouchedVersion": "2026.1.29"
+    "lastTouchedVersion": "2026.9.6"
   },
   "gateway": {
     "port": 18789,
     "bind": "loopback",
     "auth": {
       "mode": "token",
-      "token": "gw-fixture-token"
+      "token": "gw-fixture-token-0123456789"
+    }
+  },
+  "models": {
+    "mode": "merge",
+    "providers": {
+      "custom-local": {
+        "baseUrl": "http://127.0.0.1:18999/v1",
+        "api": "openai-completions",
+        "apiKey": "sk-fixture-provider-key-42"
+      }
     }
   },
   "channels": {
     "telegram": {
       "enabled": true,
-      "botToken": "123456:fixture"
+      "botToken": "123456:fixture-telegram-token"
     }
+  },
+  "hooks": {
+    "token": "hooks-fixture-token-777"
   },
   "agents": {
     "defaults": {
@@ -42,8 +60,22 @@ const CONFIG: &str = r#"{
         "docker": {
           "image": "openclaw-sandbox:bookworm-slim",
           "binds": [
-            "~/.openclaw:/home/node/.openclaw:rw"
+            "~/.openclaw:/home/node/.openclaw:rw",
+            "/srv/data:/data:ro"
           ]
+        }
+      }
+    },
+    "entries": {
+      "main": {
+        "name": "main",
+        "sandbox": {
+          "docker": {
+            "binds": [
+              "~/.openclaw:/state:rw"
+            ],
+            "pidsLimit": 4096
+          }
         }
       }
     }
@@ -63,21 +95,14 @@ impl Fx {
         let dir = tempfile::tempdir().unwrap();
         let fx = Fx { dir };
         let oc = fx.state();
-        for d in [
-            "credentials",
-            "matrix",
-            "workspace",
-            "agents",
-            "memory",
-            "cron",
-            "logs",
-            "extensions",
-            "skills",
-        ] {
+        // A freshly onboarded 2026.9 home: no memory/, cron/, logs/, extensions/, skills/.
+        for d in ["agents/main/agent", "state", "workspace", "credentials"] {
             fs::create_dir_all(oc.join(d)).unwrap();
         }
         fs::write(oc.join("credentials/telegram.json"), "{}\n").unwrap();
-        fs::write(oc.join("memory/main.sqlite"), "sqlite").unwrap();
+        fs::write(oc.join("state/openclaw.sqlite"), "sqlite").unwrap();
+        fs::write(oc.join(".env"), DOTENV).unwrap();
+        fs::set_permissions(oc.join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -164,107 +189,168 @@ fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-fn expected_config(home: &Path) -> String {
-    let oc = home.join(".openclaw");
-    let oc = oc.display();
-    format!(
-        r#"{{
-  "meta": {{
-    "lastTouchedVersion": "2026.1.29"
-  }},
-  "gateway": {{
-    "port": 18789,
-    "bind": "loopback",
-    "auth": {{
-      "mode": "token",
-      "token": "gw-fixture-token"
-    }}
-  }},
-  "channels": {{
-    "telegram": {{
-      "enabled": true,
-      "botToken": "123456:fixture"
-    }}
-  }},
-  "agents": {{
-    "defaults": {{
-      "workspace": "~/.openclaw/workspace",
-      "sandbox": {{
-        "mode": "all",
-        "docker": {{
-          "image": "openclaw-sandbox:bookworm-slim",
-          "binds": [
-            "{oc}/workspace:/agent-workspace:rw",
-            "{oc}/agents:{oc}/agents:rw",
-            "{oc}/memory:{oc}/memory:rw",
-            "{oc}/cron:{oc}/cron:rw",
-            "{oc}/logs:{oc}/logs:ro",
-            "{oc}/openclaw.json:{oc}/openclaw.json:ro",
-            "{oc}/extensions:{oc}/extensions:ro",
-            "{oc}/skills:{oc}/skills:ro",
-            "{oc}/media:{oc}/media:rw"
-          ],
-          "pidsLimit": 512,
-          "memory": "8g",
-          "memorySwap": "8g",
-          "cpus": 4,
-          "readOnlyRoot": true,
-          "capDrop": [
-            "ALL"
-          ],
-          "network": "none",
-          "seccompProfile": "{oc}/seccomp/clw-default.json",
-          "dangerouslyAllowExternalBindSources": true
-        }}
-      }}
-    }}
-  }},
-  "cron": {{
-    "enabled": true
-  }}
-}}
-"#
-    )
+fn config_value(fx: &Fx) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(fx.state().join("openclaw.json")).unwrap()).unwrap()
 }
 
 #[test]
-fn harden_moves_the_secrets_writes_the_drop_in_and_patches_the_config() {
+fn harden_moves_every_credential_it_can_reference_and_hardens_every_sandbox_section() {
     let fx = Fx::new();
     let plan = fx.harden();
     assert!(plan.next[0].contains("daemon-reload"));
 
+    // The env files left the state directory, 0600 in a 0700 directory.
     let dst = fx.secrets_dst();
     assert_eq!(fs::read_to_string(&dst).unwrap(), SECRETS);
     assert_eq!(mode(&dst), 0o600);
     assert_eq!(mode(dst.parent().unwrap()), 0o700);
     assert!(!fx.state().join("secrets.env").exists());
-
+    let env_dst = fx.home().join(".config/openclaw-secrets/openclaw.env");
+    assert_eq!(fs::read_to_string(&env_dst).unwrap(), DOTENV);
+    assert_eq!(mode(&env_dst), 0o600);
+    assert!(!fx.state().join(".env").exists());
     assert_eq!(
         fs::read_to_string(fx.dropin()).unwrap(),
-        "[Service]\nEnvironmentFile=%h/.config/openclaw-secrets/secrets.env\n"
+        "[Service]\nEnvironmentFile=-%h/.config/openclaw-secrets/secrets.env\n\
+         EnvironmentFile=-%h/.config/openclaw-secrets/openclaw.env\n"
     );
 
-    let config = fs::read_to_string(fx.state().join("openclaw.json")).unwrap();
-    assert_eq!(config, expected_config(&fx.home()));
+    // Credentials on OpenClaw's SecretRef surface became file references.
+    let v = config_value(&fx);
+    let store_path = fx
+        .home()
+        .join(".config/openclaw-secrets/openclaw-secrets.json");
+    assert_eq!(mode(&store_path), 0o600);
+    let store: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&store_path).unwrap()).unwrap();
+    for (pointer, secret) in [
+        ("/gateway/auth/token", "gw-fixture-token-0123456789"),
+        (
+            "/models/providers/custom-local/apiKey",
+            "sk-fixture-provider-key-42",
+        ),
+        (
+            "/channels/telegram/botToken",
+            "123456:fixture-telegram-token",
+        ),
+    ] {
+        assert_eq!(
+            v.pointer(pointer).unwrap(),
+            &serde_json::json!({"source": "file", "provider": "clw-fortress", "id": pointer})
+        );
+        assert_eq!(store.pointer(pointer).unwrap(), secret);
+    }
     assert_eq!(
-        fs::read_to_string(fx.state().join("openclaw.json.bak")).unwrap(),
-        CONFIG
+        v["secrets"]["providers"]["clw-fortress"],
+        serde_json::json!({"source": "file", "path": store_path.display().to_string(), "mode": "json"})
     );
+    // `hooks.token` cannot be referenced (OpenClaw mints it): kept, and said so.
+    assert_eq!(v["hooks"]["token"], "hooks-fixture-token-777");
+    assert!(plan.notes.iter().any(|n| n.starts_with("kept hooks.token")));
+    let left = inventory::config_secrets(&v);
+    assert_eq!(
+        left.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
+        ["hooks.token"]
+    );
+
+    // The defaults: no bind exposing the state directory, every setting ours.
+    let d = &v["agents"]["defaults"]["sandbox"]["docker"];
+    let oc = fx.state();
+    assert_eq!(d["binds"], serde_json::json!(["/srv/data:/data:ro"]));
+    assert_eq!(d["pidsLimit"], 512);
+    assert_eq!(d["memory"], "8g");
+    assert_eq!(d["memorySwap"], "8g");
+    assert_eq!(d["cpus"], 4);
+    assert_eq!(d["readOnlyRoot"], true);
+    assert_eq!(d["capDrop"], serde_json::json!(["ALL"]));
+    assert_eq!(d["network"], "none");
+    assert_eq!(
+        d["seccompProfile"],
+        oc.join("seccomp/clw-default.json").display().to_string()
+    );
+    assert!(d.get("dangerouslyAllowExternalBindSources").is_none());
+    // The per-agent override: its broad bind removed, its looser limit tightened.
+    let a = &v["agents"]["entries"]["main"]["sandbox"]["docker"];
+    assert_eq!(a["binds"], serde_json::json!([]));
+    assert_eq!(a["pidsLimit"], 512);
+    assert!(a.get("dangerouslyAllowExternalBindSources").is_none());
+    assert!(plan
+        .notes
+        .iter()
+        .any(|n| n.starts_with("removed bind ~/.openclaw:/state:rw from agents.entries.main")));
 
     let profile = fx.state().join("seccomp/clw-default.json");
     assert_eq!(mode(&profile), 0o644);
     crate::seccomp::load_file(&profile).expect("the written profile validates");
-    assert_eq!(mode(&fx.state().join("media")), 0o700);
-    // Denied paths never appear in the binds.
-    for denied in [
-        "credentials",
-        "secrets.env",
-        "matrix",
-        "identity",
-        "devices",
-    ] {
-        assert!(!config.contains(&format!(".openclaw/{denied}")), "{denied}");
-    }
+
+    // harden's own copy holds the originals; OpenClaw's `.bak` is not touched.
+    let copy = fx.home().join(".config/openclaw-secrets/pre-harden");
+    assert_eq!(mode(&copy), 0o700);
+    assert!(!fx.state().join("openclaw.json.bak").exists());
+}
+
+#[test]
+fn a_json5_config_is_read_and_the_lost_comments_are_named() {
+    let fx = Fx::new();
+    let json5 = "// my gateway\n{\n  gateway: {auth: {mode: 'token', token: 'gw-json5-token-0123',},},\n}\n";
+    fs::write(fx.state().join("openclaw.json"), json5).unwrap();
+    let plan = fx.harden();
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("JSON5") && n.contains("comments")),
+        "{:?}",
+        plan.notes
+    );
+    let v = config_value(&fx);
+    assert_eq!(v["gateway"]["auth"]["token"]["provider"], "clw-fortress");
+    execute(&plan_undo(&fx.opts()).unwrap()).unwrap();
+    assert_eq!(
+        fs::read_to_string(fx.state().join("openclaw.json")).unwrap(),
+        json5
+    );
+}
+
+#[test]
+fn undo_never_removes_a_profile_the_restored_config_names() {
+    let fx = Fx::new();
+    let ours = fx.state().join("seccomp/clw-default.json");
+    let config = CONFIG.replace(
+        "\"image\": \"openclaw-sandbox:bookworm-slim\",",
+        &format!(
+            "\"image\": \"openclaw-sandbox:bookworm-slim\",\n          \"seccompProfile\": \"{}\",",
+            ours.display()
+        ),
+    );
+    fs::write(fx.state().join("openclaw.json"), &config).unwrap();
+    fx.harden();
+    assert!(ours.exists());
+    let plan = plan_undo(&fx.opts()).unwrap();
+    execute(&plan).unwrap();
+    assert_eq!(
+        fs::read_to_string(fx.state().join("openclaw.json")).unwrap(),
+        config
+    );
+    assert!(ours.exists(), "the restored config still names it");
+    assert!(plan.notes.iter().any(|n| n.contains("still names it")));
+}
+
+#[test]
+fn undo_ignores_openclaws_rotating_backup() {
+    let fx = Fx::new();
+    fx.harden();
+    // OpenClaw rotates its own backups on every write: by now `.bak` is a hardened copy.
+    let hardened = fs::read(fx.state().join("openclaw.json")).unwrap();
+    fs::write(fx.state().join("openclaw.json.bak"), &hardened).unwrap();
+    execute(&plan_undo(&fx.opts()).unwrap()).unwrap();
+    assert_eq!(
+        fs::read(fx.state().join("openclaw.json")).unwrap(),
+        CONFIG.as_bytes()
+    );
+    assert_eq!(
+        fs::read(fx.state().join("openclaw.json.bak")).unwrap(),
+        hardened
+    );
 }
 
 #[test]
@@ -290,7 +376,7 @@ fn planning_alone_changes_nothing_and_shows_the_diff_with_credentials_masked() {
         "{diff}"
     );
     assert!(
-        diff.contains("-            \"~/.openclaw:/home/node/.openclaw:rw\""),
+        diff.contains("-            \"~/.openclaw:/home/node/.openclaw:rw\","),
         "{diff}"
     );
     assert!(
@@ -305,15 +391,24 @@ fn planning_alone_changes_nothing_and_shows_the_diff_with_credentials_masked() {
         "{described:?}"
     );
     for text in described.iter().chain([&diff]) {
-        assert!(!text.contains("sk-ant-fixture"), "{text}");
-        assert!(!text.contains("gw-fixture-token"), "{text}");
+        for secret in [
+            "sk-ant-fixture",
+            "gw-fixture-token",
+            "sk-fixture-provider-key",
+            "fixture-telegram-token",
+            "hooks-fixture-token",
+            "sk-openai-fixture",
+        ] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 }
 
 #[test]
 fn invalid_json_is_refused_with_its_location_and_never_rewritten() {
     let fx = Fx::new();
-    let bad = "{\n  \"gateway\": {\n    \"port\": 18789,\n  }\n}\n";
+    // JSON5 allows comments and trailing commas, not a bracket that closes nothing.
+    let bad = "{\n  \"gateway\": {\n    \"port\": 18789,\n  ]\n}\n";
     fs::write(fx.state().join("openclaw.json"), bad).unwrap();
     let before = fx.tree();
     let err = plan_harden(&fx.opts()).unwrap_err();
@@ -322,7 +417,7 @@ fn invalid_json_is_refused_with_its_location_and_never_rewritten() {
     let text = err.to_string();
     assert!(
         text.starts_with(&format!(
-            "{}:4:3: not valid JSON",
+            "{}:4:3: not valid JSON5",
             fx.state().join("openclaw.json").display()
         )),
         "{text}"
@@ -372,7 +467,9 @@ fn undo_restores_the_original_config_and_secrets_bytes() {
         fs::read_to_string(fx.state().join("secrets.env")).unwrap(),
         SECRETS
     );
-    assert!(!fx.state().join("openclaw.json.bak").exists());
+    assert_eq!(fs::read_to_string(fx.state().join(".env")).unwrap(), DOTENV);
+    assert_eq!(mode(&fx.state().join(".env")), 0o600);
+    assert_eq!(mode(&fx.state().join("secrets.env")), 0o644);
     assert!(!fx.dropin().exists());
     assert!(!fx.state().join("seccomp").exists());
     assert!(!fx.secrets_dst().parent().unwrap().exists());
@@ -380,15 +477,21 @@ fn undo_restores_the_original_config_and_secrets_bytes() {
 }
 
 #[test]
-fn undo_refuses_when_both_secrets_files_differ() {
+fn undo_keeps_a_file_changed_since_harden_and_says_so() {
     let fx = Fx::new();
     fx.harden();
-    fs::write(fx.state().join("secrets.env"), "RECREATED=1\n").unwrap();
-    let before = fx.tree();
-    let err = plan_undo(&fx.opts()).unwrap_err();
-    assert!(matches!(err, OpenclawError::Conflict { .. }), "{err}");
-    assert_eq!(err.code().exit_status(), 2);
-    assert_eq!(fx.tree(), before);
+    fs::write(fx.secrets_dst(), "ROTATED=1\n").unwrap();
+    let plan = plan_undo(&fx.opts()).unwrap();
+    execute(&plan).unwrap();
+    assert_eq!(fs::read_to_string(fx.secrets_dst()).unwrap(), "ROTATED=1\n");
+    assert_eq!(
+        fs::read_to_string(fx.state().join("secrets.env")).unwrap(),
+        SECRETS
+    );
+    assert!(plan
+        .notes
+        .iter()
+        .any(|n| n.contains("changed since harden")));
 }
 
 #[test]
@@ -433,13 +536,23 @@ fn a_state_directory_of_another_user_is_refused() {
 }
 
 #[test]
-fn the_pristine_backup_is_never_replaced() {
+fn the_pre_harden_copy_is_kept_from_the_first_run() {
     let fx = Fx::new();
-    fs::write(fx.state().join("openclaw.json.bak"), "pristine").unwrap();
+    fx.harden();
+    // A credential added by hand later is moved by the next run; undo still restores the
+    // files as they were before the first harden.
+    let mut v = config_value(&fx);
+    v["gateway"]["remote"] = serde_json::json!({"token": "remote-token-added-later"});
+    fs::write(fx.state().join("openclaw.json"), v.to_string()).unwrap();
     fx.harden();
     assert_eq!(
-        fs::read_to_string(fx.state().join("openclaw.json.bak")).unwrap(),
-        "pristine"
+        config_value(&fx)["gateway"]["remote"]["token"]["provider"],
+        "clw-fortress"
+    );
+    execute(&plan_undo(&fx.opts()).unwrap()).unwrap();
+    assert_eq!(
+        fs::read(fx.state().join("openclaw.json")).unwrap(),
+        CONFIG.as_bytes()
     );
 }
 
@@ -464,6 +577,8 @@ fn the_written_manifest_validates_and_points_at_this_host() {
     };
     let f = manifest::load(&path, &ctx).expect("the written manifest validates");
     assert_eq!(f.secrets_file, Some(fx.secrets_dst()));
+    assert_eq!(f.openclaw_state_dir, Some(fx.state()));
+    assert_eq!(f.backups[0].sources.len(), 2);
     assert_eq!(f.sandboxes[0].name, "openclaw-sbx-main");
     assert_eq!(f.sandboxes[0].image, "openclaw-sandbox:bookworm-slim");
     assert_eq!(f.sandboxes[0].binds[0].source, fx.state().join("workspace"));
@@ -516,6 +631,12 @@ fn a_bind_set_exposing_a_denied_path_is_refused_before_anything_moves() {
     .unwrap();
     let mut opts = fx.opts();
     opts.bind_set = set;
+    opts.manifest = Some(ManifestOptions {
+        path: fx.home().join("fortress.yaml"),
+        name: "openclaw".into(),
+        image: None,
+        socket: None,
+    });
     let before = fx.tree();
     let err = plan_harden(&opts).unwrap_err();
     assert_eq!(err.code(), ErrorCode::BindForbidden, "{err}");

@@ -256,20 +256,41 @@ pub struct Inputs {
 pub fn inputs_for(fortress: &Fortress, host_cpus: i64, uid: u32, options: Options) -> Inputs {
     // A secrets file that cannot be read makes the value scans inconclusive, not the run
     // impossible: the other probes still say something. The error names the file, no value.
-    let secrets = fortress.secrets_file.as_deref().map(|f| {
+    let mut secrets = fortress.secrets_file.as_deref().map(|f| {
         crate::secrets::read(f, uid).map_err(|e| {
             let r = crate::report::ErrorReport::from_error(&e);
             format!("error[{}]: {}", r.code, r.message)
         })
     });
+    let mut deny: Vec<PathBuf> = fortress
+        .bind_sets
+        .iter()
+        .flat_map(|b| b.deny.iter().cloned())
+        .collect();
+    // The OpenClaw home's whole inventory is searched for, not only the secrets file: its
+    // config, env file and credential trees hold the gateway token and the provider keys.
+    if let Some(home) = &fortress.openclaw_state_dir {
+        let extra: Vec<PathBuf> = fortress.secrets_file.iter().cloned().collect();
+        let inventory = crate::openclaw::inventory::collect(home, &extra);
+        if !inventory.problems.is_empty() {
+            tracing::warn!(problems = ?inventory.problems, "parts of the OpenClaw home could not be searched for secrets");
+        }
+        let found = inventory.to_secret_map(home);
+        secrets = Some(match secrets {
+            None => Ok(found),
+            Some(Ok(file)) => Ok(file.merged(found)),
+            Some(Err(e)) => Err(e),
+        });
+        for p in crate::openclaw::inventory::secret_paths(home) {
+            if !deny.contains(&p) {
+                deny.push(p);
+            }
+        }
+    }
     Inputs {
         secrets_file: fortress.secrets_file.clone(),
         secrets,
-        deny: fortress
-            .bind_sets
-            .iter()
-            .flat_map(|b| b.deny.iter().cloned())
-            .collect(),
+        deny,
         host_cpus,
         options,
     }
