@@ -1,6 +1,7 @@
 //! `openclaw harden` through the real binary, then the manifest it wrote applied on the real
-//! engine: the sandbox runs with exactly the binds harden put into `openclaw.json`, and the
-//! secrets, the channel credentials and the crypto store are not visible inside it.
+//! engine: the sandbox runs with exactly the binds of the bind set, and no secret of the
+//! OpenClaw home (config, env files, channel credentials) is visible inside it; `verify`,
+//! searching for the home's whole inventory, passes.
 
 mod common;
 
@@ -14,16 +15,18 @@ use common::*;
 
 const SECRETS: &str = "ANTHROPIC_API_KEY=sk-ant-e2e-0123456789abcdef\n";
 
+const DOTENV: &str = "OPENAI_API_KEY=sk-openai-e2e-0123456789\n";
+
 const CONFIG: &str = r#"{
   "gateway": {
     "port": 18789,
     "auth": {
-      "token": "gw-e2e-token"
+      "token": "gw-e2e-token-0123456789"
     }
   },
   "channels": {
     "telegram": {
-      "botToken": "123:e2e"
+      "botToken": "123:e2e-telegram-token"
     }
   },
   "agents": {
@@ -61,6 +64,7 @@ impl Host {
         fs::write(oc.join("matrix/crypto.db"), "keys").unwrap();
         fs::write(oc.join("logs/gateway.log"), "started\n").unwrap();
         fs::write(oc.join("secrets.env"), SECRETS).unwrap();
+        fs::write(oc.join(".env"), DOTENV).unwrap();
         fs::write(oc.join("openclaw.json"), CONFIG).unwrap();
         host
     }
@@ -194,17 +198,30 @@ fn the_hardened_host_manifest_applies_and_its_sandbox_sees_only_the_granular_bin
     assert_eq!(hc["ReadonlyRootfs"], true);
     assert_eq!(hc["NetworkMode"], "none");
 
-    // The sandbox's mounts are exactly the binds harden wrote into openclaw.json.
+    // openclaw.json: the broad bind gone, the limits set, no credential left in plaintext.
     let config: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(host.state().join("openclaw.json")).unwrap())
             .unwrap();
     let docker_cfg = &config["agents"]["defaults"]["sandbox"]["docker"];
-    let want: BTreeSet<String> = docker_cfg["binds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_str().unwrap().to_string())
-        .collect();
+    assert_eq!(docker_cfg["binds"], serde_json::json!([]));
+    assert_eq!(docker_cfg["pidsLimit"], 64);
+    assert_eq!(docker_cfg["memory"], "64m");
+    assert_eq!(docker_cfg["cpus"], 0.5);
+    assert!(docker_cfg
+        .get("dangerouslyAllowExternalBindSources")
+        .is_none());
+    let text = fs::read_to_string(host.state().join("openclaw.json")).unwrap();
+    for secret in ["gw-e2e-token", "e2e-telegram-token"] {
+        assert!(!text.contains(secret), "{secret} still in openclaw.json");
+    }
+
+    // The sandbox's mounts are exactly the binds of the bind set.
+    let oc = host.state();
+    let want: BTreeSet<String> = [
+        format!("{}:/agent-workspace:rw", oc.join("workspace").display()),
+        format!("{0}:{0}:rw", oc.join("media").display()),
+    ]
+    .into();
     let got: BTreeSet<String> = c["Mounts"]
         .as_array()
         .unwrap()
@@ -220,16 +237,13 @@ fn the_hardened_host_manifest_applies_and_its_sandbox_sees_only_the_granular_bin
         })
         .collect();
     assert_eq!(got, want);
-    assert_eq!(docker_cfg["pidsLimit"], 64);
-    assert_eq!(docker_cfg["memory"], "64m");
-    assert_eq!(docker_cfg["cpus"], 0.5);
 
     // Isolation, probed from inside.
-    let oc = host.state();
     let oc = oc.display();
     for hidden in [
         format!("{oc}/credentials/telegram.json"),
-        format!("{oc}/matrix/crypto.db"),
+        format!("{oc}/openclaw.json"),
+        format!("{oc}/.env"),
         format!("{oc}/secrets.env"),
         host.secrets_file().display().to_string(),
     ] {
@@ -241,26 +255,6 @@ fn the_hardened_host_manifest_applies_and_its_sandbox_sees_only_the_granular_bin
         );
         assert!(!String::from_utf8_lossy(&out.stdout).contains("sk-ant-e2e"));
     }
-    let out = exec(&sandbox, &format!("cat '{oc}/logs/gateway.log'"));
-    assert!(
-        out.status.success(),
-        "logs are readable: {}",
-        describe(&out)
-    );
-    for ro in [format!("{oc}/logs/new"), format!("{oc}/skills/new")] {
-        let out = exec(&sandbox, &format!("touch '{ro}'"));
-        assert!(!out.status.success(), "{ro} is writable");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
-            "{ro}: {}",
-            describe(&out)
-        );
-    }
-    let out = exec(&sandbox, &format!("echo x > '{oc}/openclaw.json'"));
-    assert!(
-        !out.status.success(),
-        "openclaw.json is writable in the sandbox"
-    );
     let out = exec(&sandbox, "touch /agent-workspace/made-inside");
     assert!(
         out.status.success(),
@@ -278,7 +272,14 @@ fn the_hardened_host_manifest_applies_and_its_sandbox_sees_only_the_granular_bin
     for r in &results {
         assert_eq!(r["outcome"], "pass", "{r}");
     }
-    assert!(!text.contains("sk-ant-e2e"), "a secret value in the report");
+    for secret in [
+        "sk-ant-e2e",
+        "gw-e2e-token",
+        "e2e-telegram-token",
+        "sk-openai-e2e",
+    ] {
+        assert!(!text.contains(secret), "a secret value in the report");
+    }
 }
 
 fn oc_path(host: &Host, rel: &str) -> PathBuf {
@@ -296,7 +297,14 @@ fn dry_run_through_the_binary_prints_the_moves_and_diff_and_changes_nothing() {
     assert!(stdout.contains("--- a/openclaw.json"), "{stdout}");
     assert!(stdout.contains("move "), "{stdout}");
     assert!(stdout.contains("dry run: nothing was changed"), "{stdout}");
-    assert!(!stdout.contains("sk-ant-e2e") && !stdout.contains("gw-e2e-token"));
+    for secret in [
+        "sk-ant-e2e",
+        "gw-e2e-token",
+        "e2e-telegram-token",
+        "sk-openai-e2e",
+    ] {
+        assert!(!stdout.contains(secret), "{stdout}");
+    }
     assert_eq!(host.tree(), before);
 }
 
@@ -321,14 +329,19 @@ fn a_second_run_reports_already_hardened_and_changes_nothing() {
 fn invalid_json_exits_two_with_its_location_and_nothing_changes() {
     require_engine();
     let host = Host::new();
-    fs::write(host.state().join("openclaw.json"), "{\n  \"a\": 1,\n}\n").unwrap();
+    // JSON5 (what OpenClaw reads) allows a trailing comma, not a bracket that closes nothing.
+    fs::write(
+        host.state().join("openclaw.json"),
+        "{\n  \"a\": 1,\n  ]\n}\n",
+    )
+    .unwrap();
     let before = host.tree();
     let out = host.harden(&[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.starts_with(&format!(
-            "error[clw-config-invalid]: {}:3:1: not valid JSON",
+            "error[clw-config-invalid]: {}:3:3: not valid JSON5",
             host.state().join("openclaw.json").display()
         )),
         "{stderr}"
@@ -351,5 +364,10 @@ fn undo_through_the_binary_restores_the_original_bytes() {
         fs::read_to_string(host.state().join("secrets.env")).unwrap(),
         SECRETS
     );
+    assert_eq!(
+        fs::read_to_string(host.state().join(".env")).unwrap(),
+        DOTENV
+    );
     assert!(!host.secrets_file().exists());
+    assert!(!host.secrets_file().parent().unwrap().exists());
 }
