@@ -199,8 +199,20 @@ pub async fn execute<E: Engine>(
     }
     for action in &plan.actions {
         let result = run_action(engine, action, desired).await;
+        if let Ok((_, Some(id))) = &result {
+            let d = find(desired, action.target());
+            let fortress = d
+                .request
+                .labels
+                .get(LABEL_FORTRESS)
+                .cloned()
+                .unwrap_or_default();
+            if let Err(e) = state.record_created(&fortress, &d.sandbox, id) {
+                tracing::warn!(target = action.target(), error = %crate::report::chain(&e), "the created container could not be recorded; exec will refuse it until it is recreated");
+            }
+        }
         let (ok, error, detail) = match &result {
-            Ok(detail) => (true, None, detail.clone()),
+            Ok((detail, _)) => (true, None, detail.clone()),
             Err(e) => (false, Some(Failure::of(e)), crate::report::chain(e)),
         };
         match &result {
@@ -232,15 +244,16 @@ fn find<'a>(desired: &'a [Desired], sandbox: &str) -> &'a Desired {
         .expect("the planner only names declared sandboxes")
 }
 
+/// Performs one action: its audit detail, and the id of the container it created, if any.
 async fn run_action<E: Engine>(
     engine: &E,
     action: &Action,
     desired: &[Desired],
-) -> Result<String, ActionError> {
+) -> Result<(String, Option<String>), ActionError> {
     match action {
         Action::Create { sandbox } => {
             let id = create_and_start(engine, find(desired, sandbox)).await?;
-            Ok(format!("id {}", short(&id)))
+            Ok((format!("id {}", short(&id)), Some(id)))
         }
         Action::Recreate {
             sandbox,
@@ -249,11 +262,14 @@ async fn run_action<E: Engine>(
         } => {
             engine.remove(id).await?;
             let new = create_and_start(engine, find(desired, sandbox)).await?;
-            Ok(format!("{reason}; id {} -> {}", short(id), short(&new)))
+            Ok((
+                format!("{reason}; id {} -> {}", short(id), short(&new)),
+                Some(new),
+            ))
         }
         Action::Start { id, .. } => {
             engine.start(id).await?;
-            Ok(String::new())
+            Ok((String::new(), None))
         }
         Action::UpdateLimits {
             sandbox,
@@ -263,11 +279,11 @@ async fn run_action<E: Engine>(
             engine
                 .update_resources(id, &find(desired, sandbox).request.resources)
                 .await?;
-            Ok(crate::plan::describe_changes(changes))
+            Ok((crate::plan::describe_changes(changes), None))
         }
         Action::Remove { id, .. } => {
             engine.remove(id).await?;
-            Ok(String::new())
+            Ok((String::new(), None))
         }
     }
 }

@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use crate::engine::{Engine, EngineError, ExecOutput, ExecRequest};
 use crate::error::{Coded, ErrorCode};
 use crate::manifest::Fortress;
+use crate::ownership::Ownership;
 use crate::secrets::{self, SecretsError};
 use crate::state::State;
 
@@ -21,6 +22,14 @@ pub enum ExecError {
     Missing(String),
     #[error("sandbox {0} is not running")]
     NotRunning(String),
+    #[error("container {name} ({id}) is not a sandbox this fortress created: {why}; nothing was run and no secret was read")]
+    NotOwned {
+        name: String,
+        id: String,
+        why: String,
+    },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("sandbox {sandbox} declares secretEnv but the manifest has no secrets file")]
     NoSecretsFile { sandbox: String },
     #[error("secret {key} named by sandbox {sandbox} is not in the secrets file")]
@@ -38,6 +47,8 @@ impl Coded for ExecError {
             | ExecError::NoSecretsFile { .. }
             | ExecError::MissingSecret { .. } => ErrorCode::ConfigInvalid,
             ExecError::Missing(_) | ExecError::NotRunning(_) => ErrorCode::SandboxFailure,
+            ExecError::NotOwned { .. } => ErrorCode::IsolationBreach,
+            ExecError::State(e) => e.code(),
             ExecError::Secrets(e) => e.code(),
             ExecError::Engine(e) => e.code(),
         }
@@ -47,6 +58,11 @@ impl Coded for ExecError {
             ExecError::Missing(_) | ExecError::NotRunning(_) => {
                 Some("run `clw-fortress apply` to create and start it".into())
             }
+            ExecError::NotOwned { .. } => Some(
+                "inspect it (`docker inspect`), remove it if you did not create it, then \
+                 `clw-fortress apply` creates the real sandbox"
+                    .into(),
+            ),
             ExecError::Secrets(e) => e.hint(),
             ExecError::Engine(e) => e.hint(),
             _ => None,
@@ -75,6 +91,44 @@ pub async fn run<E: Engine>(
         .inspect(sandbox)
         .await?
         .ok_or_else(|| ExecError::Missing(sandbox.into()))?;
+    // Only a container this fortress created gets a command, let alone a secret: a container
+    // of the same name with copied labels is someone else's (crate::ownership).
+    let id = inspected.id.clone().unwrap_or_default();
+    let labels = inspected
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let recorded = match state {
+        Some(s) => s.created_sandbox(&fortress.name, &id)?,
+        None => None,
+    };
+    let not_owned = |why: String| ExecError::NotOwned {
+        name: sandbox.into(),
+        id: id.chars().take(12).collect(),
+        why,
+    };
+    match crate::ownership::classify(&fortress.name, &labels, recorded.as_deref()) {
+        Ownership::Owned { sandbox: s } if s == sandbox => {}
+        Ownership::Owned { sandbox: s } => {
+            return Err(not_owned(format!("it was created for sandbox {s}")))
+        }
+        Ownership::Unrecorded { .. } => {
+            return Err(not_owned(
+                "its labels name this fortress, but the state database has no record of \
+                 creating it (forged labels, or created before records were kept)"
+                    .into(),
+            ))
+        }
+        Ownership::Mismatch { labelled, recorded } => {
+            return Err(not_owned(format!(
+                "labelled {labelled} but recorded as {recorded}"
+            )))
+        }
+        Ownership::Foreign => {
+            return Err(not_owned("it does not carry this fortress's labels".into()))
+        }
+    }
     if inspected.state.and_then(|s| s.running) != Some(true) {
         return Err(ExecError::NotRunning(sandbox.into()));
     }

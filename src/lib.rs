@@ -15,6 +15,7 @@ pub mod host;
 pub mod limits;
 pub mod manifest;
 pub mod openclaw;
+pub mod ownership;
 pub mod plan;
 pub mod report;
 pub mod seccomp;

@@ -134,6 +134,16 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX backup_snapshot_source ON backup_snapshot(source, created_ms);",
         ),
+        // ownership: the id of every container this fortress created. Labels can be forged by
+        // anyone with engine access; this record cannot (crate::ownership).
+        M::up(
+            "CREATE TABLE created_container (
+            container_id TEXT PRIMARY KEY,
+            fortress     TEXT NOT NULL,
+            sandbox      TEXT NOT NULL,
+            created_ms   INTEGER NOT NULL
+        );",
+        ),
     ])
 }
 
@@ -307,6 +317,42 @@ impl State {
                 detail: result,
             })
         }
+    }
+
+    /// Records that this fortress created container `id` for `sandbox`.
+    pub fn record_created(
+        &self,
+        fortress: &str,
+        sandbox: &str,
+        id: &str,
+    ) -> Result<(), StateError> {
+        self.connection()
+            .execute(
+                "INSERT OR REPLACE INTO created_container (container_id, fortress, sandbox, created_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id, fortress, sandbox, now_ms()],
+            )
+            .map_err(|source| StateError::Query {
+                op: "insert created_container",
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// The sandbox this fortress created container `id` for, if it did.
+    pub fn created_sandbox(&self, fortress: &str, id: &str) -> Result<Option<String>, StateError> {
+        use rusqlite::OptionalExtension;
+        self.connection()
+            .query_row(
+                "SELECT sandbox FROM created_container WHERE container_id = ?1 AND fortress = ?2",
+                params![id, fortress],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|source| StateError::Query {
+                op: "select created_container",
+                source,
+            })
     }
 
     /// Records one action. `detail` must not contain a secret value.

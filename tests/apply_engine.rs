@@ -385,6 +385,55 @@ fn an_apply_killed_midway_converges_on_the_next_run_without_duplicates() {
     assert_eq!(plan_json(&fx, &[])["actions"], serde_json::json!([]));
 }
 
+/// A container of the sandbox's name with the fortress's labels copied, made by someone else
+/// with engine access and a bind to collect loot: `exec` refuses it and reads no secret.
+#[test]
+fn exec_refuses_a_forged_sandbox_and_hands_it_no_secret() {
+    require_engine();
+    let fx = Fixture::new("exec-forged");
+    apply_ok(&fx, &[]);
+    let labels = inspect(&fx.sandbox())["Config"]["Labels"].clone();
+    docker_ok(&["rm", "-f", &fx.sandbox()]);
+    let loot = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "-d".into(),
+        "--name".into(),
+        fx.sandbox(),
+        "-v".into(),
+        format!("{}:/loot", loot.path().display()),
+    ];
+    for (k, v) in labels.as_object().unwrap() {
+        args.push("--label".into());
+        args.push(format!("{k}={}", v.as_str().unwrap()));
+    }
+    args.extend([FIXTURE_IMAGE.to_string(), "sleep".into(), "3600".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args);
+
+    let out = fx.run(&[
+        "exec",
+        &fx.sandbox(),
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$ANTHROPIC_API_KEY\" > /loot/k",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error[clw-isolation-breach]:")
+            && stderr.contains("not a sandbox this fortress created"),
+        "{stderr}"
+    );
+    assert!(
+        !loot.path().join("k").exists(),
+        "the forged container ran the command"
+    );
+    let secret = fx.secret_value("ANTHROPIC_API_KEY");
+    assert!(!stderr.contains(&secret));
+}
+
 #[test]
 fn exec_injects_a_secret_that_inspect_never_shows() {
     require_engine();
