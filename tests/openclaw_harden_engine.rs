@@ -371,3 +371,35 @@ fn undo_through_the_binary_restores_the_original_bytes() {
     assert!(!host.secrets_file().exists());
     assert!(!host.secrets_file().parent().unwrap().exists());
 }
+
+#[test]
+fn a_bad_bind_set_lists_every_problem_and_nothing_changes() {
+    require_engine();
+    let host = Host::new();
+    let set = host.home().join("bad.yaml");
+    fs::write(
+        &set,
+        "apiVersion: clw-fortress/v1\nkind: BindSet\nmetadata: {name: x}\n\
+         binds:\n  - {source: nope, mode: rw}\n  - {source: /etc, mode: ro}\n",
+    )
+    .unwrap();
+    let manifest = host.home().join("fortress.yaml");
+    let before = host.tree();
+    let out = host.run(&[
+        "openclaw",
+        "harden",
+        "--bind-set",
+        set.to_str().unwrap(),
+        "--write-manifest",
+        manifest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    assert!(stderr.contains("binds[0].source = \"nope\""), "{stderr}");
+    assert!(
+        stderr.contains("[clw-bind-forbidden]") && stderr.contains("binds[1].source = \"/etc\""),
+        "{stderr}"
+    );
+    assert_eq!(host.tree(), before);
+}

@@ -133,7 +133,15 @@ pub fn run(cli: &Cli, command: &OpenclawCommand) -> CmdResult {
     } else {
         openclaw::plan_harden(&opts)
     }
-    .map_err(|e| super::report_of(&e))?;
+    .map_err(|e| match &e {
+        // Every problem of the bind set is listed, as `validate` lists a manifest's.
+        openclaw::OpenclawError::BindSet(m) => {
+            let mut r = super::manifest_report(m);
+            r.message = format!("bind set: {}", r.message);
+            r
+        }
+        _ => super::report_of(&e),
+    })?;
     if !a.dry_run && !plan.is_empty() {
         openclaw::execute(&plan).map_err(|e| super::report_of(&e))?;
     }
