@@ -71,6 +71,7 @@ pub async fn observe<E: Engine>(
     engine: &E,
     fortress: &str,
     desired: &[Desired],
+    state: Option<&State>,
 ) -> Result<Vec<Observed>, EngineError> {
     let names: BTreeSet<&str> = desired.iter().map(|d| d.sandbox.as_str()).collect();
     let mut out = Vec::new();
@@ -83,11 +84,20 @@ pub async fn observe<E: Engine>(
         let Some(i) = engine.inspect(&c.id).await? else {
             continue;
         };
+        let security = engine.security_view(&i);
+        let recorded = match (state, c.labels.get(spec::LABEL_SANDBOX)) {
+            (Some(s), Some(sandbox)) => {
+                s.created_sandbox(fortress, &c.id).ok().flatten().as_ref() == Some(sandbox)
+            }
+            _ => false,
+        };
         let hc = i.host_config.unwrap_or_default();
         out.push(Observed {
             id: c.id,
             name: c.name,
             labels: c.labels,
+            recorded,
+            security: Some(security),
             running: i.state.and_then(|s| s.running).unwrap_or(false),
             resources: Resources {
                 memory: hc.memory,
@@ -378,8 +388,14 @@ mod tests {
         let engine = FakeEngine::default();
         engine.fail_start("a");
         let d = vec![desired("a")];
-        let p = plan("f", &d, &observe(&engine, "f", &d).await.unwrap(), false);
-        let r = execute(&engine, &p, &d, &State::in_memory(), "test").await;
+        let state = State::in_memory();
+        let p = plan(
+            "f",
+            &d,
+            &observe(&engine, "f", &d, Some(&state)).await.unwrap(),
+            false,
+        );
+        let r = execute(&engine, &p, &d, &state, "test").await;
         assert_eq!(r.failed(), 1);
         assert!(engine.containers().is_empty(), "nothing half-made stays");
         let calls = engine.calls();
@@ -391,12 +407,22 @@ mod tests {
         let engine = FakeEngine::default();
         let d = vec![desired("a"), desired("b")];
         let state = State::in_memory();
-        let p = plan("f", &d, &observe(&engine, "f", &d).await.unwrap(), false);
+        let p = plan(
+            "f",
+            &d,
+            &observe(&engine, "f", &d, Some(&state)).await.unwrap(),
+            false,
+        );
         assert_eq!(
             execute(&engine, &p, &d, &state, "test").await.succeeded(),
             2
         );
-        let p2 = plan("f", &d, &observe(&engine, "f", &d).await.unwrap(), false);
+        let p2 = plan(
+            "f",
+            &d,
+            &observe(&engine, "f", &d, Some(&state)).await.unwrap(),
+            false,
+        );
         assert!(p2.is_noop(), "{p2:?}");
         assert_eq!(p2.unchanged.len(), 2);
         assert_eq!(state.recent_audit(None, 10).unwrap().len(), 2);
@@ -407,8 +433,14 @@ mod tests {
         let engine = FakeEngine::default();
         engine.fail_create("a");
         let d = vec![desired("a"), desired("b")];
-        let p = plan("f", &d, &observe(&engine, "f", &d).await.unwrap(), false);
-        let r = execute(&engine, &p, &d, &State::in_memory(), "test").await;
+        let state = State::in_memory();
+        let p = plan(
+            "f",
+            &d,
+            &observe(&engine, "f", &d, Some(&state)).await.unwrap(),
+            false,
+        );
+        let r = execute(&engine, &p, &d, &state, "test").await;
         assert_eq!((r.succeeded(), r.failed()), (1, 1));
         assert_eq!(engine.containers(), vec!["b".to_string()]);
     }

@@ -20,6 +20,11 @@ pub struct Observed {
     pub labels: BTreeMap<String, String>,
     pub running: bool,
     pub resources: Resources,
+    /// The state database records that this fortress created this container for the sandbox
+    /// its labels name (crate::ownership): labels alone can be copied.
+    pub recorded: bool,
+    /// What the engine says the container runs with; `None` when not inspected.
+    pub security: Option<crate::engine::security::SecurityView>,
 }
 
 impl Observed {
@@ -131,6 +136,9 @@ pub struct Plan {
     pub conflicts: Vec<Conflict>,
     /// Managed containers of this fortress no longer declared (removed only with `--prune`).
     pub orphans: Vec<String>,
+    /// Undeclared containers labelled as this fortress's that it has no record of creating:
+    /// someone else's, never removed.
+    pub unrecorded: Vec<String>,
 }
 
 impl Plan {
@@ -193,6 +201,15 @@ pub fn plan(fortress: &str, desired: &[Desired], observed: &[Observed], prune: b
             });
             continue;
         }
+        if !o.recorded {
+            out.actions.push(Action::Recreate {
+                sandbox: d.sandbox.clone(),
+                id: o.id.clone(),
+                reason: "not recorded as created by this fortress (its labels may be copied)"
+                    .into(),
+            });
+            continue;
+        }
         let hash = o.labels.get(LABEL_SPEC_HASH).map(String::as_str);
         if hash != Some(d.spec_hash.as_str()) {
             out.actions.push(Action::Recreate {
@@ -203,6 +220,19 @@ pub fn plan(fortress: &str, desired: &[Desired], observed: &[Observed], prune: b
                     short(hash.unwrap_or("none")),
                     short(&d.spec_hash)
                 ),
+            });
+            continue;
+        }
+        let drift = o
+            .security
+            .as_ref()
+            .map(|s| crate::engine::security::drift(&d.request, s))
+            .unwrap_or_default();
+        if !drift.is_empty() {
+            out.actions.push(Action::Recreate {
+                sandbox: d.sandbox.clone(),
+                id: o.id.clone(),
+                reason: format!("security drift: {}", drift.join("; ")),
             });
             continue;
         }
@@ -230,6 +260,11 @@ pub fn plan(fortress: &str, desired: &[Desired], observed: &[Observed], prune: b
 
     for o in observed {
         if o.is_managed_by(fortress) && !declared.contains(o.name.as_str()) {
+            if !o.recorded {
+                // Labels anyone can copy do not make a container ours to remove.
+                out.unrecorded.push(o.name.clone());
+                continue;
+            }
             if prune {
                 out.actions.push(Action::Remove {
                     name: o.name.clone(),
@@ -259,7 +294,43 @@ mod tests {
             labels: d.request.labels.clone(),
             running,
             resources: d.request.resources,
+            recorded: true,
+            security: None,
         }
+    }
+
+    #[test]
+    fn labels_without_a_record_and_security_drift_are_never_ok() {
+        let a = desired_of("f", &sandbox("a"), None);
+        let mut forged = observed_from(&a, true);
+        forged.recorded = false;
+        let p = plan("f", std::slice::from_ref(&a), &[forged.clone()], false);
+        assert!(
+            matches!(&p.actions[..], [Action::Recreate { reason, .. }] if reason.contains("not recorded")),
+            "{p:?}"
+        );
+        // A forged orphan is not ours to prune.
+        let mut gone = observed_from(&desired_of("f", &sandbox("gone"), None), true);
+        gone.recorded = false;
+        let p = plan(
+            "f",
+            std::slice::from_ref(&a),
+            &[observed_from(&a, true), gone],
+            true,
+        );
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert_eq!(p.unrecorded, ["gone"], "{p:?}");
+        // A weakened container with the right labels and record is recreated.
+        let mut weak = observed_from(&a, true);
+        weak.security = Some(crate::engine::security::SecurityView {
+            privileged: true,
+            ..Default::default()
+        });
+        let p = plan("f", std::slice::from_ref(&a), &[weak], false);
+        assert!(
+            matches!(&p.actions[..], [Action::Recreate { reason, .. }] if reason.starts_with("security drift: privileged")),
+            "{p:?}"
+        );
     }
 
     #[test]

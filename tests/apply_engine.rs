@@ -385,24 +385,13 @@ fn an_apply_killed_midway_converges_on_the_next_run_without_duplicates() {
     assert_eq!(plan_json(&fx, &[])["actions"], serde_json::json!([]));
 }
 
-/// A container of the sandbox's name with the fortress's labels copied, made by someone else
-/// with engine access and a bind to collect loot: `exec` refuses it and reads no secret.
-#[test]
-fn exec_refuses_a_forged_sandbox_and_hands_it_no_secret() {
-    require_engine();
-    let fx = Fixture::new("exec-forged");
-    apply_ok(&fx, &[]);
-    let labels = inspect(&fx.sandbox())["Config"]["Labels"].clone();
-    docker_ok(&["rm", "-f", &fx.sandbox()]);
-    let loot = tempfile::tempdir().unwrap();
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "-d".into(),
-        "--name".into(),
-        fx.sandbox(),
-        "-v".into(),
-        format!("{}:/loot", loot.path().display()),
-    ];
+/// Replaces container `copy_of` by one named `name` that carries its labels, made by someone
+/// with engine access, with `extra` `docker run` arguments.
+fn forge(copy_of: &str, name: &str, extra: &[&str]) {
+    let labels = inspect(copy_of)["Config"]["Labels"].clone();
+    docker_ok(&["rm", "-f", copy_of]);
+    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     for (k, v) in labels.as_object().unwrap() {
         args.push("--label".into());
         args.push(format!("{k}={}", v.as_str().unwrap()));
@@ -410,6 +399,79 @@ fn exec_refuses_a_forged_sandbox_and_hands_it_no_secret() {
     args.extend([FIXTURE_IMAGE.to_string(), "sleep".into(), "3600".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     docker_ok(&args);
+}
+
+/// Finding 5 of the integrity review: a container recreated with the fortress's labels but a
+/// weaker configuration is never `= ok`: apply replaces it; `--prune` never removes a
+/// container that merely carries the labels.
+#[test]
+fn a_weakened_copy_with_the_right_labels_is_replaced_and_a_forged_orphan_is_not_pruned() {
+    require_engine();
+    let fx = Fixture::new("forged");
+    apply_ok(&fx, &[]);
+    forge(
+        &fx.sandbox(),
+        &fx.sandbox(),
+        &[
+            "--cap-add",
+            "SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+        ],
+    );
+    let p = plan_json(&fx, &[]);
+    assert_eq!(p["actions"][0]["action"], "recreate", "{p}");
+    assert!(
+        p["actions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not recorded as created by this fortress"),
+        "{p}"
+    );
+    apply_ok(&fx, &[]);
+    let hc = inspect(&fx.sandbox())["HostConfig"].clone();
+    assert!(
+        hc["CapAdd"].as_array().is_none_or(|a| a.is_empty()),
+        "{}",
+        hc["CapAdd"]
+    );
+    assert_eq!(plan_json(&fx, &[])["actions"], serde_json::json!([]));
+
+    // A forged container of an undeclared sandbox name is left alone by --prune.
+    let orphan = format!("{}-orphan", fx.name());
+    let mut guard = ContainerGuard::new();
+    guard.track(&orphan);
+    let labels = inspect(&fx.sandbox())["Config"]["Labels"].clone();
+    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), orphan.clone()];
+    for (k, v) in labels.as_object().unwrap() {
+        let v = if k == "clw-fortress.sandbox" {
+            orphan.as_str()
+        } else {
+            v.as_str().unwrap()
+        };
+        args.push("--label".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend([FIXTURE_IMAGE.to_string(), "sleep".into(), "3600".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args);
+    let p = plan_json(&fx, &["--prune"]);
+    assert_eq!(p["actions"], serde_json::json!([]), "{p}");
+    assert_eq!(p["unrecorded"], serde_json::json!([orphan]), "{p}");
+    apply_ok(&fx, &["--prune"]);
+    assert!(container_exists(&orphan));
+}
+
+/// A container of the sandbox's name with the fortress's labels copied, made by someone else
+/// with engine access and a bind to collect loot: `exec` refuses it and reads no secret.
+#[test]
+fn exec_refuses_a_forged_sandbox_and_hands_it_no_secret() {
+    require_engine();
+    let fx = Fixture::new("exec-forged");
+    apply_ok(&fx, &[]);
+    let loot = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/loot", loot.path().display());
+    forge(&fx.sandbox(), &fx.sandbox(), &["-v", &bind]);
 
     let out = fx.run(&[
         "exec",

@@ -30,7 +30,8 @@ async fn plan_for(
     for c in crate::spec::clamp_cpus(&mut desired, info.ncpu) {
         tracing::warn!("cpus above the engine host's count, clamped: {c}");
     }
-    let observed = apply::observe(&engine, &fortress.name, &desired)
+    let state = cli.open_state(&fortress).ok();
+    let observed = apply::observe(&engine, &fortress.name, &desired, state.as_ref())
         .await
         .map_err(|e| super::report_of(&e))?;
     let p = plan::plan(&fortress.name, &desired, &observed, prune);
@@ -56,6 +57,7 @@ pub async fn apply(cli: &Cli, prune: bool) -> CmdResult {
             "report": report,
             "unchanged": p.unchanged,
             "orphans": p.orphans,
+            "unrecorded": p.unrecorded,
         })),
         Output::Text => print!("{}", render_report(&fortress.name, &p, &report)),
     }
@@ -137,6 +139,11 @@ pub fn render_plan(fortress: &str, socket: &str, p: &Plan) -> String {
             "  ? orphan    {o} (managed, no longer declared; `apply --prune` removes it)\n"
         ));
     }
+    for o in &p.unrecorded {
+        out.push_str(&format!(
+            "  ! foreign   {o} (labelled as this fortress's, but never created by it: left alone)\n"
+        ));
+    }
     let count = |v: &str| p.actions.iter().filter(|a| a.verb() == v).count();
     out.push_str(&format!(
         "{} to create, {} to update in place, {} to recreate, {} to start, {} to remove, {} unchanged, {} conflict(s)\n",
@@ -185,6 +192,11 @@ fn render_report(fortress: &str, p: &Plan, r: &Report) -> String {
     for o in &p.orphans {
         out.push_str(&format!(
             "  ? orphan    {o} (managed, no longer declared; `apply --prune` removes it)\n"
+        ));
+    }
+    for o in &p.unrecorded {
+        out.push_str(&format!(
+            "  ! foreign   {o} (labelled as this fortress's, but never created by it: left alone)\n"
         ));
     }
     out.push_str(&format!(

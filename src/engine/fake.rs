@@ -121,8 +121,24 @@ impl Engine for FakeEngine {
             name: Some(format!("/{}", c.req.name)),
             config: Some(bollard::models::ContainerConfig {
                 labels: Some(c.req.labels.clone().into_iter().collect()),
+                user: Some(c.req.user.clone()),
                 ..Default::default()
             }),
+            // What an engine reports for the request: its binds as mounts, its security
+            // options, and the engine's default masked and read-only paths.
+            mounts: Some(
+                c.req
+                    .binds
+                    .iter()
+                    .map(|b| bollard::models::MountPoint {
+                        typ: Some("bind".to_string()),
+                        source: Some(b.source.clone()),
+                        destination: Some(b.target.clone()),
+                        rw: Some(!b.read_only),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             state: Some(ContainerState {
                 running: Some(c.running),
                 status: Some(if c.running {
@@ -137,6 +153,20 @@ impl Engine for FakeEngine {
                 memory_swap: c.resources.memory_swap,
                 nano_cpus: c.resources.nano_cpus,
                 pids_limit: c.resources.pids_limit,
+                cap_add: Some(c.req.cap_add.clone()),
+                cap_drop: Some(c.req.cap_drop.clone()),
+                network_mode: Some(c.req.network_mode.clone()),
+                readonly_rootfs: Some(c.req.read_only_root),
+                masked_paths: Some(vec!["/proc/kcore".into()]),
+                readonly_paths: Some(vec!["/proc/sys".into()]),
+                security_opt: Some(
+                    c.req
+                        .no_new_privileges
+                        .then(|| "no-new-privileges:true".to_string())
+                        .into_iter()
+                        .chain(c.req.seccomp_profile.iter().map(|p| format!("seccomp={p}")))
+                        .collect(),
+                ),
                 ..Default::default()
             }),
             ..Default::default()

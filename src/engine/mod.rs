@@ -8,6 +8,7 @@
 pub mod docker;
 pub mod failure;
 pub mod podman;
+pub mod security;
 pub mod socket;
 
 #[cfg(test)]
@@ -265,6 +266,11 @@ pub trait Engine: Send + Sync {
         &self,
         id_or_name: &str,
     ) -> impl Future<Output = EngineResult<Option<ContainerInspectResponse>>> + Send;
+    /// The security view of an inspected container (security::SecurityView); a profile the
+    /// engine holds by path is read through this adapter, bounded.
+    fn security_view(&self, inspected: &ContainerInspectResponse) -> security::SecurityView {
+        security::SecurityView::from_inspect(inspected, security::read_profile)
+    }
     /// Creates (does not start) a container; returns its id.
     fn create(&self, req: &CreateRequest) -> impl Future<Output = EngineResult<String>> + Send;
     fn start(&self, id: &str) -> impl Future<Output = EngineResult<()>> + Send;
