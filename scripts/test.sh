@@ -19,6 +19,16 @@ podman_socket=$(scripts/podman-up.sh)
 step "fixture images (docker and podman)"
 CLW_PODMAN_FIXTURES=1 scripts/build-fixtures.sh
 
+step "OpenClaw gateway (tests/openclaw_real_engine.rs runs the real package)"
+# Pinned Node 24 and openclaw from npm, cached under target/openclaw-cache; the test fails
+# without them under CLW_TEST_REQUIRE_ENGINE=1.
+openclaw_env=$(scripts/openclaw-up.sh)
+while IFS='=' read -r key value; do
+    case "$key" in
+    CLW_NODE_DIR | CLW_OPENCLAW_BIN) export "$key=$value" ;;
+    esac
+done <<<"$openclaw_env"
+
 step "systemd-analyze (tests/systemd_units.rs verifies the unit files with it)"
 # Works without a running systemd; Debian's systemd package ships it.
 if ! command -v systemd-analyze >/dev/null 2>&1; then

@@ -1116,7 +1116,10 @@ adopt:
     );
     let c = host.sandbox();
     assert_eq!(c["State"]["Running"], true, "{}", c["Name"]);
-    assert_ne!(c["Id"], hardened["Id"], "OpenClaw made a new sandbox after undo");
+    assert_ne!(
+        c["Id"], hardened["Id"],
+        "OpenClaw made a new sandbox after undo"
+    );
     phase("c: undo and turn", t);
     phase("total", total);
 }

@@ -282,7 +282,8 @@ mod tests {
 
     #[test]
     fn each_weakening_is_drift() {
-        let cases: Vec<(&str, fn(&mut SecurityView))> = vec![
+        type Weaken = fn(&mut SecurityView);
+        let cases: Vec<(&str, Weaken)> = vec![
             ("privileged", |s| s.privileged = true),
             ("added capabilities", |s| {
                 s.cap_add.insert("SYS_ADMIN".into());
