@@ -858,6 +858,14 @@ fn the_real_gateway_leaks_before_harden_and_not_after_and_undo_restores_it() {
     // The install: onboarded non-interactively against the fake model, then the sandbox on.
     let t = Instant::now();
     let base_url = host.model.base_url();
+    // A free port, not the default 18789: `agent --local` asks a gateway on it to resolve
+    // secrets first, and a real gateway on this machine must not be the one answering.
+    let gateway_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
     host.openclaw_ok(
         &[
             "onboard",
@@ -885,7 +893,7 @@ fn the_real_gateway_leaks_before_harden_and_not_after_and_undo_restores_it() {
             "--gateway-bind",
             "loopback",
             "--gateway-port",
-            "18789",
+            &gateway_port,
             "--gateway-auth",
             "token",
             "--gateway-token",
@@ -1036,7 +1044,10 @@ adopt:
                 })
             && harden_text.contains("dangerouslyAllowExternalBindSources is on")
     };
-    eprintln!("openclaw_real_engine: security audit warn/critical: plain install {baseline:?}, hardened {after:?}");
+    eprintln!(
+        "openclaw_real_engine: security audit warn/critical: plain install {baseline:?}, \
+         hardened {after:?}"
+    );
     let new: Vec<_> = new.into_iter().filter(|id| !tolerated(id)).collect();
     assert!(
         new.is_empty(),
@@ -1072,7 +1083,7 @@ adopt:
     let c = &hardened;
     assert_ne!(
         c["Id"], unhardened["Id"],
-        "OpenClaw recreates its sandbox after harden (its config hash changed)"
+        "OpenClaw made a new sandbox from the hardened config"
     );
     let hc = &c["HostConfig"];
     assert_eq!(hc["Memory"], MEMORY, "memory limit of {}", c["Name"]);

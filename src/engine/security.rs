@@ -26,8 +26,10 @@ pub struct SecurityView {
     pub network_mode: String,
     pub user: String,
     pub readonly_rootfs: bool,
-    pub masked_paths: usize,
-    pub readonly_paths: usize,
+    /// How many paths the engine masks and makes read-only; `None` when the engine does not
+    /// report them (Podman 4.3's compat inspect leaves both out; the in-sandbox probes see it).
+    pub masked_paths: Option<usize>,
+    pub readonly_paths: Option<usize>,
     /// Bind and volume mounts: `(source, target, read_only)`; the engine's init is left out.
     pub mounts: BTreeSet<(String, String, bool)>,
     pub no_new_privileges: bool,
@@ -132,8 +134,8 @@ impl SecurityView {
                 .and_then(|c| c.user.clone())
                 .unwrap_or_default(),
             readonly_rootfs: hc.readonly_rootfs == Some(true),
-            masked_paths: hc.masked_paths.map(|p| p.len()).unwrap_or(0),
-            readonly_paths: hc.readonly_paths.map(|p| p.len()).unwrap_or(0),
+            masked_paths: hc.masked_paths.map(|p| p.len()),
+            readonly_paths: hc.readonly_paths.map(|p| p.len()),
             mounts,
             no_new_privileges,
             seccomp,
@@ -198,7 +200,7 @@ pub fn drift(want: &CreateRequest, seen: &SecurityView) -> Vec<String> {
     if seen.readonly_rootfs != want.read_only_root {
         out.push(format!("read-only root {}", seen.readonly_rootfs));
     }
-    if seen.masked_paths == 0 || seen.readonly_paths == 0 {
+    if seen.masked_paths == Some(0) || seen.readonly_paths == Some(0) {
         out.push("the engine's masked or read-only /proc paths are emptied".to_string());
     }
     let want_mounts: BTreeSet<(String, String, bool)> = want
@@ -266,8 +268,8 @@ mod tests {
             network_mode: "none".into(),
             user: "1000:1000".into(),
             readonly_rootfs: true,
-            masked_paths: 10,
-            readonly_paths: 5,
+            masked_paths: Some(10),
+            readonly_paths: Some(5),
             mounts: [("/h/ws".to_string(), "/ws".to_string(), false)].into(),
             no_new_privileges: true,
             seccomp: Some("{ \"defaultAction\": \"SCMP_ACT_ERRNO\" }".into()),
@@ -294,7 +296,7 @@ mod tests {
             ("network", |s| s.network_mode = "bridge".into()),
             ("user", |s| s.user = "0".into()),
             ("read-only root", |s| s.readonly_rootfs = false),
-            ("masked", |s| s.masked_paths = 0),
+            ("masked", |s| s.masked_paths = Some(0)),
             ("mounts differ", |s| {
                 s.mounts
                     .insert(("/var/run/docker.sock".into(), "/x".into(), false));
