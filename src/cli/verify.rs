@@ -35,7 +35,8 @@ pub struct VerifyArgs {
     /// Count inconclusive probes (tool missing, exec refused) as passed.
     #[arg(long)]
     pub allow_inconclusive: bool,
-    /// Stop the host-side content scan after this many bytes per sandbox (e.g. 512Mi).
+    /// Stop the host-side content scan after this many bytes per sandbox (e.g. 512Mi); as
+    /// many bytes again may be decompressed from archives and compressed files inside.
     #[arg(long, value_name = "SIZE", default_value = "512Mi", value_parser = parse_size)]
     pub scan_max_bytes: u64,
     /// Stop the host-side content scan after this long per sandbox (e.g. 60s).

@@ -537,7 +537,7 @@ fn join_findings(f: &[Finding]) -> String {
             } else {
                 String::new()
             };
-            format!("{k} in {}{more}", shown.join(", "))
+            format!("{k}: {}{more}", shown.join(", "))
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -696,6 +696,7 @@ async fn verify_inner<E: Engine>(
             findings.extend(s.findings);
             name_hits.extend(s.name_hits);
             stats.scanned_files += s.files;
+            incomplete.extend(s.incomplete);
         }
         Err(e) => incomplete.push(format!("the filesystem archive could not be read ({e})")),
     }
@@ -705,6 +706,7 @@ async fn verify_inner<E: Engine>(
                 findings.extend(s.findings);
                 name_hits.extend(s.name_hits);
                 stats.scanned_files += s.files;
+                incomplete.extend(s.incomplete);
             }
             Err(e) => incomplete.push(format!("the tmpfs archive could not be read ({e})")),
         }
