@@ -65,7 +65,32 @@ fn verify(fx: &Fixture, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
         }
     }
     let v = json(&out);
-    (out, v.as_array().expect("an array of results").clone())
+    assert_eq!(v["version"], 1, "the JSON report is versioned: {v}");
+    assert_eq!(v["fortress"], fx.name());
+    let results = v["results"]
+        .as_array()
+        .expect("an array of results")
+        .clone();
+    let summary = &v["summary"];
+    for (key, want) in
+        ["pass", "fail", "inconclusive"]
+            .iter()
+            .zip(["passed", "failed", "inconclusive"])
+    {
+        assert_eq!(summary[want], outcomes_count(&results, key), "{summary}");
+    }
+    assert_eq!(summary["probes"], results.len());
+    let verdict = if out.status.code() == Some(0) {
+        "pass"
+    } else {
+        "fail"
+    };
+    assert_eq!(summary["verdict"], verdict, "{summary}");
+    (out, results)
+}
+
+fn outcomes_count(results: &[serde_json::Value], want: &str) -> usize {
+    results.iter().filter(|r| r["outcome"] == want).count()
 }
 
 fn outcomes(results: &[serde_json::Value], want: &str) -> BTreeSet<String> {
@@ -686,6 +711,93 @@ fn junit_output_is_valid_xml_with_one_suite_per_sandbox() {
         .collect();
     assert_eq!(failed, set(&["limits.pids", "config.limits-set"]));
     assert_eq!(suite.attribute("failures"), Some("2"));
+}
+
+#[test]
+fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_failed_probe() {
+    require_engine();
+    let fx = Fixture::new("vsarif");
+    apply_ok(&fx);
+    // One weakness: no pids limit in the live container.
+    loosen_pids_limit(&fx.sandbox(), -1);
+    let path = fx.dir().join("verify.sarif");
+    let out = fx.run(&[
+        "verify",
+        "--format",
+        "sarif",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = std::fs::read_to_string(&path).expect("--out wrote the SARIF log");
+    let log: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // The SARIF 2.1.0 schema, vendored (see tests/fixtures/README.md).
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sarif-schema-2.1.0.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&log)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{text}");
+
+    assert_eq!(log["version"], "2.1.0");
+    let run = &log["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "clw-fortress");
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ALL_PROBES, "one rule per probe, in report order");
+    for r in rules {
+        assert!(
+            r["help"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Passes when"),
+            "{r}"
+        );
+    }
+    let limits = rules
+        .iter()
+        .find(|r| r["id"] == "config.limits-set")
+        .unwrap();
+    assert_eq!(
+        limits["properties"]["cis"],
+        serde_json::json!(["5.11", "5.12", "5.29"])
+    );
+    assert!(limits["properties"]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("CIS-Docker-Benchmark-5.29")));
+    let results = run["results"].as_array().unwrap();
+    let failed: BTreeSet<String> = results
+        .iter()
+        .map(|r| r["ruleId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed, set(&["limits.pids", "config.limits-set"]));
+    for r in results {
+        assert_eq!(r["level"], "error");
+        let rule = &rules[r["ruleIndex"].as_u64().unwrap() as usize];
+        assert_eq!(rule["id"], r["ruleId"]);
+        let logical = &r["locations"][0]["logicalLocations"][0];
+        assert_eq!(logical["name"], fx.sandbox().as_str());
+        assert_eq!(
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            format!("file://{}", fx.manifest_path().display())
+        );
+    }
+    for (key, value) in fx.secrets() {
+        assert!(
+            !text.contains(value.as_str()),
+            "the value of {key} is in the SARIF log"
+        );
+    }
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub enum Format {
     Text,
     Json,
     Junit,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
 }
 
 /// The flags of `verify`.
@@ -99,14 +101,21 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
         super::Output::Json => Format::Json,
         super::Output::Text => Format::Text,
     });
+    let manifest = cli.manifest_path();
+    let about = report::About {
+        fortress: &fortress.name,
+        manifest: Some(&manifest),
+        allow_inconclusive: args.allow_inconclusive,
+    };
     let rendered = match format {
         Format::Text => report::text(
             &results,
             args.out.is_none() && super::colour(),
             args.allow_inconclusive,
         ),
-        Format::Json => report::json(&results) + "\n",
+        Format::Json => report::json(&results, &about) + "\n",
         Format::Junit => report::junit(&results, args.allow_inconclusive),
+        Format::Sarif => report::sarif(&results, &about) + "\n",
     };
     match &args.out {
         Some(path) => {

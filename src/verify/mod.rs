@@ -8,6 +8,7 @@
 //! report, a log line or the database: findings name the key and the place only. It changes
 //! nothing in a sandbox except creating and removing its own empty probe files.
 
+pub mod catalogue;
 pub mod inspect;
 pub mod probes;
 pub mod report;
