@@ -641,6 +641,18 @@ def bench_backup():
     return json.loads((OUT / "backup.json").read_text())
 
 
+# --- 4b. content scan -----------------------------------------------------------------------
+
+
+def bench_scan():
+    log("scan: cargo bench --bench content_scan (see its output below)")
+    env = dict(os.environ, CLW_BENCH_OUT=str(OUT / "scan.json"))
+    subprocess.run(["cargo", "bench", "--bench", "content_scan"], check=True, env=env, cwd=ROOT)
+    r = json.loads((OUT / "scan.json").read_text())
+    r["loadavg"] = loadavg()
+    return r
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -681,7 +693,7 @@ def main():
     try:
         for key, fn in [("exposure", bench_exposure), ("sweep", bench_sweep),
                         ("heal", bench_heal), ("verify", bench_verify_footprint),
-                        ("backup", bench_backup)]:
+                        ("scan", bench_scan), ("backup", bench_backup)]:
             if not want(key):
                 continue
             try:

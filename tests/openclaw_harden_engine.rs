@@ -267,7 +267,9 @@ fn the_hardened_host_manifest_applies_and_its_sandbox_sees_only_the_granular_bin
     let out = host.run(&["-f", manifest.to_str().unwrap(), "-o", "json", "verify"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "verify: {}", describe(&out));
-    let results: Vec<serde_json::Value> = serde_json::from_str(&text).expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("a JSON report");
+    assert_eq!(report["version"], 1, "{text}");
+    let results = report["results"].as_array().expect("results").clone();
     assert!(results.len() >= 20, "the whole suite ran: {text}");
     for r in &results {
         assert_eq!(r["outcome"], "pass", "{r}");

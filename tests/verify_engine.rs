@@ -65,7 +65,32 @@ fn verify(fx: &Fixture, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
         }
     }
     let v = json(&out);
-    (out, v.as_array().expect("an array of results").clone())
+    assert_eq!(v["version"], 1, "the JSON report is versioned: {v}");
+    assert_eq!(v["fortress"], fx.name());
+    let results = v["results"]
+        .as_array()
+        .expect("an array of results")
+        .clone();
+    let summary = &v["summary"];
+    for (key, want) in
+        ["pass", "fail", "inconclusive"]
+            .iter()
+            .zip(["passed", "failed", "inconclusive"])
+    {
+        assert_eq!(summary[want], outcomes_count(&results, key), "{summary}");
+    }
+    assert_eq!(summary["probes"], results.len());
+    let verdict = if out.status.code() == Some(0) {
+        "pass"
+    } else {
+        "fail"
+    };
+    assert_eq!(summary["verdict"], verdict, "{summary}");
+    (out, results)
+}
+
+fn outcomes_count(results: &[serde_json::Value], want: &str) -> usize {
+    results.iter().filter(|r| r["outcome"] == want).count()
 }
 
 fn outcomes(results: &[serde_json::Value], want: &str) -> BTreeSet<String> {
@@ -232,12 +257,23 @@ fn weakened(
     assert_failures(&fx, want);
 }
 
-fn assert_failures(fx: &Fixture, want: &[&str]) {
+fn assert_failures(fx: &Fixture, want: &[&str]) -> Vec<serde_json::Value> {
     let (out, results) = verify(fx, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(outcomes(&results, "fail"), set(want), "{results:#?}");
     assert_eq!(outcomes(&results, "inconclusive"), set(&[]), "{results:#?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("error[clw-isolation-breach]"));
+    results
+}
+
+fn detail_of(results: &[serde_json::Value], probe: &str) -> String {
+    results
+        .iter()
+        .find(|r| r["probe"] == probe)
+        .unwrap_or_else(|| panic!("no {probe} in {results:#?}"))["detail"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn without(groups: Vec<Vec<String>>, drop: impl Fn(&[String]) -> bool) -> Vec<Vec<String>> {
@@ -327,6 +363,199 @@ fn a_secret_in_a_tmpfs_file_is_caught() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     assert_failures(&fx, &["secrets.content-scan"]);
+}
+
+/// Writes a file into the sandbox's workspace bind from the host, owned by the sandbox user.
+fn workspace_file(fx: &Fixture, name: &str, bytes: &[u8]) {
+    let f = fx.openclaw_dir().join("workspace").join(name);
+    std::fs::write(&f, bytes).unwrap();
+    std::os::unix::fs::chown(&f, Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
+}
+
+/// Writes a file inside the sandbox from stdin of an exec: neither the bytes nor a value
+/// appear in a command line.
+fn file_inside(fx: &Fixture, path: &str, bytes: &[u8]) {
+    let mut child = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-i",
+            &fx.sandbox(),
+            "sh",
+            "-c",
+            &format!("cat > {path}"),
+        ])
+        .env("DOCKER_HOST", engine_socket())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A log of repeated lines with `value` on one of them: compressible, so deflate codes the
+/// value's bytes instead of storing them verbatim (a tiny input would be stored as it is,
+/// and found raw even by a scan that opens nothing).
+fn log_with(value: &[u8]) -> Vec<u8> {
+    let mut text = Vec::new();
+    for i in 0..200 {
+        text.extend_from_slice(format!("INFO request {i} ok\n").as_bytes());
+        if i == 100 {
+            text.extend_from_slice(b"DEBUG token=");
+            text.extend_from_slice(value);
+            text.push(b'\n');
+        }
+    }
+    text
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// Applies the fixture, lets `plant` leak the value of `key` (it gets the value), and asserts
+/// that exactly `secrets.content-scan` fails, naming the key and `how` (the encoding and the
+/// place), with the value in no output (`verify` checks that).
+fn leak_is_caught(prefix: &str, key: &str, how: &str, plant: impl FnOnce(&Fixture, &[u8])) {
+    require_engine();
+    let fx = Fixture::new(prefix);
+    apply_ok(&fx);
+    plant(&fx, fx.secret_value(key).as_bytes());
+    let results = assert_failures(&fx, &["secrets.content-scan"]);
+    let detail = detail_of(&results, "secrets.content-scan");
+    assert!(detail.contains(&format!("{key}: {how}")), "{detail}");
+}
+
+#[test]
+fn a_base64_encoded_secret_is_caught() {
+    use base64::Engine as _;
+    leak_is_caught(
+        "vb64",
+        "BOT_TOKEN",
+        "base64 in /agent-workspace/config.b64",
+        |fx, v| {
+            let text = format!(
+                "blob: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(v)
+            );
+            workspace_file(fx, "config.b64", text.as_bytes());
+        },
+    );
+}
+
+#[test]
+fn a_hex_encoded_secret_is_caught() {
+    leak_is_caught(
+        "vhex",
+        "ANTHROPIC_API_KEY",
+        "hex in /agent-workspace/dump.hex",
+        |fx, v| workspace_file(fx, "dump.hex", hex::encode_upper(v).as_bytes()),
+    );
+}
+
+#[test]
+fn a_url_encoded_secret_is_caught() {
+    leak_is_caught(
+        "vurl",
+        "BOT_TOKEN",
+        "url-encoded in /agent-workspace/request.log",
+        |fx, v| {
+            let escaped: String = v.iter().map(|b| format!("%{b:02X}")).collect();
+            let line = format!("GET /hook?token={escaped} HTTP/1.1\n");
+            workspace_file(fx, "request.log", line.as_bytes());
+        },
+    );
+}
+
+#[test]
+fn a_utf16_encoded_secret_is_caught() {
+    leak_is_caught(
+        "vutf16",
+        "ANTHROPIC_API_KEY",
+        "UTF-16LE in /agent-workspace/notes.txt",
+        |fx, v| {
+            let text = String::from_utf8(v.to_vec()).unwrap();
+            let wide: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+            workspace_file(fx, "notes.txt", &wide);
+        },
+    );
+}
+
+#[test]
+fn a_secret_split_over_two_lines_is_caught() {
+    leak_is_caught(
+        "vsplit",
+        "BOT_TOKEN",
+        "split over lines in /agent-workspace/wrapped.txt",
+        |fx, v| {
+            let (a, b) = v.split_at(v.len() / 2);
+            let mut text = b"token = ".to_vec();
+            text.extend_from_slice(a);
+            text.extend_from_slice(b"\r\n");
+            text.extend_from_slice(b);
+            workspace_file(fx, "wrapped.txt", &text);
+        },
+    );
+}
+
+#[test]
+fn a_secret_in_a_gzip_file_is_caught() {
+    leak_is_caught(
+        "vgzip",
+        "ANTHROPIC_API_KEY",
+        "inside gzip /agent-workspace/session.log.gz",
+        |fx, v| workspace_file(fx, "session.log.gz", &gzip(&log_with(v))),
+    );
+}
+
+#[test]
+fn a_secret_in_a_tar_gz_is_caught() {
+    leak_is_caught(
+        "vtgz",
+        "BOT_TOKEN",
+        "notes.txt inside tar inside gzip /agent-workspace/backup.tar.gz",
+        |fx, v| {
+            let notes = log_with(v);
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(notes.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, "notes.txt", &notes[..]).unwrap();
+            workspace_file(fx, "backup.tar.gz", &gzip(&b.into_inner().unwrap()));
+        },
+    );
+}
+
+#[test]
+fn a_secret_in_a_zip_in_a_tmpfs_is_caught() {
+    leak_is_caught(
+        "vzip",
+        "ANTHROPIC_API_KEY",
+        "doc.txt inside zip /tmp/export.zip",
+        |fx, v| {
+            use std::io::Write;
+            let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            z.start_file("doc.txt", opts).unwrap();
+            z.write_all(&log_with(v)).unwrap();
+            file_inside(fx, "/tmp/export.zip", &z.finish().unwrap().into_inner());
+        },
+    );
+}
+
+#[test]
+fn a_secret_used_as_a_file_name_is_caught_and_not_shown() {
+    leak_is_caught(
+        "vname",
+        "BOT_TOKEN",
+        "the file name /agent-workspace/[name withheld: holds a secret]",
+        |fx, v| workspace_file(fx, std::str::from_utf8(v).unwrap(), b"innocent content"),
+    );
 }
 
 #[test]
@@ -482,6 +711,93 @@ fn junit_output_is_valid_xml_with_one_suite_per_sandbox() {
         .collect();
     assert_eq!(failed, set(&["limits.pids", "config.limits-set"]));
     assert_eq!(suite.attribute("failures"), Some("2"));
+}
+
+#[test]
+fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_failed_probe() {
+    require_engine();
+    let fx = Fixture::new("vsarif");
+    apply_ok(&fx);
+    // One weakness: no pids limit in the live container.
+    loosen_pids_limit(&fx.sandbox(), -1);
+    let path = fx.dir().join("verify.sarif");
+    let out = fx.run(&[
+        "verify",
+        "--format",
+        "sarif",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = std::fs::read_to_string(&path).expect("--out wrote the SARIF log");
+    let log: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // The SARIF 2.1.0 schema, vendored (see tests/fixtures/README.md).
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sarif-schema-2.1.0.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&log)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{text}");
+
+    assert_eq!(log["version"], "2.1.0");
+    let run = &log["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "clw-fortress");
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ALL_PROBES, "one rule per probe, in report order");
+    for r in rules {
+        assert!(
+            r["help"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Passes when"),
+            "{r}"
+        );
+    }
+    let limits = rules
+        .iter()
+        .find(|r| r["id"] == "config.limits-set")
+        .unwrap();
+    assert_eq!(
+        limits["properties"]["cis"],
+        serde_json::json!(["5.11", "5.12", "5.29"])
+    );
+    assert!(limits["properties"]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("CIS-Docker-Benchmark-5.29")));
+    let results = run["results"].as_array().unwrap();
+    let failed: BTreeSet<String> = results
+        .iter()
+        .map(|r| r["ruleId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed, set(&["limits.pids", "config.limits-set"]));
+    for r in results {
+        assert_eq!(r["level"], "error");
+        let rule = &rules[r["ruleIndex"].as_u64().unwrap() as usize];
+        assert_eq!(rule["id"], r["ruleId"]);
+        let logical = &r["locations"][0]["logicalLocations"][0];
+        assert_eq!(logical["name"], fx.sandbox().as_str());
+        assert_eq!(
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            format!("file://{}", fx.manifest_path().display())
+        );
+    }
+    for (key, value) in fx.secrets() {
+        assert!(
+            !text.contains(value.as_str()),
+            "the value of {key} is in the SARIF log"
+        );
+    }
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub enum Format {
     Text,
     Json,
     Junit,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
 }
 
 /// The flags of `verify`.
@@ -35,7 +37,8 @@ pub struct VerifyArgs {
     /// Count inconclusive probes (tool missing, exec refused) as passed.
     #[arg(long)]
     pub allow_inconclusive: bool,
-    /// Stop the host-side content scan after this many bytes per sandbox (e.g. 512Mi).
+    /// Stop the host-side content scan after this many bytes per sandbox (e.g. 512Mi); as
+    /// many bytes again may be decompressed from archives and compressed files inside.
     #[arg(long, value_name = "SIZE", default_value = "512Mi", value_parser = parse_size)]
     pub scan_max_bytes: u64,
     /// Stop the host-side content scan after this long per sandbox (e.g. 60s).
@@ -98,14 +101,21 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
         super::Output::Json => Format::Json,
         super::Output::Text => Format::Text,
     });
+    let manifest = cli.manifest_path();
+    let about = report::About {
+        fortress: &fortress.name,
+        manifest: Some(&manifest),
+        allow_inconclusive: args.allow_inconclusive,
+    };
     let rendered = match format {
         Format::Text => report::text(
             &results,
             args.out.is_none() && super::colour(),
             args.allow_inconclusive,
         ),
-        Format::Json => report::json(&results) + "\n",
+        Format::Json => report::json(&results, &about) + "\n",
         Format::Junit => report::junit(&results, args.allow_inconclusive),
+        Format::Sarif => report::sarif(&results, &about) + "\n",
     };
     match &args.out {
         Some(path) => {

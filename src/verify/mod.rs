@@ -8,6 +8,7 @@
 //! report, a log line or the database: findings name the key and the place only. It changes
 //! nothing in a sandbox except creating and removing its own empty probe files.
 
+pub mod catalogue;
 pub mod inspect;
 pub mod probes;
 pub mod report;
@@ -558,7 +559,7 @@ fn join_findings(f: &[Finding]) -> String {
             } else {
                 String::new()
             };
-            format!("{k} in {}{more}", shown.join(", "))
+            format!("{k}: {}{more}", shown.join(", "))
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -717,6 +718,7 @@ async fn verify_inner<E: Engine>(
             findings.extend(s.findings);
             name_hits.extend(s.name_hits);
             stats.scanned_files += s.files;
+            incomplete.extend(s.incomplete);
         }
         Err(e) => incomplete.push(format!("the filesystem archive could not be read ({e})")),
     }
@@ -726,6 +728,7 @@ async fn verify_inner<E: Engine>(
                 findings.extend(s.findings);
                 name_hits.extend(s.name_hits);
                 stats.scanned_files += s.files;
+                incomplete.extend(s.incomplete);
             }
             Err(e) => incomplete.push(format!("the tmpfs archive could not be read ({e})")),
         }
