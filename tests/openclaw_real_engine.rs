@@ -703,8 +703,13 @@ impl Host {
             "verify",
             "--adopted",
         ]);
-        let results: Vec<Value> = serde_json::from_slice(&out.stdout)
+        let report: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("verify printed no JSON report ({e})\n{}", tail(&out)));
+        assert_eq!(report["version"], 1, "{report}");
+        let results = report["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no results in the report: {report}"))
+            .clone();
         (out, results)
     }
 
@@ -1027,28 +1032,24 @@ adopt:
     host.openclaw_ok(&["config", "validate"], CLI_TIMEOUT);
     let (after, after_findings) = host.audit();
     let new: Vec<_> = after.difference(&baseline).collect();
-    // TODO(harden keeps dangerouslyAllowExternalBindSources): harden removes the broad bind
-    // that needed the user's `dangerouslyAllowExternalBindSources: true` but leaves the flag
-    // on (it only notes it), so OpenClaw warns `config.insecure_or_dangerous_flags` for it.
-    // Tolerated here only for that flag, and only because the user set it; drop this exception
-    // once harden turns the flag off when no remaining bind needs it.
-    let tolerated = |id: &(String, String)| {
-        id.0 == "config.insecure_or_dangerous_flags"
-            && after_findings
-                .iter()
-                .filter(|f| f["checkId"] == "config.insecure_or_dangerous_flags")
-                .all(|f| {
-                    f["detail"]
-                        .as_str()
-                        .is_some_and(|d| d.contains("dangerouslyAllowExternalBindSources=true"))
-                })
-            && harden_text.contains("dangerouslyAllowExternalBindSources is on")
-    };
+    // harden removed the broad bind, and with it the user's
+    // `dangerouslyAllowExternalBindSources` that only that bind needed.
+    assert!(
+        harden_text
+            .contains("removed agents.defaults.sandbox.docker.dangerouslyAllowExternalBindSources"),
+        "{harden_text}"
+    );
+    assert!(config["agents"]["defaults"]["sandbox"]["docker"]
+        .get("dangerouslyAllowExternalBindSources")
+        .is_none());
+    assert!(
+        harden_text.contains("openclaw sandbox recreate --all"),
+        "{harden_text}"
+    );
     eprintln!(
         "openclaw_real_engine: security audit warn/critical: plain install {baseline:?}, \
          hardened {after:?}"
     );
-    let new: Vec<_> = new.into_iter().filter(|id| !tolerated(id)).collect();
     assert!(
         new.is_empty(),
         "after harden, OpenClaw's security audit has warn/critical findings the plain install \

@@ -31,6 +31,9 @@ pub struct Settings {
     /// The JSON file the plaintext credentials of the config move to, served back to
     /// OpenClaw by a `file` secrets provider.
     pub secrets_json: PathBuf,
+    /// Where OpenClaw accepts bind sources without `dangerouslyAllowExternalBindSources`: the
+    /// agents' workspaces and its own sandbox directories.
+    pub workspace_roots: Vec<PathBuf>,
 }
 
 /// Deeper nesting than this is refused before parsing: the JSON5 parser recurses once per
@@ -386,6 +389,23 @@ fn reference_secrets(
     Ok(moved)
 }
 
+/// The workspaces the config names (`agents.defaults.workspace`, each agent's `workspace`).
+fn workspaces(config: &Value, home: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut add = |v: Option<&Value>| {
+        if let Some(w) = v.and_then(Value::as_str) {
+            out.push(normalise(&expand_home(w, home)));
+        }
+    };
+    add(config.pointer("/agents/defaults/workspace"));
+    if let Some(entries) = config.pointer("/agents/entries").and_then(Value::as_object) {
+        for agent in entries.values() {
+            add(agent.get("workspace"));
+        }
+    }
+    out
+}
+
 /// Where sandbox settings live: the defaults (created when missing) and every per-agent
 /// override that exists (`agents.entries.<id>` in 2026.9; `agents.list[]` in older files).
 fn sandbox_sections(value: &Value) -> Vec<Vec<String>> {
@@ -433,6 +453,12 @@ pub fn harden(
     s: &Settings,
     file: &Path,
 ) -> Result<Hardened, OpenclawError> {
+    let mut roots = s.workspace_roots.clone();
+    roots.extend(workspaces(config, &s.home));
+    let s = &Settings {
+        workspace_roots: roots,
+        ..s.clone()
+    };
     let mut value = config.clone();
     let mut notes = Vec::new();
     let mut new_store = store.clone();
@@ -610,12 +636,36 @@ fn harden_docker(
         }
     }
 
+    // The flag switches OpenClaw's own bind-source protection off. It stays only while a
+    // remaining bind needs it (a source outside the workspace roots); otherwise it goes.
     if docker.get("dangerouslyAllowExternalBindSources") == Some(&Value::Bool(true)) {
-        notes.push(format!(
-            "{} is on: OpenClaw's own bind-source protection is off there; turn it off unless \
-             one of its binds needs it (harden never sets it)",
-            field("dangerouslyAllowExternalBindSources")
-        ));
+        let external: Vec<String> = docker
+            .get("binds")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|b| {
+                let source = normalise(&expand_home(bind_source(b), &s.home));
+                !s.workspace_roots.iter().any(|r| source.starts_with(r))
+            })
+            .map(str::to_string)
+            .collect();
+        if external.is_empty() {
+            docker.remove("dangerouslyAllowExternalBindSources");
+            notes.push(format!(
+                "removed {}: no remaining bind needs it, and it turns OpenClaw's own \
+                 bind-source protection off",
+                field("dangerouslyAllowExternalBindSources")
+            ));
+        } else {
+            notes.push(format!(
+                "kept {} for {}: OpenClaw's own bind-source protection stays off there; \
+                 remove the flag and those binds if the agent can do without them",
+                field("dangerouslyAllowExternalBindSources"),
+                external.join(", ")
+            ));
+        }
     }
     Ok(())
 }

@@ -31,6 +31,10 @@ pub use steps::Step;
 /// The systemd user unit the gateway runs as.
 pub const GATEWAY_UNIT: &str = "openclaw-gateway.service";
 
+/// OpenClaw's own command that removes its sandboxes so they are created again with the
+/// current config (measured on 2026.9.6: it never re-applies config to a running container).
+pub const RECREATE_SANDBOXES: &str = "openclaw sandbox recreate --all --force";
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenclawError {
     #[error("state directory {path}: {why}")]
@@ -416,7 +420,15 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
         pids: opts.limits.pids,
         seccomp_profile: p.profile.clone(),
         secrets_json: p.secrets_json.clone(),
+        workspace_roots: vec![state.join("workspace"), state.join("sandboxes")],
     };
+    if opts.uid == 0 {
+        plan.notes.push(
+            "running as root: a gateway run as root gives its sandboxes the workspace owner's \
+             uid, root; run the gateway as a user, or set agents.defaults.sandbox.docker.user"
+                .into(),
+        );
+    }
     let store_before = match regular_file(&p.secrets_json)? {
         Some((bytes, _)) => Some(serde_json::from_slice::<serde_json::Value>(&bytes).map_err(
             |e| OpenclawError::ConfigParse {
@@ -535,6 +547,14 @@ pub fn plan_harden(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
         plan.next.push(format!(
             "systemctl --user daemon-reload && systemctl --user restart {GATEWAY_UNIT}"
         ));
+    }
+    if steps
+        .iter()
+        .any(|s| matches!(s, Step::Write { path, .. } if *path == p.config))
+    {
+        // OpenClaw keeps a running sandbox whose mounts changed (and refuses to reuse it):
+        // until it is recreated, the old one keeps what harden just took away.
+        plan.next.push(RECREATE_SANDBOXES.into());
     }
     // 5. The pre-harden copy of what changes, first; its index last.
     let mut all = Vec::new();
@@ -739,6 +759,7 @@ pub fn plan_undo(opts: &HardenOptions) -> Result<Plan, OpenclawError> {
         plan.next.push(format!(
             "systemctl --user daemon-reload && systemctl --user restart {GATEWAY_UNIT}"
         ));
+        plan.next.push(RECREATE_SANDBOXES.into());
     }
     Ok(plan)
 }

@@ -290,6 +290,36 @@ fn harden_moves_every_credential_it_can_reference_and_hardens_every_sandbox_sect
 }
 
 #[test]
+fn the_external_bind_flag_goes_unless_a_remaining_bind_needs_it() {
+    let fx = Fx::new();
+    let config = CONFIG
+        .replace(
+            "\"image\": \"openclaw-sandbox:bookworm-slim\",",
+            "\"image\": \"openclaw-sandbox:bookworm-slim\",\n          \"dangerouslyAllowExternalBindSources\": true,",
+        )
+        .replace(
+            "\"pidsLimit\": 4096",
+            "\"pidsLimit\": 4096,\n            \"dangerouslyAllowExternalBindSources\": true",
+        );
+    fs::write(fx.state().join("openclaw.json"), &config).unwrap();
+    let plan = fx.harden();
+    let v = config_value(&fx);
+    // The defaults keep `/srv/data`, outside the workspace: the flag stays, and harden says so.
+    assert_eq!(
+        v["agents"]["defaults"]["sandbox"]["docker"]["dangerouslyAllowExternalBindSources"],
+        true
+    );
+    assert!(plan.notes.iter().any(|n| n.starts_with(
+        "kept agents.defaults.sandbox.docker.dangerouslyAllowExternalBindSources for /srv/data"
+    )));
+    // The agent's only bind exposed the state directory and is gone: so is its flag.
+    assert!(v["agents"]["entries"]["main"]["sandbox"]["docker"]
+        .get("dangerouslyAllowExternalBindSources")
+        .is_none());
+    assert!(plan.next.iter().any(|n| n == RECREATE_SANDBOXES));
+}
+
+#[test]
 fn a_json5_config_is_read_and_the_lost_comments_are_named() {
     let fx = Fx::new();
     let json5 = "// my gateway\n{\n  gateway: {auth: {mode: 'token', token: 'gw-json5-token-0123',},},\n}\n";
