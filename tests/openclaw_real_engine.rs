@@ -12,7 +12,8 @@
 //! b. After `clw-fortress openclaw harden`: OpenClaw's own checks are no worse than on the
 //!    plain install, the injection reads no secret (raw or base64), the model request still
 //!    carries the real key (OpenClaw resolves the moved secret), OpenClaw's new sandbox has the
-//!    limits harden wrote, and `verify --adopted` passes.
+//!    limits harden wrote, the running agent (`clw-fortress daemon`) adopts it on its create
+//!    event and applies the manifest's limits before it starts, and `verify --adopted` passes.
 //! c. After `harden --undo`: OpenClaw still creates its sandbox and the tool call runs.
 //!
 //! OpenClaw runs as an unprivileged user (when the test runs as root) the way a gateway is
@@ -42,6 +43,9 @@ const SANDBOX_IMAGE: &str = "openclaw-sandbox:bookworm-slim";
 /// Limits given to `harden` and declared for the adopted containers.
 const MEMORY: i64 = 256 << 20;
 const PIDS: i64 = 128;
+/// The pids limit the manifest's adopt rule declares: lower than harden's, so the daemon's
+/// enforcement on OpenClaw's own containers is told apart from OpenClaw's native limit.
+const ADOPT_PIDS: i64 = 100;
 const NANO_CPUS: i64 = 1_000_000_000;
 
 const TURN_TIMEOUT: Duration = Duration::from_secs(150);
@@ -692,6 +696,48 @@ impl Host {
         self.fortress(&args)
     }
 
+    /// `clw-fortress -v -f <manifest> daemon` as the gateway's user, logging to a file; killed
+    /// when dropped.
+    fn daemon(&self) -> Daemon {
+        let log_path = self.root.join("daemon.log");
+        let log = fs::File::create(&log_path).unwrap();
+        let manifest = self.manifest();
+        let mut cmd = self.user.command(
+            Path::new(env!("CARGO_BIN_EXE_clw-fortress")),
+            &self.home(),
+            &self.path_env(),
+        );
+        cmd.args(["-v", "-f", manifest.to_str().unwrap(), "daemon"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().expect("start the daemon");
+        let d = Daemon { child, log_path };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.log().contains("limits sweep:") {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not start:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    /// The daemon's enforcement rows for container `name`, oldest first.
+    fn enforcements_of(&self, name: &str) -> Vec<clw_fortress::enforce::EnforcementRecord> {
+        let state = clw_fortress::state::State::open(&self.root.join("state.db"))
+            .expect("open the state db");
+        let mut rows: Vec<_> = clw_fortress::enforce::recent_enforcements(&state, None, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.name == name)
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        rows
+    }
+
     /// `verify --adopted` with the JSON report parsed.
     fn verify(&self) -> (Output, Vec<Value>) {
         let manifest = self.manifest();
@@ -811,6 +857,33 @@ impl Host {
         );
         inspect(&found[0].0)
     }
+}
+
+/// The agent under test; killed and reaped when dropped.
+struct Daemon {
+    child: std::process::Child,
+    log_path: PathBuf,
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An RFC 3339 time as the engine reports it, in milliseconds since the epoch.
+fn engine_time_ms(v: &Value) -> i64 {
+    let t = v.as_str().unwrap_or_default();
+    chrono::DateTime::parse_from_rfc3339(t)
+        .unwrap_or_else(|e| panic!("{t:?}: {e}"))
+        .timestamp_millis()
 }
 
 fn phase(name: &str, start: Instant) {
@@ -976,7 +1049,7 @@ openclaw:
 # other OpenClaw sandboxes on the same engine must not be picked up).
 adopt:
   - selector: {{namePrefix: {prefix}}}
-    limits: {{memory: 256Mi, cpus: 1, pids: {PIDS}}}
+    limits: {{memory: 256Mi, cpus: 1, pids: {ADOPT_PIDS}}}
 "#,
             name = unique("clwt-oc-real"),
             socket = json!(engine_socket()),
@@ -1060,6 +1133,9 @@ adopt:
     // mounts changed ... Recreate first"); the old one still has the broad bind. Its own
     // command removes it, as a user does after changing the sandbox config.
     host.recreate_sandboxes();
+    // The agent runs, as on a real host: OpenClaw's own containers are adopted on their create
+    // event and get the manifest's limits before they start.
+    let daemon = host.daemon();
     let seen = host.turn("phase-b");
     assert!(
         seen.contains("OPENCLAW_SHELL=exec") && seen.contains("== id"),
@@ -1088,7 +1164,39 @@ adopt:
     );
     let hc = &c["HostConfig"];
     assert_eq!(hc["Memory"], MEMORY, "memory limit of {}", c["Name"]);
-    assert_eq!(hc["PidsLimit"], PIDS, "pids limit of {}", c["Name"]);
+    // OpenClaw created it with harden's native limit; the daemon applied the adopt rule's.
+    assert_eq!(
+        hc["PidsLimit"],
+        ADOPT_PIDS,
+        "pids limit of {}:\n{}",
+        c["Name"],
+        daemon.log()
+    );
+    let name = c["Name"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    let rows = host.enforcements_of(&name);
+    let first = rows
+        .first()
+        .unwrap_or_else(|| panic!("no enforcement of {name}:\n{}", daemon.log()));
+    assert_eq!(first.outcome, "ok", "{rows:?}");
+    let created = engine_time_ms(&c["Created"]);
+    let started = engine_time_ms(&c["State"]["StartedAt"]);
+    assert!(
+        first.ts_ms <= started,
+        "limited {} ms after start ({rows:?})",
+        first.ts_ms - started
+    );
+    eprintln!(
+        "openclaw_real_engine: OpenClaw's container adopted {} ms after create, {} ms before \
+         start (event {:?})",
+        first.ts_ms - created,
+        started - first.ts_ms,
+        first.event
+    );
+    drop(daemon);
     assert_eq!(hc["NanoCpus"], NANO_CPUS, "cpu limit of {}", c["Name"]);
     assert_eq!(
         hc["ReadonlyRootfs"], true,
