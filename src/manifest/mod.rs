@@ -121,6 +121,8 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     #[error("{} problem(s) in {}", problems.len(), file.display())]
     Invalid {
         file: PathBuf,
@@ -132,10 +134,18 @@ impl Coded for ManifestError {
     fn code(&self) -> ErrorCode {
         match self {
             ManifestError::Read { .. } => ErrorCode::ConfigInvalid,
+            ManifestError::Input(e) => e.code(),
             ManifestError::Invalid { problems, .. } => problems
                 .first()
                 .map(|p| p.code)
                 .unwrap_or(ErrorCode::ConfigInvalid),
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ManifestError::Input(e) => e.hint(),
+            _ => None,
         }
     }
 }
@@ -147,7 +157,7 @@ pub fn load(path: &Path, ctx: &LoadContext) -> Result<Fortress, ManifestError> {
         source,
     };
     let file = std::fs::canonicalize(path).map_err(read_err)?;
-    let text = std::fs::read_to_string(&file).map_err(read_err)?;
+    let text = crate::input::read_to_string(&file)?;
     let invalid = |problems| ManifestError::Invalid {
         file: file.clone(),
         problems,

@@ -356,13 +356,13 @@ fn load_bind_set(
     let file = expand_file_path(path, dir, ctx)
         .map_err(|m| r.invalid(manifest, &field, path, m))
         .ok()?;
-    let text = std::fs::read_to_string(&file)
+    let text = crate::input::read_to_string(&file)
         .map_err(|e| {
             r.invalid(
                 manifest,
                 &field,
                 path,
-                format!("cannot read bind set {}: {e}", file.display()),
+                format!("cannot read bind set: {}", crate::report::chain(&e)),
             )
         })
         .ok()?;
@@ -854,13 +854,13 @@ fn parse_seccomp(
         let path = expand_file_path(profile, dir, ctx)
             .map_err(|m| r.invalid(file, format!("{field}.profile"), profile, m))
             .ok()?;
-        if !path.is_file() {
-            r.invalid(
-                file,
-                format!("{field}.profile"),
-                profile,
-                format!("profile {} does not exist", path.display()),
-            );
+        let problem = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => None,
+            Ok(_) => Some(format!("profile {} is not a regular file", path.display())),
+            Err(_) => Some(format!("profile {} does not exist", path.display())),
+        };
+        if let Some(message) = problem {
+            r.invalid(file, format!("{field}.profile"), profile, message);
             return None;
         }
         return Some(SeccompSource::Profile(path));
@@ -1258,9 +1258,10 @@ fn read_secrets(
 }
 
 fn report_secrets_error(r: &mut Report, file: &Path, raw_value: &str, e: &secrets::SecretsError) {
+    let e_text = crate::report::chain(e);
     let message = match e.hint() {
-        Some(hint) => format!("{e} (fix: {hint})"),
-        None => e.to_string(),
+        Some(hint) => format!("{e_text} (fix: {hint})"),
+        None => e_text,
     };
     r.add(e.code(), file, "secrets.file", raw_value, message);
 }
