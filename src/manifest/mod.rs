@@ -4,6 +4,7 @@
 //! Host facts (home, environment, uid, CPU count) come in through [`LoadContext`] so every rule
 //! is unit-tested on fixtures.
 
+mod bounds;
 mod expand;
 mod raw;
 pub mod types;
@@ -194,6 +195,26 @@ pub(crate) fn parse_document<T: DeserializeOwned>(
     file: &Path,
     kind: &str,
 ) -> Result<T, Vec<Problem>> {
+    if let Err(out) = bounds::check(text, bounds::MAX_DEPTH, bounds::MAX_VALUES) {
+        let message = match out {
+            bounds::OutOfBounds::TooDeep { .. } => format!(
+                "nested more than {} levels deep; a {kind} needs far fewer",
+                bounds::MAX_DEPTH
+            ),
+            bounds::OutOfBounds::TooMany { .. } => format!(
+                "more than {} values in one document; a {kind} needs far fewer",
+                bounds::MAX_VALUES
+            ),
+        };
+        return Err(vec![Problem {
+            code: ErrorCode::ConfigInvalid,
+            file: file.to_path_buf(),
+            field: String::new(),
+            value: String::new(),
+            message,
+            location: Some(out.location()),
+        }]);
+    }
     // The header first: a file of the wrong kind would otherwise surface as a confusing
     // "unknown field" about its first kind-specific key.
     let header: raw::RawHeader =
