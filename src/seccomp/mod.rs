@@ -47,6 +47,14 @@ pub enum SeccompError {
         name: String,
         suggestion: Option<String>,
     },
+    #[error("and {count} more unknown syscall names")]
+    MoreUnknown { count: usize },
+    #[error("the profile has {count} {what}, more than the {max} accepted")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
     #[error("the profile denies `{name}`: {why}")]
     StartCritical { name: String, why: &'static str },
     #[error(
@@ -98,6 +106,15 @@ impl Coded for SeccompError {
             } => Some(format!("use `{s}`")),
             SeccompError::UnknownSyscall { .. } => Some(
                 "names must be syscalls of x86_64 or aarch64; see syscalls(2) for the spelling"
+                    .into(),
+            ),
+            SeccompError::MoreUnknown { .. } => Some(
+                "names must be syscalls of x86_64 or aarch64; see syscalls(2) for the spelling"
+                    .into(),
+            ),
+            SeccompError::TooMany { .. } => Some(
+                "a profile names each syscall once or a few times; start from \
+                 `clw-fortress seccomp generate`"
                     .into(),
             ),
             SeccompError::StartCritical { name, .. } => Some(format!(
