@@ -84,7 +84,7 @@ impl LoadContext {
 }
 
 /// One problem found in a manifest or bind set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Problem {
     pub code: ErrorCode,
     pub file: PathBuf,
