@@ -51,7 +51,7 @@ scripts/demo.sh
 # The engine-facing integration tests again, unchanged, against Podman's compat API: the same
 # tests, a matrix, not a copy: every target that talks to an engine (`require_engine()`).
 PODMAN_MATRIX=(apply_engine verify_engine agent_engine seccomp_engine heal_engine doctor_status_engine
-    openclaw_harden_engine harness_smoke)
+    openclaw_harden_engine secrets_not_logged_engine harness_smoke)
 step "engine matrix on podman: ${PODMAN_MATRIX[*]}"
 matrix_args=()
 for t in "${PODMAN_MATRIX[@]}"; do matrix_args+=(--test "$t"); done

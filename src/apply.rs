@@ -29,7 +29,10 @@ pub struct PrepareError {
 
 impl Coded for PrepareError {
     fn code(&self) -> ErrorCode {
-        ErrorCode::SeccompInvalid
+        self.problems
+            .first()
+            .map(|(_, e)| e.code())
+            .unwrap_or(ErrorCode::SeccompInvalid)
     }
     fn hint(&self) -> Option<String> {
         self.problems.first().and_then(|(_, e)| e.hint())

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod heal;
 pub mod host;
+pub mod input;
 pub mod limits;
 pub mod manifest;
 pub mod openclaw;

@@ -31,6 +31,10 @@ pub enum SecretsError {
     FileTooOpen { path: PathBuf, mode: u32 },
     #[error("secrets directory {dir} has mode {mode:04o}; it must be 0700 or stricter")]
     DirTooOpen { dir: PathBuf, mode: u32 },
+    /// Not a regular file of bounded size, or not text. Its messages name the path and an
+    /// offset or a size, never content.
+    #[error("cannot read secrets file: {}", crate::report::chain(.0))]
+    Input(crate::input::InputError),
     #[error("secrets file {path} line {line} is not KEY=VALUE")]
     Malformed { path: PathBuf, line: usize },
 }
@@ -42,6 +46,7 @@ impl Coded for SecretsError {
             SecretsError::Missing { .. }
             | SecretsError::Read { .. }
             | SecretsError::Malformed { .. } => ErrorCode::ConfigInvalid,
+            SecretsError::Input(e) => e.code(),
             SecretsError::NotAFile { .. }
             | SecretsError::WrongOwner { .. }
             | SecretsError::FileTooOpen { .. }
@@ -60,6 +65,7 @@ impl Coded for SecretsError {
                 "fix line {line} of {}: KEY=VALUE, `export KEY=VALUE` or a `#` comment",
                 path.display()
             )),
+            SecretsError::Input(e) => e.hint(),
             _ => None,
         }
     }
@@ -174,10 +180,7 @@ pub fn check_file(path: &Path, uid: u32) -> Result<(), SecretsError> {
 /// Checks the file (rule 5) and only then reads and parses it.
 pub fn read(path: &Path, uid: u32) -> Result<SecretMap, SecretsError> {
     check_file(path, uid)?;
-    let text = std::fs::read_to_string(path).map_err(|source| SecretsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::input::read_to_string(path).map_err(SecretsError::Input)?;
     let parsed = parse(&text).map_err(|line| SecretsError::Malformed {
         path: path.to_path_buf(),
         line,

@@ -1099,6 +1099,11 @@ adopt:
         json!([]),
         "harden removes the broad bind: {config}"
     );
+    assert_eq!(
+        config["agents"]["defaults"]["sandbox"]["docker"]["pidsLimit"],
+        PIDS,
+        "harden writes the limits into openclaw.json: {config}"
+    );
     let text = fs::read_to_string(host.config_path()).unwrap();
     assert!(!text.contains(&token) && !text.contains(&api_key));
 

@@ -198,13 +198,18 @@ pub fn manifest_report(e: &ManifestError) -> ErrorReport {
                     .location
                     .map(|(l, c)| format!(":{l}:{c}"))
                     .unwrap_or_default();
+                // A problem of the whole document (syntax, nesting) has no field.
+                let field = if p.field.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {} = {:?}:", p.field, p.value)
+                };
                 format!(
-                    "[{}] {}{}: {} = {:?}: {}",
+                    "[{}] {}{}:{} {}",
                     p.code,
                     p.file.display(),
                     loc,
-                    p.field,
-                    p.value,
+                    field,
                     p.message
                 )
             })

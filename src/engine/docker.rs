@@ -485,6 +485,8 @@ impl Engine for DockerEngine {
     }
 
     async fn exec(&self, id: &str, req: &ExecRequest) -> EngineResult<ExecOutput> {
+        // `ExecRequest`'s Debug names the env keys only: their values may be secrets.
+        tracing::debug!(container = id, request = ?req, "exec");
         let env: Vec<String> = req.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let opts = CreateExecOptions {
             cmd: Some(req.cmd.clone()),

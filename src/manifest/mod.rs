@@ -4,6 +4,7 @@
 //! Host facts (home, environment, uid, CPU count) come in through [`LoadContext`] so every rule
 //! is unit-tested on fixtures.
 
+mod bounds;
 mod expand;
 mod raw;
 pub mod types;
@@ -83,7 +84,7 @@ impl LoadContext {
 }
 
 /// One problem found in a manifest or bind set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Problem {
     pub code: ErrorCode,
     pub file: PathBuf,
@@ -121,6 +122,8 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     #[error("{} problem(s) in {}", problems.len(), file.display())]
     Invalid {
         file: PathBuf,
@@ -132,10 +135,18 @@ impl Coded for ManifestError {
     fn code(&self) -> ErrorCode {
         match self {
             ManifestError::Read { .. } => ErrorCode::ConfigInvalid,
+            ManifestError::Input(e) => e.code(),
             ManifestError::Invalid { problems, .. } => problems
                 .first()
                 .map(|p| p.code)
                 .unwrap_or(ErrorCode::ConfigInvalid),
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ManifestError::Input(e) => e.hint(),
+            _ => None,
         }
     }
 }
@@ -147,7 +158,7 @@ pub fn load(path: &Path, ctx: &LoadContext) -> Result<Fortress, ManifestError> {
         source,
     };
     let file = std::fs::canonicalize(path).map_err(read_err)?;
-    let text = std::fs::read_to_string(&file).map_err(read_err)?;
+    let text = crate::input::read_to_string(&file)?;
     let invalid = |problems| ManifestError::Invalid {
         file: file.clone(),
         problems,
@@ -184,6 +195,26 @@ pub(crate) fn parse_document<T: DeserializeOwned>(
     file: &Path,
     kind: &str,
 ) -> Result<T, Vec<Problem>> {
+    if let Err(out) = bounds::check(text, bounds::MAX_DEPTH, bounds::MAX_VALUES) {
+        let message = match out {
+            bounds::OutOfBounds::TooDeep { .. } => format!(
+                "nested more than {} levels deep; a {kind} needs far fewer",
+                bounds::MAX_DEPTH
+            ),
+            bounds::OutOfBounds::TooMany { .. } => format!(
+                "more than {} values in one document; a {kind} needs far fewer",
+                bounds::MAX_VALUES
+            ),
+        };
+        return Err(vec![Problem {
+            code: ErrorCode::ConfigInvalid,
+            file: file.to_path_buf(),
+            field: String::new(),
+            value: String::new(),
+            message,
+            location: Some(out.location()),
+        }]);
+    }
     // The header first: a file of the wrong kind would otherwise surface as a confusing
     // "unknown field" about its first kind-specific key.
     let header: raw::RawHeader =

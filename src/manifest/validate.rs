@@ -5,7 +5,7 @@
 //! symlink in a workspace pointing at a denied directory is caught, and so is `/var/run`
 //! written for `/run`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,14 +17,38 @@ use super::units::{parse_duration, parse_size};
 use super::*;
 use crate::secrets::{self, SecretMap};
 
-/// Collects problems and warnings; nothing stops at the first problem.
+/// "Did you mean" suggestions made per manifest: each compares a name with every known one,
+/// so past these a problem is reported without one.
+const MAX_SUGGESTIONS: usize = 20;
+
+/// The most known names a suggestion is looked for among (a secrets file may hold a hundred
+/// thousand keys; a real one holds a few dozen).
+const MAX_SUGGESTION_CANDIDATES: usize = 1000;
+
+/// Collects problems and warnings; nothing stops at the first problem. Each is kept once, in
+/// the order found (the sets make that linear, whatever the number of problems).
 #[derive(Default)]
 struct Report {
     problems: Vec<Problem>,
+    seen: HashSet<Problem>,
     warnings: Vec<String>,
+    warned: HashSet<String>,
+    suggestions: usize,
 }
 
 impl Report {
+    /// Whether one more "did you mean" may be computed.
+    fn may_suggest(&mut self) -> bool {
+        self.suggestions += 1;
+        self.suggestions <= MAX_SUGGESTIONS
+    }
+
+    fn push(&mut self, problem: Problem) {
+        if self.seen.insert(problem.clone()) {
+            self.problems.push(problem);
+        }
+    }
+
     fn add(
         &mut self,
         code: ErrorCode,
@@ -42,9 +66,7 @@ impl Report {
             location: None,
         };
         // A bind set used by several sandboxes would otherwise report its problems once each.
-        if !self.problems.contains(&problem) {
-            self.problems.push(problem);
-        }
+        self.push(problem);
     }
 
     fn invalid(
@@ -58,7 +80,7 @@ impl Report {
     }
 
     fn warn(&mut self, warning: String) {
-        if !self.warnings.contains(&warning) {
+        if self.warned.insert(warning.clone()) {
             self.warnings.push(warning);
         }
     }
@@ -242,8 +264,24 @@ pub(super) fn fortress(
         let raw_value = raw.secrets.as_ref().map(|s| s.file.as_str()).unwrap_or("");
         read_secrets(&mut r, file, raw_value, path, &all_binds, ctx)
     });
+    // Every secret value once, to look each plain env value up in. An empty value matches too
+    // easily to mean anything.
+    let secret_values: Option<HashSet<&str>> = secrets.as_ref().map(|m| {
+        m.values()
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+            .collect()
+    });
+    let secrets_and_values = secrets.as_ref().zip(secret_values.as_ref());
     for (i, s) in raw.sandboxes.iter().enumerate() {
-        check_secret_env(&mut r, file, i, s, secrets_file.is_some(), secrets.as_ref());
+        check_secret_env(
+            &mut r,
+            file,
+            i,
+            s,
+            secrets_file.is_some(),
+            secrets_and_values,
+        );
     }
 
     let adopt = raw
@@ -372,13 +410,13 @@ fn load_bind_set(
     let file = expand_file_path(path, dir, ctx)
         .map_err(|m| r.invalid(manifest, &field, path, m))
         .ok()?;
-    let text = std::fs::read_to_string(&file)
+    let text = crate::input::read_to_string(&file)
         .map_err(|e| {
             r.invalid(
                 manifest,
                 &field,
                 path,
-                format!("cannot read bind set {}: {e}", file.display()),
+                format!("cannot read bind set: {}", crate::report::chain(&e)),
             )
         })
         .ok()?;
@@ -387,9 +425,7 @@ fn load_bind_set(
         Ok(raw) => raw,
         Err(problems) => {
             for p in problems {
-                if !r.problems.contains(&p) {
-                    r.problems.push(p);
-                }
+                r.push(p);
             }
             return None;
         }
@@ -870,13 +906,13 @@ fn parse_seccomp(
         let path = expand_file_path(profile, dir, ctx)
             .map_err(|m| r.invalid(file, format!("{field}.profile"), profile, m))
             .ok()?;
-        if !path.is_file() {
-            r.invalid(
-                file,
-                format!("{field}.profile"),
-                profile,
-                format!("profile {} does not exist", path.display()),
-            );
+        let problem = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => None,
+            Ok(_) => Some(format!("profile {} is not a regular file", path.display())),
+            Err(_) => Some(format!("profile {} does not exist", path.display())),
+        };
+        if let Some(message) = problem {
+            r.invalid(file, format!("{field}.profile"), profile, message);
             return None;
         }
         return Some(SeccompSource::Profile(path));
@@ -1081,15 +1117,17 @@ fn sandbox(
             Some(loaded) => binds.extend(loaded.binds.iter().cloned()),
             None if !all_sets_loaded => {}
             None => {
-                let known: Vec<&str> = bind_sets.iter().map(|b| b.set.name.as_str()).collect();
+                let hint = if r.may_suggest() {
+                    let known: Vec<&str> = bind_sets.iter().map(|b| b.set.name.as_str()).collect();
+                    suggest(name, &known)
+                } else {
+                    String::new()
+                };
                 r.invalid(
                     file,
                     format!("{prefix}.bindSets[{j}]"),
                     name,
-                    format!(
-                        "no loaded bind set is named `{name}`{}",
-                        suggest(name, &known)
-                    ),
+                    format!("no loaded bind set is named `{name}`{hint}"),
                 );
             }
         }
@@ -1160,6 +1198,9 @@ fn sandbox(
 
 /// ` (did you mean `x`?)` when a known name is close.
 fn suggest(name: &str, known: &[&str]) -> String {
+    if known.len() > MAX_SUGGESTION_CANDIDATES {
+        return String::new();
+    }
     known
         .iter()
         .map(|k| (strsim::jaro_winkler(name, k), k))
@@ -1274,9 +1315,10 @@ fn read_secrets(
 }
 
 fn report_secrets_error(r: &mut Report, file: &Path, raw_value: &str, e: &secrets::SecretsError) {
+    let e_text = crate::report::chain(e);
     let message = match e.hint() {
-        Some(hint) => format!("{e} (fix: {hint})"),
-        None => e.to_string(),
+        Some(hint) => format!("{e_text} (fix: {hint})"),
+        None => e_text,
     };
     r.add(e.code(), file, "secrets.file", raw_value, message);
 }
@@ -1288,7 +1330,7 @@ fn check_secret_env(
     index: usize,
     raw: &RawSandbox,
     declared: bool,
-    secrets: Option<&SecretMap>,
+    secrets: Option<(&SecretMap, &HashSet<&str>)>,
 ) {
     let prefix = format!("sandboxes[{index}]");
     if !raw.secret_env.is_empty() && !declared {
@@ -1308,22 +1350,26 @@ fn check_secret_env(
                 "a name cannot be both a plain env and a secretEnv entry",
             );
         }
-        if let Some(map) = secrets {
+        if let Some((map, _)) = secrets {
             if !map.contains(name) {
-                let keys: Vec<&str> = map.keys().collect();
+                let hint = if r.may_suggest() {
+                    let keys: Vec<&str> = map.keys().collect();
+                    suggest(name, &keys)
+                } else {
+                    String::new()
+                };
                 r.invalid(
                     file,
                     format!("{prefix}.secretEnv[{j}]"),
                     name,
-                    format!("not in the secrets file{}", suggest(name, &keys)),
+                    format!("not in the secrets file{hint}"),
                 );
             }
         }
     }
-    if let Some(map) = secrets {
+    if let Some((_, values)) = secrets {
         for (key, value) in &raw.env {
-            // An empty value matches too easily to mean anything.
-            if !value.0.is_empty() && map.values().any(|(_, secret)| secret == value.0) {
+            if values.contains(value.0.as_str()) {
                 r.add(
                     ErrorCode::SecretsInsecure,
                     file,

@@ -22,12 +22,11 @@ pub use validate::{validate, Critical, START_CRITICAL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("cannot read seccomp profile {file}")]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be taken as input at all (missing, not a regular file, too large,
+    /// not text): a configuration mistake, before any profile content is looked at. The whole
+    /// cause is in the message, which per-sandbox reports print alone.
+    #[error("cannot read seccomp profile: {}", crate::report::chain(.0))]
+    Input(crate::input::InputError),
     #[error("cannot write seccomp profile {file}")]
     Write {
         file: PathBuf,
@@ -47,6 +46,14 @@ pub enum SeccompError {
     UnknownSyscall {
         name: String,
         suggestion: Option<String>,
+    },
+    #[error("and {count} more unknown syscall names")]
+    MoreUnknown { count: usize },
+    #[error("the profile has {count} {what}, more than the {max} accepted")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
     },
     #[error("the profile denies `{name}`: {why}")]
     StartCritical { name: String, why: &'static str },
@@ -72,14 +79,18 @@ pub enum SeccompError {
 
 impl Coded for SeccompError {
     fn code(&self) -> ErrorCode {
-        ErrorCode::SeccompInvalid
+        match self {
+            SeccompError::Input(e) => e.code(),
+            SeccompError::InFile { problem, .. } => problem.code(),
+            _ => ErrorCode::SeccompInvalid,
+        }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
-            SeccompError::Read { .. } => {
-                Some("check the `seccomp.profile` path and its permissions".into())
-            }
+            SeccompError::Input(e) => e
+                .hint()
+                .or_else(|| Some("check the `seccomp.profile` path and its permissions".into())),
             SeccompError::Write { .. } => {
                 Some("check that the directory exists and is writable".into())
             }
@@ -95,6 +106,15 @@ impl Coded for SeccompError {
             } => Some(format!("use `{s}`")),
             SeccompError::UnknownSyscall { .. } => Some(
                 "names must be syscalls of x86_64 or aarch64; see syscalls(2) for the spelling"
+                    .into(),
+            ),
+            SeccompError::MoreUnknown { .. } => Some(
+                "names must be syscalls of x86_64 or aarch64; see syscalls(2) for the spelling"
+                    .into(),
+            ),
+            SeccompError::TooMany { .. } => Some(
+                "a profile names each syscall once or a few times; start from \
+                 `clw-fortress seccomp generate`"
                     .into(),
             ),
             SeccompError::StartCritical { name, .. } => Some(format!(
@@ -134,8 +154,8 @@ impl SeccompError {
     /// The profile file the error is about, if any.
     pub fn file(&self) -> Option<&Path> {
         match self {
-            SeccompError::Read { file, .. }
-            | SeccompError::Write { file, .. }
+            SeccompError::Input(e) => Some(e.path()),
+            SeccompError::Write { file, .. }
             | SeccompError::Parse { file, .. }
             | SeccompError::InFile { file, .. } => Some(file),
             _ => None,
@@ -159,10 +179,7 @@ pub fn generate(
 
 /// Reads, parses and validates a profile file; every error names the file.
 pub fn load_file(path: &Path) -> Result<Profile, SeccompError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Read {
-        file: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::input::read_to_string(path).map_err(SeccompError::Input)?;
     let profile = Profile::from_json(&text).map_err(|e| SeccompError::Parse {
         file: path.to_path_buf(),
         message: e.to_string(),
