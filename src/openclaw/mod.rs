@@ -75,6 +75,8 @@ pub enum OpenclawError {
     },
     #[error("refusing to overwrite {path}: it exists with other content")]
     Occupied { path: PathBuf },
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     #[error("bind set: {0}")]
     BindSet(#[source] ManifestError),
     #[error("seccomp profile: {0}")]
@@ -113,6 +115,7 @@ impl Coded for OpenclawError {
             OpenclawError::BindExposes { .. } => ErrorCode::BindForbidden,
             OpenclawError::NotRegular { .. } => ErrorCode::SecretsInsecure,
             OpenclawError::BindSet(e) => e.code(),
+            OpenclawError::Input(e) => e.code(),
             OpenclawError::Seccomp(e) => e.code(),
             OpenclawError::Failed { .. } => ErrorCode::PermissionDenied,
         }
@@ -296,16 +299,20 @@ pub fn profile_content() -> Result<String, OpenclawError> {
     Ok(text)
 }
 
+/// A file's bytes through the crate's bounded reader (regular files of at most 4 MiB, never
+/// blocking on a FIFO), or `None` when it does not exist.
 fn read(path: &Path) -> Result<Option<Vec<u8>>, OpenclawError> {
-    match fs::read(path) {
+    match crate::input::read_capped(path, crate::input::MAX_INPUT_BYTES) {
         Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        // A file where a directory should be is "absent" here; creating it will fail loudly.
-        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Ok(None),
-        Err(source) => Err(OpenclawError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(crate::input::InputError::Open { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound
+                // A file where a directory should be is "absent" here; creating it will fail
+                // loudly.
+                || source.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(OpenclawError::Input(e)),
     }
 }
 

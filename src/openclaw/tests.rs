@@ -320,6 +320,29 @@ fn the_external_bind_flag_goes_unless_a_remaining_bind_needs_it() {
 }
 
 #[test]
+fn a_fifo_or_a_huge_config_is_refused_at_once_and_nothing_changes() {
+    let fx = Fx::new();
+    let config = fx.state().join("openclaw.json");
+    fs::remove_file(&config).unwrap();
+    nix::unistd::mkfifo(&config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // (The tree listing would itself block on the FIFO: the config is checked by hand below.)
+    let err = plan_harden(&fx.opts()).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(!fx.secrets_dst().exists() && fx.state().join(".env").exists());
+    fs::remove_file(&config).unwrap();
+    fs::File::create(&config)
+        .unwrap()
+        .set_len(crate::input::MAX_INPUT_BYTES + 1)
+        .unwrap();
+    let before = fx.tree();
+    let err = plan_harden(&fx.opts()).unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+    assert_eq!(err.code().exit_status(), 2);
+    assert_eq!(fx.tree(), before);
+}
+
+#[test]
 fn a_json5_config_is_read_and_the_lost_comments_are_named() {
     let fx = Fx::new();
     let json5 = "// my gateway\n{\n  gateway: {auth: {mode: 'token', token: 'gw-json5-token-0123',},},\n}\n";
