@@ -351,6 +351,10 @@ pub struct RawBind {
     /// Create the host directory (0700) if missing.
     #[serde(default)]
     pub create: bool,
+    /// Unix sockets in the bound tree are refused (one can forward to the engine whatever
+    /// its name) unless this says the sandbox needs them.
+    #[serde(default)]
+    pub allow_sockets: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

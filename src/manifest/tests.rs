@@ -962,3 +962,122 @@ fn variables_expand_and_unset_ones_are_problems() {
         "sandboxes[0].binds[0].source",
     );
 }
+
+/// A bind of `source` (rw) appended to the sandbox.
+fn with_bind(source: &str, mode: &str, extra: &str) -> String {
+    manifest(
+        &format!("    binds:\n      - {{source: \"{source}\", target: /x, mode: {mode}{extra}}}"),
+        "",
+    )
+}
+
+#[test]
+fn the_fortresss_own_files_are_forbidden_sources() {
+    let fx = Fixture::new();
+    let own = fx.root.join("own");
+    std::fs::create_dir_all(own.join("backups")).unwrap();
+    std::fs::write(own.join("state.db"), "db").unwrap();
+    let state = format!("state: {{path: \"{}\"}}", own.join("state.db").display());
+    let backups = format!(
+        "backups:\n  - name: b\n    sources: [\"{}\"]\n    dest: \"{}\"\n    schedule: \"@daily\"\n    keep: {{last: 1}}",
+        own.join("state.db").display(),
+        own.join("backups").display()
+    );
+    let cases = [
+        (own.join("state.db"), "the state database", state.as_str()),
+        (own.clone(), "the state database", state.as_str()),
+        (
+            own.join("profiles"),
+            "the generated seccomp profiles",
+            state.as_str(),
+        ),
+        (
+            own.join("backups"),
+            "a backup destination",
+            backups.as_str(),
+        ),
+        (fx.root.join("manifests"), "this manifest", ""),
+        (fx.root.join("binds/openclaw.yaml"), "a bind set file", ""),
+    ];
+    for (source, why, top) in cases {
+        std::fs::create_dir_all(own.join("profiles")).unwrap();
+        let text = manifest(
+            &format!(
+                "    binds:\n      - {{source: \"{}\", target: /x, mode: ro}}",
+                source.display()
+            ),
+            top,
+        );
+        let problems = fx.problems(&text);
+        let p = find(
+            &problems,
+            ErrorCode::BindForbidden,
+            &fx.manifest_path(),
+            "sandboxes[0].binds[0].source",
+        );
+        assert!(p.message.contains(why), "{source:?}: {}", p.message);
+    }
+}
+
+#[test]
+fn a_source_under_a_read_write_bind_is_refused_naming_both() {
+    let fx = Fixture::new();
+    let ws = fx.home.join(".openclaw/workspace");
+    std::fs::create_dir_all(ws.join("sub")).unwrap();
+    let text = manifest(
+        &format!(
+            "    binds:\n      - {{source: \"{}\", target: /sub, mode: ro}}",
+            ws.join("sub").display()
+        ),
+        "",
+    );
+    let problems = fx.problems(&text);
+    let p = find(
+        &problems,
+        ErrorCode::BindForbidden,
+        &fx.manifest_path(),
+        "sandboxes[0].binds[0].source",
+    );
+    assert!(
+        p.message.contains("mounts read-write") && p.message.contains("binds[0]"),
+        "{}",
+        p.message
+    );
+}
+
+#[test]
+fn hard_links_to_the_secrets_file_and_sockets_in_a_bound_tree_are_refused() {
+    let fx = Fixture::new();
+    let dir = fx.root.join("shared");
+    std::fs::create_dir_all(dir.join("deep")).unwrap();
+    std::fs::hard_link(fx.secrets_path(), dir.join("deep/notes.txt")).unwrap();
+    let p = find(
+        &fx.problems(&with_bind(&dir.display().to_string(), "ro", "")),
+        ErrorCode::BindForbidden,
+        &fx.manifest_path(),
+        "sandboxes[0].binds[0].source",
+    )
+    .clone();
+    assert!(
+        p.message.contains("hard link to the secrets file"),
+        "{}",
+        p.message
+    );
+
+    std::fs::remove_file(dir.join("deep/notes.txt")).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(dir.join("deep/relay")).unwrap();
+    let p = find(
+        &fx.problems(&with_bind(&dir.display().to_string(), "ro", "")),
+        ErrorCode::BindForbidden,
+        &fx.manifest_path(),
+        "sandboxes[0].binds[0].source",
+    )
+    .clone();
+    assert!(p.message.contains("unix socket"), "{}", p.message);
+    // Declared, it is the user's decision.
+    fx.fortress(&with_bind(
+        &dir.display().to_string(),
+        "ro",
+        ", allowSockets: true",
+    ));
+}

@@ -79,6 +79,14 @@ impl Report {
         self.add(ErrorCode::ConfigInvalid, file, field, value, message);
     }
 
+    /// Whether `field` of `file` already has a problem: a bind refused for what it is needs
+    /// no further look at what it holds.
+    fn has_problem(&self, file: &Path, field: &str) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.file == file && p.field == field)
+    }
+
     fn warn(&mut self, warning: String) {
         if self.warned.insert(warning.clone()) {
             self.warnings.push(warning);
@@ -101,6 +109,8 @@ struct Resolved {
     lexical: PathBuf,
     raw_source: String,
     origin: Origin,
+    /// `allowSockets: true`: unix sockets in the tree are the user's decision.
+    allow_sockets: bool,
 }
 
 /// A bind set file with its binds resolved and its deny entries as `(as written, real)`.
@@ -207,12 +217,45 @@ pub(super) fn fortress(
                 .map(|p| (p.clone(), p)),
         );
     }
-    let forbidden = forbidden_list(
+    let mut forbidden = forbidden_list(
         ctx,
         secrets_file.as_deref(),
         &deny,
         engine.socket.as_deref(),
     );
+    // clw-fortress's own files: what a sandbox could read (the state database holds audit and
+    // records; backups hold database snapshots) or write to change what the fortress does
+    // (the manifest, its bind sets, the generated profiles it hands the engine).
+    let mut own: Vec<(PathBuf, &str)> = vec![(file.to_path_buf(), "this manifest")];
+    for loaded in &bind_sets {
+        own.push((loaded.set.file.clone(), "a bind set file of this manifest"));
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = state_path.clone().into_os_string();
+        p.push(suffix);
+        own.push((PathBuf::from(p), "the state database"));
+    }
+    if let Some(dir) = state_path.parent() {
+        own.push((dir.join("profiles"), "the generated seccomp profiles"));
+    }
+    for b in &raw.backups {
+        if let Ok(dest) = expand_file_path(&b.dest, &dir, ctx) {
+            own.push((dest, "a backup destination"));
+        }
+    }
+    for (path, why) in own {
+        let real = real_path(&path).0;
+        let mut paths = vec![path];
+        if real != paths[0] {
+            paths.push(real);
+        }
+        forbidden.push(Forbidden {
+            paths,
+            why: why.to_string(),
+            beneath: true,
+            parents: true,
+        });
+    }
     for loaded in &bind_sets {
         for b in &loaded.binds {
             check_forbidden(&mut r, b, &forbidden);
@@ -258,6 +301,12 @@ pub(super) fn fortress(
         }
         sandboxes.push(sandbox);
     }
+
+    // A source under a path a sandbox can write is the sandbox's to redirect: it can swap a
+    // directory there for a symlink, and the engine resolves the source again at every start.
+    check_nested_under_rw(&mut r, &all_binds);
+    // What a bound tree holds: hard links to the secrets file, unix sockets (bounded scan).
+    scan_bound_trees(&mut r, &all_binds, secrets_file.as_deref());
 
     // Rules 5 and 6: the secrets file is only read when it is safe to read.
     let secrets = secrets_file.as_ref().and_then(|path| {
@@ -533,6 +582,7 @@ fn resolve_bind(
         },
         lexical,
         raw_source: raw.source.clone(),
+        allow_sockets: raw.allow_sockets,
         origin: Origin {
             file: file.to_path_buf(),
             field: field.to_string(),
@@ -564,6 +614,106 @@ fn check_target(r: &mut Report, file: &Path, field: &str, target: &str) -> Optio
             None
         }
         None => Some(path.components().collect()),
+    }
+}
+
+/// Refuses every bind whose source lies strictly under the source of an `rw` bind (of any
+/// sandbox), naming both.
+fn check_nested_under_rw(r: &mut Report, binds: &[Resolved]) {
+    let mut reported = HashSet::new();
+    let refused = |r: &Report, b: &Resolved| {
+        r.has_problem(&b.origin.file, &format!("{}.source", b.origin.field))
+    };
+    let ok: Vec<&Resolved> = binds.iter().filter(|b| !refused(r, b)).collect();
+    for inner in ok.iter().copied() {
+        for outer in ok.iter().filter(|b| b.bind.mode == Mode::Rw) {
+            let (i, o) = (&inner.bind.source, &outer.bind.source);
+            if i != o
+                && i.starts_with(o)
+                && reported.insert((i.clone(), inner.origin.field.clone()))
+            {
+                r.add(
+                    ErrorCode::BindForbidden,
+                    &inner.origin.file,
+                    format!("{}.source", inner.origin.field),
+                    &inner.raw_source,
+                    format!(
+                        "{} lies under {}, which {} mounts read-write: the sandbox could \
+                         replace it with a symlink and the engine would mount what it points to",
+                        i.display(),
+                        o.display(),
+                        outer.origin.field
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The most entries one bind source's tree is scanned for; a larger tree is named in a
+/// warning (what lies beyond was not checked).
+const TREE_SCAN_LIMIT: usize = 50_000;
+
+/// Scans each bind source's tree (symlinks not followed) for hard links to the secrets file
+/// (same device and inode: a copy of the file under another name) and for unix sockets (a
+/// socket can forward to the engine whatever its name), unless the bind allows sockets.
+fn scan_bound_trees(r: &mut Report, binds: &[Resolved], secrets_file: Option<&Path>) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let secret = secrets_file
+        .and_then(|f| std::fs::metadata(f).ok())
+        .map(|m| (m.dev(), m.ino()));
+    let mut scanned = HashSet::new();
+    for b in binds {
+        if !scanned.insert((b.bind.source.clone(), b.allow_sockets)) {
+            continue;
+        }
+        let field = format!("{}.source", b.origin.field);
+        if r.has_problem(&b.origin.file, &field) {
+            continue;
+        }
+        let mut stack = vec![b.bind.source.clone()];
+        let mut seen = 0usize;
+        'walk: while let Some(p) = stack.pop() {
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            seen += 1;
+            if seen > TREE_SCAN_LIMIT {
+                r.warn(format!(
+                    "{}: {} has more than {TREE_SCAN_LIMIT} entries; hard links to the secrets \
+                     file and sockets beyond them were not looked for",
+                    b.origin.file.display(),
+                    b.bind.source.display()
+                ));
+                break 'walk;
+            }
+            let t = meta.file_type();
+            if t.is_file() && Some((meta.dev(), meta.ino())) == secret {
+                r.add(
+                    ErrorCode::BindForbidden,
+                    &b.origin.file,
+                    &field,
+                    &b.raw_source,
+                    format!("{} is a hard link to the secrets file", p.display()),
+                );
+            } else if t.is_socket() && !b.allow_sockets {
+                r.add(
+                    ErrorCode::BindForbidden,
+                    &b.origin.file,
+                    &field,
+                    &b.raw_source,
+                    format!(
+                        "{} is a unix socket (it could forward to the engine); set \
+                         `allowSockets: true` on the bind if the sandbox needs it",
+                        p.display()
+                    ),
+                );
+            } else if t.is_dir() {
+                if let Ok(entries) = std::fs::read_dir(&p) {
+                    stack.extend(entries.flatten().map(|e| e.path()));
+                }
+            }
+        }
     }
 }
 
