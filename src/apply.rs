@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -165,6 +166,10 @@ pub enum ActionError {
         #[source]
         source: std::io::Error,
     },
+    #[error("bind sources changed since validation: {}", problems.join("; "))]
+    SourceMoved { problems: Vec<String> },
+    #[error("container {id} mounts other objects than the validated bind sources, so it was removed: {}", breaches.join("; "))]
+    MountedOther { id: String, breaches: Vec<String> },
     #[error("{primary}; removing the half-made container {id} also failed: {cleanup}")]
     Cleanup {
         primary: EngineError,
@@ -183,6 +188,9 @@ impl Coded for ActionError {
                 ErrorCode::PermissionDenied
             }
             ActionError::CreateSource { .. } => ErrorCode::SandboxFailure,
+            ActionError::SourceMoved { .. } | ActionError::MountedOther { .. } => {
+                ErrorCode::IsolationBreach
+            }
             ActionError::Cleanup { primary, .. } => primary.code(),
         }
     }
@@ -190,6 +198,11 @@ impl Coded for ActionError {
         match self {
             ActionError::Engine(e) | ActionError::Cleanup { primary: e, .. } => e.hint(),
             ActionError::CreateSource { .. } => None,
+            ActionError::SourceMoved { .. } | ActionError::MountedOther { .. } => Some(
+                "something replaced a bind source after validation: find out what wrote \
+                 there, then run `clw-fortress validate` and apply again"
+                    .into(),
+            ),
         }
     }
 }
@@ -324,6 +337,9 @@ async fn create_and_start<E: Engine>(engine: &E, d: &Desired) -> Result<String, 
             }
         }
     }
+    // Pinned right before create; checked against the mounts right after start (crate::pin).
+    let pins = crate::pin::pin(&d.request.binds)
+        .map_err(|problems| ActionError::SourceMoved { problems })?;
     let id = engine.create(&d.request).await?;
     if let Err(primary) = engine.start(&id).await {
         return match engine.remove(&id).await {
@@ -334,6 +350,22 @@ async fn create_and_start<E: Engine>(engine: &E, d: &Desired) -> Result<String, 
                 cleanup,
             }),
         };
+    }
+    let pid = engine
+        .inspect(&id)
+        .await?
+        .and_then(|i| i.state)
+        .and_then(|s| s.pid)
+        .unwrap_or(0);
+    if pid > 0 {
+        let (breaches, unknown) = crate::pin::check_mounted(Path::new("/proc"), pid, &pins);
+        if !unknown.is_empty() {
+            tracing::warn!(sandbox = %d.sandbox, unknown = ?unknown, "the mounted bind sources could not be compared from the host (no access to the container's root)");
+        }
+        if !breaches.is_empty() {
+            let _ = engine.remove(&id).await;
+            return Err(ActionError::MountedOther { id, breaches });
+        }
     }
     Ok(id)
 }

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod manifest;
 pub mod openclaw;
 pub mod ownership;
+pub mod pin;
 pub mod plan;
 pub mod report;
 pub mod seccomp;

@@ -561,3 +561,38 @@ fn an_unreachable_engine_exits_3_naming_the_socket() {
     assert!(err.contains(sock.to_str().unwrap()), "{err}");
     assert!(err.contains("hint:"), "{err}");
 }
+
+/// Finding 3 of the integrity review: a bind source swapped for a symlink to the secrets
+/// directory between validation and create is not mounted; apply refuses and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_source_swapped_for_a_symlink_after_validation_is_never_mounted() {
+    use clw_fortress::{apply, engine::DockerEngine, manifest, plan, state::State};
+    require_engine();
+    let fx = Fixture::new("pinned");
+    let fortress = manifest::load(&fx.manifest_path(), &manifest::LoadContext::from_process())
+        .expect("a valid manifest");
+    // Validated; now the workspace becomes a symlink to the secrets directory.
+    let ws = fx.openclaw_dir().join("workspace");
+    let secrets_dir = fx.secrets_dir();
+    std::fs::rename(&ws, fx.openclaw_dir().join("workspace-moved")).unwrap();
+    std::os::unix::fs::symlink(&secrets_dir, &ws).unwrap();
+
+    let desired = apply::prepare(&fortress).unwrap();
+    let engine = DockerEngine::connect(&engine_socket(), fx.dir().join("profiles"))
+        .await
+        .unwrap();
+    let state = State::open(&fx.state_path()).unwrap();
+    let observed = apply::observe(&engine, &fortress.name, &desired, Some(&state))
+        .await
+        .unwrap();
+    let p = plan::plan(&fortress.name, &desired, &observed, false);
+    let report = apply::execute(&engine, &p, &desired, &state, "test").await;
+    assert_eq!(report.failed(), 1, "{report:?}");
+    let failure = report.outcomes[0].error.as_ref().unwrap();
+    assert_eq!(failure.code, "clw-isolation-breach", "{failure:?}");
+    assert!(
+        failure.message.contains("replaced by a symlink"),
+        "{failure:?}"
+    );
+    assert!(!container_exists(&fx.sandbox()), "nothing was created");
+}

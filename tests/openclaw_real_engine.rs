@@ -1100,8 +1100,7 @@ adopt:
         "harden removes the broad bind: {config}"
     );
     assert_eq!(
-        config["agents"]["defaults"]["sandbox"]["docker"]["pidsLimit"],
-        PIDS,
+        config["agents"]["defaults"]["sandbox"]["docker"]["pidsLimit"], PIDS,
         "harden writes the limits into openclaw.json: {config}"
     );
     let text = fs::read_to_string(host.config_path()).unwrap();
