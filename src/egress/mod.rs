@@ -6,5 +6,6 @@
 //! daemon's work.
 
 pub mod policy;
+pub mod proxy;
 
 pub use policy::{decide, parse_allow_entry, Decision, DenyReason, Dest, EgressPolicy};
