@@ -552,10 +552,12 @@ mod tests {
                         value: Some("1".into()),
                     },
                     limits: limits(128 << 20, 1.0, 100),
+                    egress: None,
                 },
                 Adopt {
                     selector: Selector::NamePrefix("openclaw-sbx-".into()),
                     limits: limits(256 << 20, 8.0, 200),
+                    egress: None,
                 },
                 Adopt {
                     selector: Selector::Label {
@@ -566,6 +568,7 @@ mod tests {
                         pids: Some(50),
                         ..Default::default()
                     },
+                    egress: None,
                 },
             ],
             health: vec![],

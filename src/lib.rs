@@ -6,6 +6,7 @@ pub mod backup;
 pub mod cli;
 pub mod daemon;
 pub mod doctor;
+pub mod egress;
 pub mod enforce;
 pub mod engine;
 pub mod error;

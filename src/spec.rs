@@ -222,6 +222,7 @@ pub(crate) mod tests {
             secret_env: vec!["API_KEY".into()],
             command: vec!["sleep".into(), "infinity".into()],
             liveness: None,
+            egress: None,
         }
     }
 

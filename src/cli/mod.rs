@@ -5,6 +5,7 @@ mod apply;
 mod backup;
 mod daemon;
 mod doctor;
+mod egress;
 mod enforce;
 mod explain;
 mod heal;
@@ -123,6 +124,11 @@ pub enum Command {
     Backup {
         #[command(subcommand)]
         action: backup::BackupCommand,
+    },
+    /// The egress allow-list proxy (foundation: run by hand, one sandbox per process).
+    Egress {
+        #[command(subcommand)]
+        command: egress::EgressCommand,
     },
     /// The long description of an error code.
     Explain { code: String },
@@ -279,6 +285,7 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Stop { sandbox, time } => heal::stop(cli, sandbox, *time).await,
         Command::Doctor { fix_hints } => doctor::doctor(cli, *fix_hints).await,
         Command::Status => doctor::status(cli).await,
+        Command::Egress { command } => egress::run(cli, command).await,
         Command::Validate
         | Command::Seccomp { .. }
         | Command::Explain { .. }

@@ -47,8 +47,16 @@ pub struct Metrics {
     job_runs: Family<Labels, Counter>,
     job_duration: Family<Labels, Histogram, fn() -> Histogram>,
     reloads: Family<Labels, Counter>,
+    egress_denied: Family<Labels, Counter>,
+    egress_allowed_bytes: Family<Labels, Counter>,
+    /// The `(sandbox, host)` series of `egress_denied` so far: a sandbox chooses the host
+    /// names it is refused for, so their number is capped (the rest count under `_other`).
+    egress_denied_series: parking_lot::Mutex<std::collections::HashSet<(String, String)>>,
     engine_connected: AtomicBool,
 }
+
+/// Distinct `host` label values of `egress_denied_total` kept before `_other`.
+pub const EGRESS_DENIED_HOSTS_MAX: usize = 1000;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -114,6 +122,18 @@ impl Metrics {
             "Manifest reloads on SIGHUP by outcome (ok, failed)",
             reloads.clone(),
         );
+        let egress_denied = Family::<Labels, Counter>::default();
+        registry.register(
+            "egress_denied",
+            "Connections the egress proxy refused, by sandbox and requested host",
+            egress_denied.clone(),
+        );
+        let egress_allowed_bytes = Family::<Labels, Counter>::default();
+        registry.register(
+            "egress_allowed_bytes",
+            "Bytes the egress proxy carried for allowed connections (both ways), by sandbox",
+            egress_allowed_bytes.clone(),
+        );
         // Every combination exists from the start at zero, so a dashboard's rate() sees the
         // first increment instead of a series appearing out of nowhere.
         for kind in ["owned", "adopted"] {
@@ -138,6 +158,9 @@ impl Metrics {
             job_runs,
             job_duration,
             reloads,
+            egress_denied,
+            egress_allowed_bytes,
+            egress_denied_series: Default::default(),
             engine_connected: AtomicBool::new(false),
         }
     }
@@ -195,6 +218,33 @@ impl Metrics {
                 if ok { "ok" } else { "failed" }.to_string(),
             )])
             .inc();
+    }
+
+    /// One refused egress connection.
+    pub fn egress_denied(&self, sandbox: &str, host: &str) {
+        let host = {
+            let mut seen = self.egress_denied_series.lock();
+            let key = (sandbox.to_string(), host.to_string());
+            if seen.contains(&key) || seen.len() < EGRESS_DENIED_HOSTS_MAX {
+                seen.insert(key);
+                host
+            } else {
+                "_other"
+            }
+        };
+        self.egress_denied
+            .get_or_create(&vec![
+                ("sandbox", sandbox.to_string()),
+                ("host", host.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Bytes carried for an allowed egress connection.
+    pub fn egress_bytes(&self, sandbox: &str, bytes: u64) {
+        self.egress_allowed_bytes
+            .get_or_create(&vec![("sandbox", sandbox.to_string())])
+            .inc_by(bytes);
     }
 
     /// The exposition text (OpenMetrics, which Prometheus scrapes natively).
@@ -284,6 +334,8 @@ mod tests {
         m.reconnected();
         m.event(0.002);
         m.job_run("limits", "ok", Some(Duration::from_millis(30)));
+        m.egress_denied("sbx", "evil.test");
+        m.egress_bytes("sbx", 1500);
         let text = m.render();
         for name in [
             "clw_fortress_enforcements_total",
@@ -294,9 +346,26 @@ mod tests {
             "clw_fortress_event_lag_seconds_bucket",
             r#"clw_fortress_job_runs_total{job="limits",outcome="ok"} 1"#,
             r#"clw_fortress_job_duration_seconds_count{job="limits"} 1"#,
+            r#"clw_fortress_egress_denied_total{sandbox="sbx",host="evil.test"} 1"#,
+            r#"clw_fortress_egress_allowed_bytes_total{sandbox="sbx"} 1500"#,
         ] {
             assert!(text.contains(name), "{name} missing in:\n{text}");
         }
+    }
+
+    #[test]
+    fn egress_denied_host_labels_are_capped() {
+        let m = Metrics::new();
+        for i in 0..EGRESS_DENIED_HOSTS_MAX + 5 {
+            m.egress_denied("sbx", &format!("h{i}.test"));
+        }
+        m.egress_denied("sbx", "h0.test");
+        let text = m.render();
+        assert!(
+            text.contains(r#"{sandbox="sbx",host="_other"} 5"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"{sandbox="sbx",host="h0.test"} 2"#));
     }
 
     #[test]

@@ -60,6 +60,7 @@ mod tests {
                     pids: Some(64),
                     ..Default::default()
                 },
+                egress: None,
             }],
             health: vec![],
             backups: vec![],

@@ -191,6 +191,9 @@ pub struct RawSettings {
     /// Resource limits, merged per key.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// The egress allow-list (replaces, not merges with, the one in `defaults`).
+    #[serde(default)]
+    pub egress: Option<RawEgress>,
 }
 
 /// One sandbox: the settings of `RawSettings` plus its own fields. (Written out rather than
@@ -236,6 +239,9 @@ pub struct RawSandbox {
     /// Resource limits, merged per key over `defaults.limits`.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// The egress allow-list; replaces `defaults.egress` as a whole.
+    #[serde(default)]
+    pub egress: Option<RawEgress>,
     /// Bind sets by `metadata.name`.
     #[serde(default)]
     pub bind_sets: Vec<String>,
@@ -271,6 +277,7 @@ impl RawSandbox {
             init: self.init,
             seccomp: self.seccomp.clone(),
             limits: self.limits.clone(),
+            egress: self.egress.clone(),
         }
     }
 }
@@ -387,6 +394,23 @@ pub struct RawAdopt {
     /// The limits applied to them.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// The egress allow-list of the adopted containers.
+    #[serde(default)]
+    pub egress: Option<RawEgress>,
+}
+
+/// `egress:`: what a sandbox may reach through the fortress's proxy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawEgress {
+    /// `host[:port]`, `*.domain[:port]`, `addr[:port]`, `net/len[:port]` (IPv6 in brackets
+    /// when a port follows); without a port, 80 and 443. At least one entry.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Pinned resolution: host name -> address (split horizon, tests). A pinned name is never
+    /// looked up and may point at a private address.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1081,3 +1081,158 @@ fn hard_links_to_the_secrets_file_and_sockets_in_a_bound_tree_are_refused() {
         ", allowSockets: true",
     ));
 }
+
+#[test]
+fn egress_on_a_sandbox_and_an_adopt_rule_parses_into_a_typed_policy() {
+    use crate::egress::policy::{AllowEntry, DestPattern};
+    let fx = Fixture::new();
+    let f = fx.fortress(&manifest(
+        r#"    egress:
+      allow: ["api.anthropic.com:443", "PyPI.org", "*.pythonhosted.org:443", "10.0.0.5:5432", "10.1.0.0/16:443", "[fd00::/8]:443"]
+      hosts: {Internal.Example.: 10.0.0.7}"#,
+        "adopt:\n  - selector: {namePrefix: openclaw-sbx-}\n    egress: {allow: [pypi.org]}",
+    ));
+    let egress = f.sandboxes[0].egress.as_ref().expect("egress");
+    let shown: Vec<String> = egress.allow.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "api.anthropic.com:443",
+            "pypi.org",
+            "*.pythonhosted.org:443",
+            "10.0.0.5:5432",
+            "10.1.0.0/16:443",
+            "[fd00::/8]:443"
+        ]
+    );
+    assert_eq!(
+        egress.allow[1],
+        AllowEntry {
+            dest: DestPattern::Name("pypi.org".into()),
+            port: None
+        }
+    );
+    assert_eq!(
+        egress.hosts.get("internal.example"),
+        Some(&"10.0.0.7".parse().unwrap())
+    );
+    assert_eq!(f.adopt[0].egress.as_ref().unwrap().allow.len(), 1);
+}
+
+#[test]
+fn a_sandbox_egress_block_replaces_the_defaults_one_as_a_whole() {
+    let fx = Fixture::new();
+    let f = fx.fortress(
+        "apiVersion: clw-fortress/v1
+kind: Fortress
+metadata: {name: test}
+defaults:
+  image: img
+  egress: {allow: [pypi.org]}
+sandboxes:
+  - name: inherits
+  - name: own
+    egress: {allow: ['api.anthropic.com:443']}
+  - name: plain
+",
+    );
+    let allow = |i: usize| -> Vec<String> {
+        f.sandboxes[i]
+            .egress
+            .as_ref()
+            .unwrap()
+            .allow
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    };
+    assert_eq!(allow(0), ["pypi.org"]);
+    assert_eq!(allow(1), ["api.anthropic.com:443"]);
+    assert_eq!(allow(2), ["pypi.org"]);
+    assert_eq!(f.sandboxes[0].network, Network::None);
+}
+
+#[test]
+fn every_bad_egress_entry_is_reported_at_once_with_its_field_and_value() {
+    let fx = Fixture::new();
+    let bad = [
+        ("*", "every destination"),
+        ("*.com", "too broad"),
+        ("0.0.0.0/0", "every address"),
+        ("::/0", "every address"),
+        ("pypi.org:99999", "not a port"),
+        ("10.1.2.0/33", "prefix length"),
+        ("bad_label.example", "label"),
+        ("bücher.example", "punycode"),
+        ("", "empty"),
+    ];
+    let list: Vec<String> = bad.iter().map(|(e, _)| format!("{e:?}")).collect();
+    let problems = fx.problems(&manifest(
+        &format!(
+            "    egress:\n      allow: [{}]\n      hosts: {{'*.wild.example': 10.0.0.1, ok.example: not-an-ip}}",
+            list.join(", ")
+        ),
+        "adopt:\n  - selector: {namePrefix: x-}\n    egress: {allow: []}",
+    ));
+    let file = fx.manifest_path();
+    for (i, (entry, says)) in bad.iter().enumerate() {
+        let p = find(
+            &problems,
+            ErrorCode::ConfigInvalid,
+            &file,
+            &format!("sandboxes[0].egress.allow[{i}]"),
+        );
+        assert_eq!(p.value, *entry);
+        assert!(p.message.contains(says), "{entry}: {}", p.message);
+    }
+    let p = find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &file,
+        "sandboxes[0].egress.hosts.*.wild.example",
+    );
+    assert!(p.message.contains("wildcard"), "{}", p.message);
+    let p = find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &file,
+        "sandboxes[0].egress.hosts.ok.example",
+    );
+    assert_eq!(p.value, "not-an-ip");
+    let p = find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &file,
+        "adopt[0].egress.allow",
+    );
+    assert!(p.message.contains("empty"), "{}", p.message);
+    assert_eq!(problems.len(), bad.len() + 3, "{problems:#?}");
+}
+
+#[test]
+fn egress_with_a_bridge_or_host_network_is_rejected() {
+    let fx = Fixture::new();
+    let file = fx.manifest_path();
+    let problems = fx.problems(&manifest(
+        "    network: bridge\n    egress: {allow: [pypi.org]}",
+        "",
+    ));
+    let p = find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &file,
+        "sandboxes[0].egress",
+    );
+    assert!(p.message.contains("bypass the proxy"), "{}", p.message);
+    // `host` is refused by rule 7 whatever else is set.
+    let problems = fx.problems(&manifest(
+        "    network: host\n    egress: {allow: [pypi.org]}",
+        "",
+    ));
+    find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &file,
+        "sandboxes[0].network",
+    );
+}

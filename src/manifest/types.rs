@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::egress::policy::EgressPolicy;
+
 /// A validated `Fortress` manifest with its bind sets loaded and merged into each sandbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fortress {
@@ -189,6 +191,9 @@ pub struct Sandbox {
     pub secret_env: Vec<String>,
     pub command: Vec<String>,
     pub liveness: Option<Liveness>,
+    /// The egress allow-list, when the sandbox reaches the network through the fortress's
+    /// proxy; `None`: no egress policy (the `network` setting alone applies).
+    pub egress: Option<EgressPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +218,8 @@ pub enum Selector {
 pub struct Adopt {
     pub selector: Selector,
     pub limits: Limits,
+    /// The egress allow-list for the adopted containers (not enforced yet: see the README).
+    pub egress: Option<EgressPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -858,6 +858,8 @@ struct Partial {
     init: Option<bool>,
     seccomp: Option<SeccompSource>,
     limits: PartialLimits,
+    /// The policy (`None` when it had problems) and the field it was written in.
+    egress: Option<(Option<EgressPolicy>, String)>,
 }
 
 /// Each field: `None` not written, `Some(None)` written as `unlimited`.
@@ -898,6 +900,7 @@ fn builtin_settings(ctx: &LoadContext) -> Partial {
             cpus: Some(Some(ctx.host_cpus.clamp(1, 4) as f64)),
             pids: Some(Some(512)),
         },
+        egress: None,
     }
 }
 
@@ -959,7 +962,66 @@ fn partial_settings(
     if let Some(limits) = &raw.limits {
         p.limits = parse_limits(r, file, &format!("{prefix}.limits"), limits, ctx);
     }
+    if let Some(egress) = &raw.egress {
+        let field = format!("{prefix}.egress");
+        p.egress = Some((parse_egress(r, file, &field, egress), field));
+    }
     p
+}
+
+/// `egress`: every allow entry and pinned host checked (egress::policy owns the grammar).
+fn parse_egress(r: &mut Report, file: &Path, field: &str, raw: &RawEgress) -> Option<EgressPolicy> {
+    let mut ok = true;
+    if raw.allow.is_empty() {
+        r.invalid(
+            file,
+            format!("{field}.allow"),
+            "",
+            "egress.allow is empty: list the destinations the sandbox needs \
+             (for no network at all, use `network: none` without egress)",
+        );
+        ok = false;
+    }
+    let mut allow = Vec::new();
+    for (i, entry) in raw.allow.iter().enumerate() {
+        match crate::egress::parse_allow_entry(entry) {
+            Ok(e) => allow.push(e),
+            Err(m) => {
+                r.invalid(file, format!("{field}.allow[{i}]"), entry, m);
+                ok = false;
+            }
+        }
+    }
+    let mut hosts = BTreeMap::new();
+    for (name, addr) in &raw.hosts {
+        let here = format!("{field}.hosts.{name}");
+        let normal = crate::egress::policy::normalise_name(name)
+            .map_err(|m| r.invalid(file, &here, name, format!("not a host name: {m}")))
+            .ok();
+        let ip = addr
+            .0
+            .trim()
+            .parse::<IpAddr>()
+            .map_err(|_| {
+                r.invalid(
+                    file,
+                    &here,
+                    &addr.0,
+                    "must be one IP address (10.0.0.7, fd00::7)",
+                )
+            })
+            .ok();
+        match (normal, ip) {
+            (Some(n), Some(ip)) => {
+                if hosts.insert(n, ip).is_some() {
+                    r.invalid(file, &here, name, "this host name is pinned twice");
+                    ok = false;
+                }
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(EgressPolicy { allow, hosts })
 }
 
 /// `CAP_NET_ADMIN` and `net_admin` both mean `NET_ADMIN`.
@@ -1319,6 +1381,25 @@ fn sandbox(
         .as_ref()
         .and_then(|l| liveness(r, file, &format!("{prefix}.liveness"), l));
 
+    // The sandbox's own egress block replaces the defaults' as a whole: an allow-list that
+    // grows by inheritance is hard to read off the sandbox.
+    let egress = layers.iter().rev().find_map(|l| l.egress.clone());
+    if let Some((_, field)) = &egress {
+        if pick(&layers, |l| l.network.clone()) == Some(Network::Bridge) {
+            r.invalid(
+                file,
+                field,
+                "network: bridge",
+                format!(
+                    "sandbox `{}` has an egress allow-list and `network: bridge`; egress puts the \
+                     sandbox on the fortress's internal network, and bridge would bypass the \
+                     proxy: remove `network` (or the egress block)",
+                    raw.name
+                ),
+            );
+        }
+    }
+
     Some(Sandbox {
         name: raw.name.clone(),
         image: image?,
@@ -1343,6 +1424,7 @@ fn sandbox(
         secret_env: raw.secret_env.clone(),
         command: raw.command.clone(),
         liveness,
+        egress: egress.and_then(|(policy, _)| policy),
     })
 }
 
@@ -1589,9 +1671,14 @@ fn adopt(
         .as_ref()
         .map(|l| parse_limits(r, file, &format!("{prefix}.limits"), l, ctx))
         .unwrap_or_default();
+    let egress = raw
+        .egress
+        .as_ref()
+        .map(|e| parse_egress(r, file, &format!("{prefix}.egress"), e));
     Some(Adopt {
         selector: selector?,
         limits: merge_limits(&[&limits]),
+        egress: egress.flatten(),
     })
 }
 
