@@ -112,6 +112,11 @@ async fn tunnel(proxy: &str, up_port: u16) -> TcpStream {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` passes nothing and must stay quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("egress_proxy: run with `cargo bench --bench egress_proxy`");
+        return;
+    }
     let requests = env_usize("CLW_BENCH_REQUESTS", 2000);
     let mib = env_usize("CLW_BENCH_TUNNEL_MIB", 512);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -543,6 +543,7 @@ mod tests {
             state_path: "/s.db".into(),
             secrets_file: None,
             openclaw_state_dir: None,
+            tree_problems: vec![],
             bind_sets: vec![],
             sandboxes: vec![crate::spec::tests::sandbox("sbx-main")],
             adopt: vec![

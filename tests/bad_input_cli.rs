@@ -62,6 +62,39 @@ fn cases() -> Vec<Case> {
             field: "sandboxes[0].binds[0].source",
         },
         Case {
+            name: "rule 3: a hard link to the secrets file inside a bound directory",
+            edit: |fx| {
+                let d = fx.home().join("shared/deep");
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::hard_link(fx.secrets_file(), d.join("notes.txt")).unwrap();
+                let src = fx.home().join("shared");
+                add_sandbox_bind(fx, &format!("{{source: {:?}, target: /x, mode: ro}}", src));
+            },
+            code: "clw-bind-forbidden",
+            field: "sandboxes[0].binds[0].source",
+        },
+        Case {
+            name: "rule 3: a unix socket inside a bound directory (it could relay the engine)",
+            edit: |fx| {
+                let d = fx.home().join("shared");
+                std::fs::create_dir_all(&d).unwrap();
+                drop(std::os::unix::net::UnixListener::bind(d.join("relay")).unwrap());
+                add_sandbox_bind(fx, &format!("{{source: {:?}, target: /x, mode: ro}}", d));
+            },
+            code: "clw-bind-forbidden",
+            field: "sandboxes[0].binds[0].source",
+        },
+        Case {
+            name: "rule 3: the generated profiles beside the state database are forbidden",
+            edit: |fx| {
+                let p = fx.state_path().parent().unwrap().join("profiles");
+                std::fs::create_dir_all(&p).unwrap();
+                add_sandbox_bind(fx, &format!("{{source: {:?}, target: /x, mode: ro}}", p));
+            },
+            code: "clw-bind-forbidden",
+            field: "sandboxes[0].binds[0].source",
+        },
+        Case {
             name: "rule 3: /etc is a forbidden source",
             edit: |fx| add_sandbox_bind(fx, "{source: /etc, target: /host-etc, mode: ro}"),
             code: "clw-bind-forbidden",

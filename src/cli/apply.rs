@@ -23,7 +23,7 @@ async fn plan_for(
     ),
     ErrorReport,
 > {
-    let fortress = cli.load()?;
+    let fortress = cli.load_for_mount()?;
     let mut desired = apply::prepare(&fortress).map_err(|e| super::seccomp::prepare_report(&e))?;
     let engine = cli.connect(Some(&fortress)).await?;
     let info = engine.info().await.map_err(|e| super::report_of(&e))?;

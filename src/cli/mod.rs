@@ -173,6 +173,19 @@ impl Cli {
         Ok(f)
     }
 
+    /// [`Cli::load`] for the commands that mount bind sources (`validate`, `plan`, `apply`):
+    /// what the bound trees hold is refused too.
+    pub fn load_for_mount(&self) -> Result<Fortress, ErrorReport> {
+        let f = self.load()?;
+        if f.tree_problems.is_empty() {
+            return Ok(f);
+        }
+        Err(manifest_report(&ManifestError::Invalid {
+            file: f.file.clone(),
+            problems: f.tree_problems,
+        }))
+    }
+
     pub async fn connect(&self, fortress: Option<&Fortress>) -> Result<DockerEngine, ErrorReport> {
         let manifest_socket = fortress.and_then(|f| f.engine.socket.as_deref());
         let resolved = socket::resolve_from_env(self.engine.as_deref(), manifest_socket);

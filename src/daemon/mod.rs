@@ -625,6 +625,7 @@ mod tests {
             state_path: "/s".into(),
             secrets_file: None,
             openclaw_state_dir: None,
+            tree_problems: vec![],
             bind_sets: vec![],
             sandboxes: vec![],
             adopt: vec![],

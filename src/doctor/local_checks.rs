@@ -257,6 +257,7 @@ mod tests {
             state_path: dir.join("state.db"),
             secrets_file: None,
             openclaw_state_dir: None,
+            tree_problems: vec![],
             bind_sets: vec![],
             sandboxes: vec![],
             adopt: vec![],

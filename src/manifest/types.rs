@@ -24,6 +24,10 @@ pub struct Fortress {
     pub secrets_file: Option<PathBuf>,
     /// `openclaw.stateDir`: the OpenClaw home this fortress protects (expanded).
     pub openclaw_state_dir: Option<PathBuf>,
+    /// What the bound trees hold that must not be mounted (hard links to the secrets file,
+    /// unix sockets): refused by the commands that mount (`validate`, `plan`, `apply`), not by
+    /// those that act on what runs (`verify`, the agent).
+    pub tree_problems: Vec<super::Problem>,
     /// Every bind set the manifest loaded, by `metadata.name`.
     pub bind_sets: Vec<BindSet>,
     pub sandboxes: Vec<Sandbox>,

@@ -34,6 +34,8 @@ struct Report {
     warnings: Vec<String>,
     warned: HashSet<String>,
     suggestions: usize,
+    /// `file:field` of binds already refused elsewhere (their trees need no scan).
+    refused: HashSet<String>,
 }
 
 impl Report {
@@ -85,6 +87,11 @@ impl Report {
         self.problems
             .iter()
             .any(|p| p.file == file && p.field == field)
+            || self.refused.contains(&format!(
+                "{}:{}",
+                file.display(),
+                field.trim_end_matches(".source")
+            ))
     }
 
     fn warn(&mut self, warning: String) {
@@ -306,7 +313,20 @@ pub(super) fn fortress(
     // directory there for a symlink, and the engine resolves the source again at every start.
     check_nested_under_rw(&mut r, &all_binds);
     // What a bound tree holds: hard links to the secrets file, unix sockets (bounded scan).
-    scan_bound_trees(&mut r, &all_binds, secrets_file.as_deref());
+    // Kept apart: it refuses mounting (validate, plan, apply), but must not stop verify or
+    // the agent from acting on a sandbox whose tree something planted a link into.
+    let mut trees = Report::default();
+    for b in &all_binds {
+        if r.has_problem(&b.origin.file, &format!("{}.source", b.origin.field)) {
+            trees
+                .refused
+                .insert(format!("{}:{}", b.origin.file.display(), b.origin.field));
+        }
+    }
+    scan_bound_trees(&mut trees, &all_binds, secrets_file.as_deref());
+    for w in std::mem::take(&mut trees.warnings) {
+        r.warn(w);
+    }
 
     // Rules 5 and 6: the secrets file is only read when it is safe to read.
     let secrets = secrets_file.as_ref().and_then(|path| {
@@ -368,6 +388,7 @@ pub(super) fn fortress(
         state_path,
         secrets_file,
         openclaw_state_dir,
+        tree_problems: trees.problems,
         bind_sets: bind_sets.into_iter().map(|b| b.set).collect(),
         sandboxes: sandboxes.into_iter().flatten().collect(),
         adopt,
