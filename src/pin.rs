@@ -88,6 +88,32 @@ pub fn check_mounted(proc: &Path, pid: i64, pins: &[Pinned]) -> (Vec<String>, Ve
     (breaches, unknown)
 }
 
+/// After a restart: every bind mount of the container (`mounts` as the engine lists them,
+/// crate::engine::security::SecurityView) must still be its own real path on the host, and the
+/// object mounted must be that path's. One sentence per bind that is not.
+pub fn check_restarted(
+    proc: &Path,
+    pid: i64,
+    mounts: &std::collections::BTreeSet<(String, String, bool)>,
+) -> Vec<String> {
+    let binds: Vec<BindMount> = mounts
+        .iter()
+        .map(|(source, target, read_only)| BindMount {
+            source: source.clone(),
+            target: target.clone(),
+            read_only: *read_only,
+        })
+        .collect();
+    let pins = match pin(&binds) {
+        Ok(p) => p,
+        Err(problems) => return problems,
+    };
+    if pid <= 0 {
+        return Vec::new();
+    }
+    check_mounted(proc, pid, &pins).0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

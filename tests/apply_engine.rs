@@ -596,3 +596,35 @@ async fn a_bind_source_swapped_for_a_symlink_after_validation_is_never_mounted()
     );
     assert!(!container_exists(&fx.sandbox()), "nothing was created");
 }
+
+/// Finding 3, the restart half: the engine resolves bind sources again at every start. A
+/// source swapped for a symlink to the secrets directory before a heal restart is caught after
+/// the restart, and the container is stopped, not left running with the secrets mounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_source_swapped_before_a_heal_restart_stops_the_sandbox() {
+    use clw_fortress::{engine::DockerEngine, heal::restart};
+    require_engine();
+    let fx = Fixture::new("pinned-restart");
+    apply_ok(&fx, &[]);
+    let ws = fx.openclaw_dir().join("workspace");
+    std::fs::rename(&ws, fx.openclaw_dir().join("workspace-moved")).unwrap();
+    std::os::unix::fs::symlink(fx.secrets_dir(), &ws).unwrap();
+
+    let engine = DockerEngine::connect(&engine_socket(), fx.dir().join("profiles"))
+        .await
+        .unwrap();
+    let err = restart::restart_container(&engine, &fx.sandbox())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        clw_fortress::error::Coded::code(&err).to_string(),
+        "clw-isolation-breach",
+        "{err}"
+    );
+    assert!(err.to_string().contains("replaced by a symlink"), "{err}");
+    assert_eq!(
+        inspect(&fx.sandbox())["State"]["Running"],
+        false,
+        "the sandbox was stopped"
+    );
+}

@@ -44,6 +44,11 @@ pub enum RestartError {
     },
     #[error("unit {unit} is not active after its restart (is-active: {state})")]
     NotActive { unit: String, state: String },
+    #[error("container {container} came back with other bind sources than it was created with, so it was stopped: {}", breaches.join("; "))]
+    MountedOther {
+        container: String,
+        breaches: Vec<String>,
+    },
 }
 
 impl Coded for RestartError {
@@ -55,6 +60,7 @@ impl Coded for RestartError {
             {
                 ErrorCode::PermissionDenied
             }
+            RestartError::MountedOther { .. } => ErrorCode::IsolationBreach,
             _ => ErrorCode::HealthFailed,
         }
     }
@@ -131,18 +137,32 @@ pub async fn restart_container<E: Engine>(engine: &E, container: &str) -> Result
         .restart(container, CONTAINER_STOP_TIMEOUT_S)
         .await
         .map_err(err)?;
-    let running = engine
-        .inspect(container)
-        .await
-        .map_err(err)?
-        .and_then(|c| c.state)
+    let inspected = engine.inspect(container).await.map_err(err)?;
+    let running = inspected
+        .as_ref()
+        .and_then(|c| c.state.as_ref())
         .and_then(|s| s.running)
         .unwrap_or(false);
-    if running {
-        Ok(())
-    } else {
-        Err(RestartError::NotRunning(container.to_string()))
+    if !running {
+        return Err(RestartError::NotRunning(container.to_string()));
     }
+    // The engine resolved every bind source again for this start: a source swapped for a
+    // symlink since the container was created (crate::pin) would now mount something else.
+    let breaches = inspected
+        .map(|c| {
+            let pid = c.state.as_ref().and_then(|s| s.pid).unwrap_or(0);
+            let view = engine.security_view(&c);
+            crate::pin::check_restarted(std::path::Path::new("/proc"), pid, &view.mounts)
+        })
+        .unwrap_or_default();
+    if breaches.is_empty() {
+        return Ok(());
+    }
+    let _ = engine.stop(container, 0).await;
+    Err(RestartError::MountedOther {
+        container: container.to_string(),
+        breaches,
+    })
 }
 
 /// Restarts what `target` names.
