@@ -1,7 +1,8 @@
 //! `doctor`, `status` and limit diagnostics against a real engine: doctor passes on this host
 //! and fails on an adopted container running unconfined with an engine socket mounted; a sandbox driven past its memory and pids
 //! limits is reported as `clw-sandbox-limit-exceeded` with usage and limit, by the library's
-//! `diagnose` and by `status`; a missing image is classified from the engine's own message.
+//! `diagnose` and by `status`; a sandbox heal restarted and then quarantined, and the last
+//! backup, are shown by `status`; a missing image is classified from the engine's own message.
 
 mod common;
 
@@ -309,6 +310,91 @@ async fn a_sandbox_past_its_memory_and_pids_limits_is_diagnosed_and_shown_by_sta
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("error[clw-sandbox-limit-exceeded]"), "{text}");
     assert!(text.contains("/64Mi"), "{text}");
+}
+
+/// One `heal -o json` pass (exit 0 or 1); returns the report.
+fn heal_pass(fx: &Fixture) -> serde_json::Value {
+    let out = fx.run(&["-o", "json", "heal"]);
+    let code = out.status.code();
+    assert!(code == Some(0) || code == Some(1), "{}", describe(&out));
+    json(&out)
+}
+
+/// The decision heal took for sandbox `name` in one pass.
+fn sandbox_action(report: &serde_json::Value, name: &str) -> String {
+    report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "sandbox" && t["name"] == name)
+        .unwrap_or_else(|| panic!("no sandbox {name}: {report:#}"))["decision"]["action"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string()
+}
+
+#[test]
+fn status_shows_heals_restarts_the_quarantine_and_the_last_backup() {
+    require_engine();
+    let fx = Fixture::new("status-heal");
+    let sbx = fx.sandbox();
+    let db_dir = fx.dir().join("db");
+    std::fs::create_dir(&db_dir).unwrap();
+    rusqlite::Connection::open(db_dir.join("agent.sqlite"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('x');")
+        .unwrap();
+    // The liveness check fails (no /tmp/alive); the health check that restarts the sandbox
+    // gives it a 1s backoff and quarantine after one restart.
+    let manifest = fx.default_manifest().replace(
+        "    command: [sleep, \"3600\"]\n",
+        "    command: [sleep, \"3600\"]\n    liveness: {every: 1m, exec: [test, -e, /tmp/alive], timeout: 5s, failures: 1}\n",
+    );
+    fx.write_manifest(&format!(
+        "{manifest}health:\n  - name: {sbx}-up\n    exec: {{container: {sbx}, command: [\"true\"]}}\n    every: 1m\n    failures: 5\n    restart: {{container: {sbx}}}\n    backoff: {{initial: 1s, max: 1s}}\n    quarantine: {{restarts: 1, within: 10m}}\nbackups:\n  - name: memory\n    sources: [\"{db}/*.sqlite\"]\n    dest: \"{dest}\"\n    keep: {{last: 3, daily: 1, weekly: 1}}\n",
+        db = db_dir.display(),
+        dest = fx.dir().join("backups").display(),
+    ));
+    apply_ok(&fx);
+
+    // Before anything happened: no restarts, no quarantine, no backup yet.
+    let r = json(&fx.run(&["-o", "json", "status"]));
+    assert_eq!(r["targets"][0]["restarts"], 0, "{r:#}");
+    assert_eq!(
+        r["targets"][0]["quarantined_since_ms"],
+        serde_json::Value::Null
+    );
+    assert_eq!(r["last_backup"], serde_json::Value::Null, "{r:#}");
+
+    assert_eq!(sandbox_action(&heal_pass(&fx), &sbx), "restart");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(sandbox_action(&heal_pass(&fx), &sbx), "quarantine");
+    let out = fx.run(&["backup", "run"]);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let r = json(&fx.run(&["-o", "json", "status"]));
+    let t = &r["targets"][0];
+    assert_eq!(t["name"], sbx.as_str(), "{r:#}");
+    assert_eq!(t["restarts"], 1, "{t:#}");
+    let since = t["quarantined_since_ms"].as_i64().expect("quarantined");
+    assert!(since <= r["at_ms"].as_i64().unwrap(), "{r:#}");
+    assert_eq!(r["last_backup"]["entry"], "memory", "{r:#}");
+    assert_eq!(r["last_backup"]["status"], "ok", "{r:#}");
+    assert_eq!(r["backups"][0]["last"]["status"], "ok", "{r:#}");
+
+    let out = fx.run(&["status"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{sbx} ")))
+        .unwrap_or_else(|| panic!("no row for {sbx}: {text}"))
+        .split_whitespace()
+        .collect();
+    // TARGET KIND STATE UPTIME RESTARTS ... QUARANTINE ("since <age>")
+    assert!(row[4].starts_with('1'), "{text}");
+    assert_eq!(row[row.len() - 2], "since", "{text}");
+    assert!(text.contains("last backup: memory ok "), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,9 +183,9 @@ impl State {
     }
 
     /// The connection, locked for as long as the guard lives (reentrant on one thread). The
-    /// guard is not `Send`, so it cannot be held across an await. Only `status` still uses
-    /// it from outside this module.
-    pub fn connection(&self) -> ReentrantMutexGuard<'_, Connection> {
+    /// guard is not `Send`, so it cannot be held across an await. Private to this module:
+    /// SQL stays here.
+    fn connection(&self) -> ReentrantMutexGuard<'_, Connection> {
         self.conn.lock()
     }
 
