@@ -301,15 +301,6 @@ impl SweepReport {
     }
 }
 
-fn failure(e: &EngineError) -> Failure {
-    use crate::error::Coded;
-    Failure {
-        code: e.code().to_string(),
-        message: crate::report::chain(e),
-        hint: e.hint(),
-    }
-}
-
 fn resources_of_inspect(i: &bollard::models::ContainerInspectResponse) -> Resources {
     let hc = i.host_config.clone().unwrap_or_default();
     Resources {
@@ -383,7 +374,7 @@ pub async fn enforce_one<E: Engine>(
         after: LimitSet::overlay(&before, &target.limits),
         changes,
         ok: result.is_ok(),
-        error: result.as_ref().err().map(failure),
+        error: result.as_ref().err().map(Failure::of),
     };
     match &result {
         Ok(()) => tracing::info!(

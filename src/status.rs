@@ -11,6 +11,7 @@ use crate::manifest::units::format_size;
 use serde::Serialize;
 
 use crate::engine::{ContainerSummary, Engine, EngineError};
+use crate::error::ErrorCode;
 use crate::host::HostPaths;
 use crate::limits::{self, CgroupUsage, LimitEvent, Source, StoredLimitEvent};
 use crate::manifest::{Fortress, Selector};
@@ -478,9 +479,11 @@ impl StatusReport {
             out.push_str(&format!("\n{}:\n", t.name));
             for e in &t.limit_events {
                 out.push_str(&format!(
-                    "  error[clw-sandbox-limit-exceeded] {} ({})\n",
-                    e.message,
-                    fmt_ts(e.ts_ms)
+                    "  {}\n",
+                    crate::report::headline(
+                        ErrorCode::SandboxLimitExceeded,
+                        &format!("{} ({})", e.message, fmt_ts(e.ts_ms))
+                    )
                 ));
             }
             for a in &t.audit {
@@ -642,7 +645,7 @@ mod tests {
                 integrity: "ok",
                 created_ms,
                 status,
-                error_code: (status == Status::Failed).then_some("clw-backup-failed"),
+                error_code: (status == Status::Failed).then_some(ErrorCode::BackupFailed),
                 error: None,
             })
             .unwrap()

@@ -313,7 +313,7 @@ fn run_entry(
                     },
                     created_ms: created.timestamp_millis(),
                     status: Status::Failed,
-                    error_code: Some(ErrorCode::BackupFailed.as_str()),
+                    error_code: Some(ErrorCode::BackupFailed),
                     error: None,
                 }
             }
@@ -696,7 +696,7 @@ mod tests {
             .iter()
             .find(|s| s.status == Status::Failed)
             .unwrap();
-        assert_eq!(failed.error_code.as_deref(), Some("clw-backup-failed"));
+        assert_eq!(failed.error_code, Some(ErrorCode::BackupFailed));
         assert!(failed
             .error
             .as_deref()

@@ -365,7 +365,7 @@ fn reload(
             runner.try_start(LIMITS_JOB);
         }
         Err(r) => {
-            let mut lines = vec![format!("error[{}]: {}", r.code, r.message)];
+            let mut lines = vec![r.headline()];
             lines.extend(r.details.iter().cloned());
             tracing::error!(
                 "manifest reload failed; still enforcing the previous manifest: {}",
@@ -588,7 +588,7 @@ async fn diagnose_limits(shared: &Shared, engine: &DockerEngine, policy: &Policy
         return;
     }
     for e in &events {
-        tracing::warn!(container = %ev.name, "error[clw-sandbox-limit-exceeded]: {e:?}");
+        tracing::warn!(container = %ev.name, "{}", crate::report::headline(e.code, &e.message));
     }
     if let Err(e) = crate::limits::record_limit_events(&shared.state, &ev.id, &ev.name, &events) {
         tracing::warn!(

@@ -10,6 +10,7 @@ use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::{q, State, StateError};
+use crate::error::ErrorCode;
 
 pub(super) const MIGRATION: &str = "CREATE TABLE backup_snapshot (
             id          INTEGER PRIMARY KEY,
@@ -67,7 +68,7 @@ pub struct Snapshot {
     pub created: String,
     pub status: Status,
     /// `clw-backup-failed` for a failed attempt.
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
     pub error: Option<String>,
     /// When retention deleted the file.
     pub deleted_ms: Option<i64>,
@@ -86,7 +87,7 @@ pub struct NewSnapshot<'a> {
     pub integrity: &'a str,
     pub created_ms: i64,
     pub status: Status,
-    pub error_code: Option<&'a str>,
+    pub error_code: Option<ErrorCode>,
     pub error: Option<&'a str>,
 }
 
@@ -113,7 +114,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Snapshot> {
         } else {
             Status::Failed
         },
-        error_code: r.get(11)?,
+        error_code: r
+            .get::<_, Option<String>>(11)?
+            .as_deref()
+            .and_then(ErrorCode::parse),
         error: r.get(12)?,
         deleted_ms: r.get(13)?,
     })
@@ -144,7 +148,7 @@ impl State {
                 s.integrity,
                 s.created_ms,
                 s.status.as_str(),
-                s.error_code,
+                s.error_code.map(ErrorCode::as_str),
                 s.error,
             ],
         )
@@ -259,7 +263,7 @@ mod tests {
             integrity: "ok",
             created_ms,
             status,
-            error_code: (status == Status::Failed).then_some("clw-backup-failed"),
+            error_code: (status == Status::Failed).then_some(ErrorCode::BackupFailed),
             error: (status == Status::Failed).then_some("database is locked"),
         }
     }

@@ -259,7 +259,7 @@ pub fn inputs_for(fortress: &Fortress, host_cpus: i64, uid: u32, options: Option
     let mut secrets = fortress.secrets_file.as_deref().map(|f| {
         crate::secrets::read(f, uid).map_err(|e| {
             let r = crate::report::ErrorReport::from_error(&e);
-            format!("error[{}]: {}", r.code, r.message)
+            r.headline()
         })
     });
     let mut deny: Vec<PathBuf> = fortress
