@@ -94,15 +94,8 @@ pub struct Policy {
 }
 
 fn clamp(r: &mut Resources, host_cpus: i64, what: &str, clamped: &mut Vec<String>) {
-    // Same rule as apply (spec::clamp_cpus): more CPUs than exist means "all of them", and
-    // Docker refuses a NanoCpus above the host's count.
-    if host_cpus <= 0 {
-        return;
-    }
-    let max = host_cpus.saturating_mul(1_000_000_000);
-    if let Some(n) = r.nano_cpus.filter(|n| *n > max) {
-        r.nano_cpus = Some(max);
-        clamped.push(format!("{what} ({} -> {host_cpus} cpus)", n as f64 / 1e9));
+    if let Some(c) = spec::cap_cpus(r, host_cpus, what) {
+        clamped.push(c);
     }
 }
 
@@ -490,6 +483,37 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn adopt_selectors_match_by_label_or_name_prefix() {
+        let l = labels(&[("com.openclaw.sandbox", "1")]);
+        let label = |value: Option<&str>| Selector::Label {
+            key: "com.openclaw.sandbox".into(),
+            value: value.map(str::to_string),
+        };
+        for (sel, name, expected) in [
+            (label(Some("1")), "openclaw-sbx-agent-1", true),
+            (label(Some("0")), "openclaw-sbx-agent-1", false),
+            (label(None), "openclaw-sbx-agent-1", true),
+            (
+                Selector::NamePrefix("openclaw-sbx-".into()),
+                "openclaw-sbx-agent-1",
+                true,
+            ),
+            (
+                Selector::NamePrefix("openclaw-sbx-".into()),
+                "/openclaw-sbx-agent-1",
+                true,
+            ),
+            (
+                Selector::NamePrefix("other-".into()),
+                "openclaw-sbx-agent-1",
+                false,
+            ),
+        ] {
+            assert_eq!(selector_matches(&sel, name, &l), expected, "{sel:?} {name}");
+        }
     }
 
     fn limits(memory: i64, cpus: f64, pids: i64) -> Limits {

@@ -10,11 +10,12 @@
 use crate::manifest::units::format_size;
 use serde::Serialize;
 
+use crate::enforce::selector_matches;
 use crate::engine::{ContainerSummary, Engine, EngineError};
 use crate::error::ErrorCode;
 use crate::host::HostPaths;
 use crate::limits::{self, CgroupUsage, LimitEvent, Source, StoredLimitEvent};
-use crate::manifest::{Fortress, Selector};
+use crate::manifest::Fortress;
 use crate::spec::{LABEL_FORTRESS, LABEL_SANDBOX};
 use crate::state::backup::Snapshot;
 use crate::state::health::{TargetKey, TargetKind as HealKind};
@@ -41,18 +42,6 @@ pub struct Target {
     pub container: Option<ContainerSummary>,
 }
 
-/// True when `c` matches an `adopt` selector.
-pub fn selects(sel: &Selector, c: &ContainerSummary) -> bool {
-    match sel {
-        Selector::Label { key, value } => match (c.labels.get(key), value) {
-            (Some(v), Some(want)) => v == want,
-            (Some(_), None) => true,
-            (None, _) => false,
-        },
-        Selector::NamePrefix(p) => c.name.starts_with(p.as_str()),
-    }
-}
-
 /// The fortress's declared sandboxes (matched by name and fortress label) and the containers
 /// its `adopt` selectors match (never its own sandboxes).
 pub async fn targets<E: Engine>(engine: &E, f: &Fortress) -> Result<Vec<Target>, EngineError> {
@@ -76,7 +65,10 @@ pub async fn targets<E: Engine>(engine: &E, f: &Fortress) -> Result<Vec<Target>,
         if ours(c) {
             continue;
         }
-        if f.adopt.iter().any(|a| selects(&a.selector, c)) {
+        if f.adopt
+            .iter()
+            .any(|a| selector_matches(&a.selector, &c.name, &c.labels))
+        {
             out.push(Target {
                 kind: TargetKind::Adopted,
                 name: c.name.clone(),
@@ -531,7 +523,6 @@ fn fmt_ts(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn memory_at_eighty_percent_of_its_limit_is_flagged() {
@@ -554,49 +545,6 @@ mod tests {
             );
         }
         assert_eq!(memory_usage(&CgroupUsage::default()), None);
-    }
-
-    fn summary(name: &str, labels: &[(&str, &str)]) -> ContainerSummary {
-        ContainerSummary {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn adopt_selectors_match_by_label_or_name_prefix() {
-        let c = summary("openclaw-sbx-agent-1", &[("com.openclaw.sandbox", "1")]);
-        for (sel, expected) in [
-            (
-                Selector::Label {
-                    key: "com.openclaw.sandbox".into(),
-                    value: Some("1".into()),
-                },
-                true,
-            ),
-            (
-                Selector::Label {
-                    key: "com.openclaw.sandbox".into(),
-                    value: Some("0".into()),
-                },
-                false,
-            ),
-            (
-                Selector::Label {
-                    key: "com.openclaw.sandbox".into(),
-                    value: None,
-                },
-                true,
-            ),
-            (Selector::NamePrefix("openclaw-sbx-".into()), true),
-            (Selector::NamePrefix("other-".into()), false),
-        ] {
-            assert_eq!(selects(&sel, &c), expected, "{sel:?}");
-        }
     }
 
     fn fortress_with_backup() -> Fortress {
