@@ -17,6 +17,7 @@ use crate::engine::{Engine, EngineError, Resources};
 use crate::error::{Coded, ErrorCode};
 use crate::manifest::{Fortress, SeccompSource};
 use crate::plan::{Action, Observed, Plan};
+use crate::report::ErrorReport;
 use crate::seccomp::{self, SeccompError};
 use crate::spec::{self, Desired, LABEL_FORTRESS};
 use crate::state::State;
@@ -124,19 +125,28 @@ pub struct Outcome {
     pub error: Option<Failure>,
 }
 
+/// Why one action failed: the error's code, its chain on one line and its hint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     pub hint: Option<String>,
 }
 
 impl Failure {
-    fn of(e: &(impl Coded + ?Sized)) -> Failure {
+    pub fn of(e: &(impl Coded + ?Sized)) -> Failure {
         Failure {
-            code: e.code().to_string(),
+            code: e.code(),
             message: crate::report::chain(e),
             hint: e.hint(),
+        }
+    }
+
+    /// The failure as a report to print (the chain is already in the message).
+    pub fn report(&self) -> ErrorReport {
+        ErrorReport {
+            hint: self.hint.clone(),
+            ..ErrorReport::new(self.code, self.message.clone())
         }
     }
 }

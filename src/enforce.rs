@@ -4,7 +4,7 @@
 //!
 //! It owns: which container gets which limits ([`Policy`], pure), what differs ([`decide`],
 //! pure, through [`crate::plan::limit_changes`]), the driver that updates limits through the
-//! engine, and the `enforcement` table of the state database.
+//! engine, and what goes into the `enforcement` table of the state database (`state::enforcement`).
 //!
 //! It must not touch anything but resource limits, and only of running or created containers
 //! that are either ours (`clw-fortress.managed=1` plus this fortress's label, declared sandbox)
@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
 use serde::Serialize;
 
 use crate::apply::Failure;
@@ -21,6 +20,7 @@ use crate::engine::{Engine, EngineError, EventKind, Resources};
 use crate::manifest::{Fortress, Selector};
 use crate::plan::{limit_changes, LimitChange};
 use crate::spec::{self, LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX};
+use crate::state::enforcement::EnforcementRow;
 use crate::state::{now_ms, State, StateError};
 
 /// Whose container it is.
@@ -94,15 +94,8 @@ pub struct Policy {
 }
 
 fn clamp(r: &mut Resources, host_cpus: i64, what: &str, clamped: &mut Vec<String>) {
-    // Same rule as apply (spec::clamp_cpus): more CPUs than exist means "all of them", and
-    // Docker refuses a NanoCpus above the host's count.
-    if host_cpus <= 0 {
-        return;
-    }
-    let max = host_cpus.saturating_mul(1_000_000_000);
-    if let Some(n) = r.nano_cpus.filter(|n| *n > max) {
-        r.nano_cpus = Some(max);
-        clamped.push(format!("{what} ({} -> {host_cpus} cpus)", n as f64 / 1e9));
+    if let Some(c) = spec::cap_cpus(r, host_cpus, what) {
+        clamped.push(c);
     }
 }
 
@@ -301,15 +294,6 @@ impl SweepReport {
     }
 }
 
-fn failure(e: &EngineError) -> Failure {
-    use crate::error::Coded;
-    Failure {
-        code: e.code().to_string(),
-        message: crate::report::chain(e),
-        hint: e.hint(),
-    }
-}
-
 fn resources_of_inspect(i: &bollard::models::ContainerInspectResponse) -> Resources {
     let hc = i.host_config.clone().unwrap_or_default();
     Resources {
@@ -383,7 +367,7 @@ pub async fn enforce_one<E: Engine>(
         after: LimitSet::overlay(&before, &target.limits),
         changes,
         ok: result.is_ok(),
-        error: result.as_ref().err().map(failure),
+        error: result.as_ref().err().map(Failure::of),
     };
     match &result {
         Ok(()) => tracing::info!(
@@ -420,32 +404,21 @@ pub async fn sweep<E: Engine>(engine: &E, policy: &Policy) -> Result<SweepReport
 /// Appends one enforcement to the state database. Names and numbers only, never a secret.
 pub fn record(state: &State, e: &Enforcement) -> Result<(), StateError> {
     let json = |v: &LimitSet| serde_json::to_string(v).expect("plain data serialises");
-    state
-        .connection()
-        .execute(
-            "INSERT INTO enforcement (ts_ms, container_id, name, kind, rule, trigger, event,
-                                      drift, before, after, outcome, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                e.ts_ms,
-                e.container_id,
-                e.name,
-                e.kind.as_str(),
-                e.rule,
-                e.trigger,
-                e.event,
-                e.drift,
-                json(&e.before),
-                json(&e.after),
-                if e.ok { "ok" } else { "failed" },
-                e.error.as_ref().map(|f| f.message.clone()),
-            ],
-        )
-        .map_err(|source| StateError::Query {
-            op: "insert enforcement",
-            source,
-        })?;
-    Ok(())
+    state.record_enforcement(&EnforcementRow {
+        id: 0,
+        ts_ms: e.ts_ms,
+        container_id: e.container_id.clone(),
+        name: e.name.clone(),
+        kind: e.kind.as_str().to_string(),
+        rule: e.rule.clone(),
+        trigger: e.trigger.to_string(),
+        event: e.event.map(str::to_string),
+        drift: e.drift,
+        before: json(&e.before),
+        after: json(&e.after),
+        outcome: if e.ok { "ok" } else { "failed" }.to_string(),
+        error: e.error.as_ref().map(|f| f.message.clone()),
+    })
 }
 
 /// One row of the `enforcement` table.
@@ -476,40 +449,26 @@ pub fn recent_enforcements(
     name: Option<&str>,
     limit: usize,
 ) -> Result<Vec<EnforcementRecord>, StateError> {
-    let q = |source| StateError::Query {
-        op: "select enforcement",
-        source,
-    };
-    let conn = state.connection();
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, ts_ms, container_id, name, kind, rule, trigger, event, drift, before,
-                    after, outcome, error
-             FROM enforcement WHERE (?1 IS NULL OR name = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .map_err(q)?;
-    let parse = |s: String| serde_json::from_str::<LimitSet>(&s).unwrap_or_default();
-    let rows = stmt
-        .query_map(params![name, limit as i64], |r| {
-            Ok(EnforcementRecord {
-                id: r.get(0)?,
-                ts_ms: r.get(1)?,
-                container_id: r.get(2)?,
-                name: r.get(3)?,
-                kind: r.get(4)?,
-                rule: r.get(5)?,
-                trigger: r.get(6)?,
-                event: r.get(7)?,
-                drift: r.get(8)?,
-                before: parse(r.get(9)?),
-                after: parse(r.get(10)?),
-                outcome: r.get(11)?,
-                error: r.get(12)?,
-            })
+    let parse = |s: &str| serde_json::from_str::<LimitSet>(s).unwrap_or_default();
+    Ok(state
+        .recent_enforcements(name, limit)?
+        .into_iter()
+        .map(|r| EnforcementRecord {
+            before: parse(&r.before),
+            after: parse(&r.after),
+            id: r.id,
+            ts_ms: r.ts_ms,
+            container_id: r.container_id,
+            name: r.name,
+            kind: r.kind,
+            rule: r.rule,
+            trigger: r.trigger,
+            event: r.event,
+            drift: r.drift,
+            outcome: r.outcome,
+            error: r.error,
         })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(q)?;
-    Ok(rows)
+        .collect())
 }
 
 #[cfg(test)]
@@ -524,6 +483,37 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn adopt_selectors_match_by_label_or_name_prefix() {
+        let l = labels(&[("com.openclaw.sandbox", "1")]);
+        let label = |value: Option<&str>| Selector::Label {
+            key: "com.openclaw.sandbox".into(),
+            value: value.map(str::to_string),
+        };
+        for (sel, name, expected) in [
+            (label(Some("1")), "openclaw-sbx-agent-1", true),
+            (label(Some("0")), "openclaw-sbx-agent-1", false),
+            (label(None), "openclaw-sbx-agent-1", true),
+            (
+                Selector::NamePrefix("openclaw-sbx-".into()),
+                "openclaw-sbx-agent-1",
+                true,
+            ),
+            (
+                Selector::NamePrefix("openclaw-sbx-".into()),
+                "/openclaw-sbx-agent-1",
+                true,
+            ),
+            (
+                Selector::NamePrefix("other-".into()),
+                "openclaw-sbx-agent-1",
+                false,
+            ),
+        ] {
+            assert_eq!(selector_matches(&sel, name, &l), expected, "{sel:?} {name}");
+        }
     }
 
     fn limits(memory: i64, cpus: f64, pids: i64) -> Limits {

@@ -42,7 +42,8 @@ use serde::Serialize;
 use crate::engine::{Engine, ExecRequest};
 use crate::error::ErrorCode;
 use crate::host::HostPaths;
-use crate::state::{now_ms, State, StateError};
+use crate::state::limits::NewLimitEvent;
+use crate::state::{State, StateError};
 
 /// A throttled share of CPU periods at or above this percentage is "sustained" throttling.
 pub const CPU_THROTTLED_PERCENT: i64 = 20;
@@ -594,24 +595,7 @@ pub async fn diagnose<E: Engine>(engine: &E, container: &str) -> Vec<LimitEvent>
     }
 }
 
-/// A recorded limit event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoredLimitEvent {
-    pub id: i64,
-    pub ts_ms: i64,
-    pub container_id: String,
-    pub target: String,
-    pub resource: String,
-    pub usage: Option<i64>,
-    pub limit: Option<i64>,
-    pub unit: String,
-    pub count: i64,
-    pub message: String,
-}
-
-fn query(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError {
-    move |source| StateError::Query { op, source }
-}
+pub use crate::state::limits::StoredLimitEvent;
 
 /// Records `events` of `container_id` (sandbox or adopted container `target`) in the state
 /// database and returns how many rows were new. The counters are cumulative per container,
@@ -623,72 +607,32 @@ pub fn record_limit_events(
     target: &str,
     events: &[LimitEvent],
 ) -> Result<usize, StateError> {
-    let conn = state.connection();
     let mut added = 0;
     for e in events {
-        let last: Option<i64> = conn
-            .query_row(
-                "SELECT MAX(count) FROM limit_event WHERE container_id = ?1 AND resource = ?2",
-                rusqlite::params![container_id, e.resource.as_str()],
-                |r| r.get(0),
-            )
-            .map_err(query("select limit_event"))?;
-        if last.is_some_and(|c| c >= e.count) {
-            continue;
-        }
-        conn.execute(
-            "INSERT INTO limit_event
-                 (ts_ms, container_id, target, resource, usage, lim, unit, count, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            rusqlite::params![
-                now_ms(),
-                container_id,
-                target,
-                e.resource.as_str(),
-                e.usage,
-                e.limit,
-                e.unit,
-                e.count,
-                e.message
-            ],
-        )
-        .map_err(query("insert limit_event"))?;
-        added += 1;
+        let new = state.record_limit_event(&NewLimitEvent {
+            container_id,
+            target,
+            resource: e.resource.as_str(),
+            usage: e.usage,
+            limit: e.limit,
+            unit: e.unit,
+            count: e.count,
+            message: &e.message,
+        })?;
+        added += usize::from(new);
     }
     Ok(added)
 }
 
-/// The newest `limit` recorded events, newest first; only those of `target` when given.
+/// The newest `limit` recorded events, newest first; only those of `target` when given, and
+/// only of resources this version knows.
 pub fn recent_limit_events(
     state: &State,
     target: Option<&str>,
     limit: usize,
 ) -> Result<Vec<StoredLimitEvent>, StateError> {
-    let conn = state.connection();
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, ts_ms, container_id, target, resource, usage, lim, unit, count, message
-             FROM limit_event WHERE (?1 IS NULL OR target = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .map_err(query("select limit_event"))?;
-    let rows = stmt
-        .query_map(rusqlite::params![target, limit as i64], |r| {
-            Ok(StoredLimitEvent {
-                id: r.get(0)?,
-                ts_ms: r.get(1)?,
-                container_id: r.get(2)?,
-                target: r.get(3)?,
-                resource: r.get(4)?,
-                usage: r.get(5)?,
-                limit: r.get(6)?,
-                unit: r.get(7)?,
-                count: r.get(8)?,
-                message: r.get(9)?,
-            })
-        })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(query("select limit_event"))?;
-    Ok(rows
+    Ok(state
+        .recent_limit_events(target, limit)?
         .into_iter()
         .filter(|e| Resource::parse(&e.resource).is_some())
         .collect())

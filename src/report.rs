@@ -1,9 +1,23 @@
 //! How errors reach people and machines: the `error[<code>]` headline, the cause chain and the
 //! `hint:` line as text, or the same as a JSON object (cli.md "Errors").
+//!
+//! The text shape is written here only: [`tag`] and [`headline`] for one line, and
+//! [`ErrorReport::render_indented`] for a whole report under another line (apply's, heal's,
+//! backup's per-item failures). Nothing else formats `error[`.
 
 use serde::Serialize;
 
 use crate::error::{Coded, ErrorCode};
+
+/// `error[<code>]`, the tag an error line starts with.
+pub fn tag(code: ErrorCode) -> String {
+    format!("error[{code}]")
+}
+
+/// `error[<code>]: <message>`: one error on one line (logs, lists of problems).
+pub fn headline(code: ErrorCode, message: &str) -> String {
+    format!("{}: {message}", tag(code))
+}
 
 /// An error ready to print.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,16 +71,28 @@ impl ErrorReport {
         self
     }
 
+    /// The headline alone: [`headline`] of this report's code and message.
+    pub fn headline(&self) -> String {
+        headline(self.code, &self.message)
+    }
+
+    /// The headline, details, causes and hint, one per line.
     pub fn render_text(&self) -> String {
-        let mut out = format!("error[{}]: {}\n", self.code, self.message);
+        self.render_indented("")
+    }
+
+    /// [`ErrorReport::render_text`] with every line under `indent`, for a failure shown below
+    /// the line of the item that failed.
+    pub fn render_indented(&self, indent: &str) -> String {
+        let mut out = format!("{indent}{}\n", self.headline());
         for d in &self.details {
-            out.push_str(&format!("  {d}\n"));
+            out.push_str(&format!("{indent}  {d}\n"));
         }
         for c in &self.causes {
-            out.push_str(&format!("  caused by: {c}\n"));
+            out.push_str(&format!("{indent}  caused by: {c}\n"));
         }
         if let Some(h) = &self.hint {
-            out.push_str(&format!("hint: {h}\n"));
+            out.push_str(&format!("{indent}hint: {h}\n"));
         }
         out
     }
@@ -119,5 +145,11 @@ mod tests {
         assert_eq!(v["code"], "clw-engine-unreachable");
         assert_eq!(v["causes"][0], "connection refused");
         assert_eq!(v["hint"], "start it");
+        assert_eq!(
+            r.render_indented("    "),
+            "    error[clw-engine-unreachable]: outer failed\n      caused by: connection refused\n    hint: start it\n"
+        );
+        assert_eq!(r.headline(), "error[clw-engine-unreachable]: outer failed");
+        assert_eq!(tag(ErrorCode::Quarantined), "error[clw-quarantined]");
     }
 }

@@ -163,22 +163,23 @@ pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) 
 /// to N"), while manifest.md makes it a warning; a limit of more CPUs than exist means "all of
 /// them", so it is clamped to the host's count. Returns the sandboxes that were clamped.
 pub fn clamp_cpus(desired: &mut [Desired], host_cpus: i64) -> Vec<String> {
-    let max = host_cpus.saturating_mul(1_000_000_000);
-    let mut clamped = Vec::new();
+    desired
+        .iter_mut()
+        .filter_map(|d| cap_cpus(&mut d.request.resources, host_cpus, &d.sandbox))
+        .collect()
+}
+
+/// The CPU cap itself, shared by apply ([`clamp_cpus`]) and enforce (`enforce::Policy`):
+/// lowers `r`'s CPU limit to `host_cpus` when it is above, and says so (`what (8 -> 2 cpus)`).
+/// An unknown host count (0 or less) caps nothing.
+pub fn cap_cpus(r: &mut Resources, host_cpus: i64, what: &str) -> Option<String> {
     if host_cpus <= 0 {
-        return clamped;
+        return None;
     }
-    for d in desired {
-        if let Some(n) = d.request.resources.nano_cpus.filter(|n| *n > max) {
-            d.request.resources.nano_cpus = Some(max);
-            clamped.push(format!(
-                "{} ({} -> {host_cpus} cpus)",
-                d.sandbox,
-                n as f64 / 1e9
-            ));
-        }
-    }
-    clamped
+    let max = host_cpus.saturating_mul(1_000_000_000);
+    let n = r.nano_cpus.filter(|n| *n > max)?;
+    r.nano_cpus = Some(max);
+    Some(format!("{what} ({} -> {host_cpus} cpus)", n as f64 / 1e9))
 }
 
 #[cfg(test)]

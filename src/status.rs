@@ -2,20 +2,24 @@
 //! limits against current usage, limit events, last verify result and quarantine, plus the
 //! last backup per backup entry and the audit log's newest rows.
 //!
-//! Verify, backup and quarantine are other capabilities with their own tables; status reads
-//! them only when they exist (looked up in `sqlite_master`) and only generically (the newest
-//! row naming the target), so it works before and after those land. Status records the limit
-//! events it diagnoses (they are cumulative counters, deduplicated on write) and otherwise
-//! changes nothing.
+//! Verify runs, heal counters, the backup catalogue and the audit log are other capabilities'
+//! rows; status reads them through `state`'s typed functions and decides nothing about them.
+//! It records the limit events it diagnoses (they are cumulative counters, deduplicated on
+//! write) and otherwise changes nothing.
 
 use crate::manifest::units::format_size;
 use serde::Serialize;
 
+use crate::enforce::selector_matches;
 use crate::engine::{ContainerSummary, Engine, EngineError};
+use crate::error::ErrorCode;
 use crate::host::HostPaths;
 use crate::limits::{self, CgroupUsage, LimitEvent, Source, StoredLimitEvent};
-use crate::manifest::{Fortress, Selector};
+use crate::manifest::Fortress;
 use crate::spec::{LABEL_FORTRESS, LABEL_SANDBOX};
+use crate::state::backup::Snapshot;
+use crate::state::health::{TargetKey, TargetKind as HealKind};
+use crate::state::verify::VerifyRun;
 use crate::state::{AuditEntry, State, StateError};
 
 /// Memory use at or above this share of the limit is flagged.
@@ -36,18 +40,6 @@ pub struct Target {
     pub kind: TargetKind,
     pub name: String,
     pub container: Option<ContainerSummary>,
-}
-
-/// True when `c` matches an `adopt` selector.
-pub fn selects(sel: &Selector, c: &ContainerSummary) -> bool {
-    match sel {
-        Selector::Label { key, value } => match (c.labels.get(key), value) {
-            (Some(v), Some(want)) => v == want,
-            (Some(_), None) => true,
-            (None, _) => false,
-        },
-        Selector::NamePrefix(p) => c.name.starts_with(p.as_str()),
-    }
 }
 
 /// The fortress's declared sandboxes (matched by name and fortress label) and the containers
@@ -73,7 +65,10 @@ pub async fn targets<E: Engine>(engine: &E, f: &Fortress) -> Result<Vec<Target>,
         if ours(c) {
             continue;
         }
-        if f.adopt.iter().any(|a| selects(&a.selector, c)) {
+        if f.adopt
+            .iter()
+            .any(|a| selector_matches(&a.selector, &c.name, &c.labels))
+        {
             out.push(Target {
                 kind: TargetKind::Adopted,
                 name: c.name.clone(),
@@ -132,6 +127,11 @@ pub struct TargetStatus {
     pub state: String,
     pub started_at: Option<String>,
     pub uptime_s: Option<i64>,
+    /// The restarts clw-fortress recorded for this sandbox (heal's liveness and crash path,
+    /// failed attempts included); `None` for an adopted container or without a database.
+    pub restarts: Option<u64>,
+    /// The engine's own restart count of the current container (its restart policy); heal
+    /// restarts are not in it.
     pub restart_count: Option<i64>,
     pub oom_killed: bool,
     pub usage_source: Source,
@@ -142,111 +142,76 @@ pub struct TargetStatus {
     pub limits_exceeded: Vec<LimitEvent>,
     /// The newest recorded limit events (including earlier containers of the sandbox).
     pub limit_events: Vec<StoredLimitEvent>,
-    /// The newest row naming this target in a verify table, when such a table exists.
-    pub last_verify: Option<serde_json::Value>,
-    /// The newest row naming this target in a quarantine table, when such a table exists.
-    pub quarantine: Option<serde_json::Value>,
+    /// The newest verify run of this sandbox.
+    pub last_verify: Option<VerifyRun>,
+    /// Since when heal has held this sandbox in quarantine (Unix ms); `None` when it is not.
+    pub quarantined_since_ms: Option<i64>,
     pub audit: Vec<AuditEntry>,
 }
 
+/// One backup entry of the manifest. Backups are per entry, not per sandbox.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupStatus {
     pub name: String,
     pub dest: String,
-    pub last: Option<serde_json::Value>,
+    /// The entry's newest snapshot attempt, good or failed.
+    pub last: Option<Snapshot>,
+}
+
+/// A quarantined health check of the fortress (sandboxes carry their own quarantine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantinedCheck {
+    pub name: String,
+    pub quarantined_since_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub fortress: String,
+    /// When the report was taken (Unix ms); ages in the text are relative to it.
+    pub at_ms: i64,
     pub targets: Vec<TargetStatus>,
     pub backups: Vec<BackupStatus>,
-    /// Which optional tables of other capabilities exist in the state database.
-    pub tables: Vec<String>,
+    /// The fortress's newest snapshot attempt over every backup entry.
+    pub last_backup: Option<Snapshot>,
+    pub quarantined_checks: Vec<QuarantinedCheck>,
 }
 
-fn query(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError {
-    move |source| StateError::Query { op, source }
-}
-
-/// The tables whose name starts with `prefix`.
-fn tables_like(state: &State, prefix: &str) -> Result<Vec<String>, StateError> {
-    let conn = state.connection();
-    let mut stmt = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ?1 || '%' ORDER BY name")
-        .map_err(query("list tables"))?;
-    let rows = stmt
-        .query_map([prefix], |r| r.get::<_, String>(0))
-        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-        .map_err(query("list tables"))?;
-    Ok(rows)
-}
-
-fn json_of(v: rusqlite::types::ValueRef<'_>) -> serde_json::Value {
-    use rusqlite::types::ValueRef;
-    match v {
-        ValueRef::Null => serde_json::Value::Null,
-        ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(f) => f.into(),
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
-        ValueRef::Blob(b) => format!("<{} bytes>", b.len()).into(),
+/// The heal target of sandbox `name`.
+fn heal_key(f: &Fortress, name: &str) -> TargetKey {
+    TargetKey {
+        fortress: f.name.clone(),
+        kind: HealKind::Sandbox,
+        name: name.to_string(),
     }
 }
 
-/// The newest row naming `key` in any table starting with `prefix`, as `{table, row}`. The
-/// key column is the first of `sandbox`, `target`, `container`, `name` the table has.
-pub fn latest_row(
-    state: &State,
-    prefix: &str,
-    key: &str,
-) -> Result<Option<serde_json::Value>, StateError> {
-    let conn = state.connection();
-    let mut best: Option<(i64, serde_json::Value)> = None;
-    for table in tables_like(state, prefix)? {
-        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
-        let mut cols_stmt = conn
-            .prepare(&format!("PRAGMA table_info({quoted})"))
-            .map_err(query("table info"))?;
-        let cols: Vec<String> = cols_stmt
-            .query_map([], |r| r.get::<_, String>(1))
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-            .map_err(query("table info"))?;
-        let Some(col) = ["sandbox", "target", "container", "name"]
-            .into_iter()
-            .find(|c| cols.iter().any(|x| x == c))
-        else {
+/// The fortress's health checks heal holds in quarantine.
+fn quarantined_checks(state: &State, f: &Fortress) -> Result<Vec<QuarantinedCheck>, StateError> {
+    let mut out = Vec::new();
+    for key in state.health_targets(Some(&f.name))? {
+        if key.kind != HealKind::Check {
             continue;
-        };
-        let sql = format!(
-            "SELECT rowid, * FROM {quoted} WHERE \"{col}\" = ?1 ORDER BY rowid DESC LIMIT 1"
-        );
-        let mut stmt = conn.prepare(&sql).map_err(query("select latest row"))?;
-        let row = stmt
-            .query_row([key], |r| {
-                let rowid: i64 = r.get(0)?;
-                let mut obj = serde_json::Map::new();
-                for (i, c) in cols.iter().enumerate() {
-                    obj.insert(c.clone(), json_of(r.get_ref(i + 1)?));
-                }
-                Ok((rowid, obj))
-            })
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
-            .map_err(query("select latest row"))?;
-        if let Some((rowid, obj)) = row {
-            let ts = ["ts_ms", "finished_ms", "started_ms", "created_ms"]
-                .iter()
-                .find_map(|k| obj.get(*k).and_then(|v| v.as_i64()))
-                .unwrap_or(rowid);
-            if best.as_ref().is_none_or(|(t, _)| ts > *t) {
-                best = Some((ts, serde_json::json!({"table": table, "row": obj})));
-            }
+        }
+        if let Some(since) = state
+            .health_target(&key)?
+            .and_then(|r| r.quarantined_since_ms)
+        {
+            out.push(QuarantinedCheck {
+                name: key.name,
+                quarantined_since_ms: since,
+            });
         }
     }
-    Ok(best.map(|(_, v)| v))
+    Ok(out)
+}
+
+/// Logs a state read that failed: status shows what it can rather than failing.
+fn logged<T: Default>(what: &str, r: Result<T, StateError>) -> T {
+    r.unwrap_or_else(|e| {
+        tracing::warn!(error = %crate::report::chain(&e), "status cannot read {what}");
+        T::default()
+    })
 }
 
 fn uptime(started_at: &str) -> Option<i64> {
@@ -264,32 +229,38 @@ pub async fn collect<E: Engine>(
 ) -> Result<StatusReport, EngineError> {
     let mut out = Vec::new();
     for t in targets(engine, f).await? {
-        out.push(target_status(engine, &t, state, host).await?);
+        out.push(target_status(engine, f, &t, state, host).await?);
     }
-    let mut backups = Vec::new();
-    for b in &f.backups {
-        backups.push(BackupStatus {
+    let backups: Vec<BackupStatus> = f
+        .backups
+        .iter()
+        .map(|b| BackupStatus {
             name: b.name.clone(),
             dest: b.dest.display().to_string(),
-            last: state.and_then(|s| latest_row(s, "backup", &b.name).ok().flatten()),
-        });
-    }
-    let mut tables = Vec::new();
-    if let Some(s) = state {
-        for p in ["verify", "backup", "quarantine"] {
-            tables.extend(tables_like(s, p).unwrap_or_default());
-        }
-    }
+            last: state
+                .and_then(|s| logged("the backup catalogue", s.last_snapshot_of_entry(&b.name))),
+        })
+        .collect();
+    let last_backup = backups
+        .iter()
+        .filter_map(|b| b.last.as_ref())
+        .max_by_key(|s| (s.created_ms, s.id))
+        .cloned();
     Ok(StatusReport {
         fortress: f.name.clone(),
+        at_ms: crate::state::now_ms(),
         targets: out,
         backups,
-        tables,
+        last_backup,
+        quarantined_checks: state
+            .map(|s| logged("heal's counters", quarantined_checks(s, f)))
+            .unwrap_or_default(),
     })
 }
 
 async fn target_status<E: Engine>(
     engine: &E,
+    f: &Fortress,
     t: &Target,
     state: Option<&State>,
     host: &HostPaths,
@@ -301,6 +272,7 @@ async fn target_status<E: Engine>(
         state: "missing".into(),
         started_at: None,
         uptime_s: None,
+        restarts: None,
         restart_count: None,
         oom_killed: false,
         usage_source: Source::None,
@@ -310,7 +282,7 @@ async fn target_status<E: Engine>(
         limits_exceeded: Vec::new(),
         limit_events: Vec::new(),
         last_verify: None,
-        quarantine: None,
+        quarantined_since_ms: None,
         audit: Vec::new(),
     };
     if let Some(c) = &t.container {
@@ -354,10 +326,18 @@ async fn target_status<E: Engine>(
         }
     }
     if let Some(st) = state {
-        s.limit_events = limits::recent_limit_events(st, Some(&t.name), RECENT).unwrap_or_default();
-        s.last_verify = latest_row(st, "verify", &t.name).ok().flatten();
-        s.quarantine = latest_row(st, "quarantine", &t.name).ok().flatten();
-        s.audit = st.recent_audit(Some(&t.name), RECENT).unwrap_or_default();
+        s.limit_events = logged(
+            "limit events",
+            limits::recent_limit_events(st, Some(&t.name), RECENT),
+        );
+        s.audit = logged("the audit log", st.recent_audit(Some(&t.name), RECENT));
+        s.last_verify = logged("verify runs", st.last_verify_run(&t.name));
+        if t.kind == TargetKind::Sandbox {
+            let key = heal_key(f, &t.name);
+            s.restarts = Some(logged("the restart log", st.restart_count(&key)));
+            s.quarantined_since_ms = logged("heal's counters", st.health_target(&key))
+                .and_then(|r| r.quarantined_since_ms);
+        }
     }
     Ok(s)
 }
@@ -371,18 +351,23 @@ fn duration(secs: i64) -> String {
     }
 }
 
-/// One cell summarising an optional table's row: its outcome-like column, else "recorded".
-fn row_cell(v: &Option<serde_json::Value>) -> String {
-    let Some(v) = v else { return "-".into() };
-    let row = &v["row"];
-    for k in ["outcome", "result", "status", "state", "ok"] {
-        match &row[k] {
-            serde_json::Value::Null => continue,
-            serde_json::Value::String(s) => return s.clone(),
-            other => return other.to_string(),
-        }
+/// How long before `now_ms` the time `ms` was, as a duration (never negative).
+fn age(now_ms: i64, ms: i64) -> String {
+    duration(now_ms.saturating_sub(ms).max(0) / 1000)
+}
+
+/// Heal's restarts, then the engine's own count when it has one: `2`, `2 (engine 1)`.
+fn restarts_cell(heal: Option<u64>, engine: Option<i64>) -> String {
+    let heal = heal.map_or_else(|| "-".to_string(), |n| n.to_string());
+    match engine {
+        Some(n) if n > 0 => format!("{heal} (engine {n})"),
+        _ => heal,
     }
-    "recorded".into()
+}
+
+/// `ok 3m0s ago` / `failed 2h5m ago` for a snapshot attempt.
+fn backup_cell(now_ms: i64, s: &Snapshot) -> String {
+    format!("{} {} ago", s.status.as_str(), age(now_ms, s.created_ms))
 }
 
 impl StatusReport {
@@ -436,20 +421,40 @@ impl StatusReport {
                 format!("{:?}", t.kind).to_lowercase(),
                 t.state.clone(),
                 t.uptime_s.map(duration).unwrap_or_else(|| "-".into()),
-                t.restart_count
-                    .map(|r| r.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                restarts_cell(t.restarts, t.restart_count),
                 mem,
                 pids,
                 cpu,
-                row_cell(&t.last_verify),
-                row_cell(&t.quarantine),
+                t.last_verify
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |v| v.outcome.clone()),
+                t.quarantined_since_ms
+                    .map_or_else(|| "-".into(), |q| format!("since {}", age(self.at_ms, q))),
             ]);
         }
         let widths: Vec<usize> = (0..header.len())
             .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
             .collect();
         let mut out = format!("fortress {}\n", self.fortress);
+        if !self.backups.is_empty() {
+            out.push_str(&match &self.last_backup {
+                Some(b) => format!(
+                    "last backup: {} {}, {}\n",
+                    b.entry,
+                    backup_cell(self.at_ms, b),
+                    b.source
+                ),
+                None => "last backup: none yet\n".to_string(),
+            });
+        }
+        for q in &self.quarantined_checks {
+            out.push_str(&format!(
+                "quarantined: check {} since {} (`clw-fortress heal --release {}` lifts it)\n",
+                q.name,
+                age(self.at_ms, q.quarantined_since_ms),
+                q.name
+            ));
+        }
         for r in &rows {
             let line: Vec<String> = r
                 .iter()
@@ -466,9 +471,11 @@ impl StatusReport {
             out.push_str(&format!("\n{}:\n", t.name));
             for e in &t.limit_events {
                 out.push_str(&format!(
-                    "  error[clw-sandbox-limit-exceeded] {} ({})\n",
-                    e.message,
-                    fmt_ts(e.ts_ms)
+                    "  {}\n",
+                    crate::report::headline(
+                        ErrorCode::SandboxLimitExceeded,
+                        &format!("{} ({})", e.message, fmt_ts(e.ts_ms))
+                    )
                 ));
             }
             for a in &t.audit {
@@ -489,12 +496,18 @@ impl StatusReport {
         if !self.backups.is_empty() {
             out.push_str("\nbackups:\n");
             for b in &self.backups {
-                out.push_str(&format!(
-                    "  {} -> {}: last {}\n",
-                    b.name,
-                    b.dest,
-                    row_cell(&b.last)
-                ));
+                let last = b.last.as_ref().map_or_else(
+                    || "none yet".to_string(),
+                    |s| {
+                        format!(
+                            "{} ({}, {})",
+                            backup_cell(self.at_ms, s),
+                            fmt_ts(s.created_ms),
+                            s.source
+                        )
+                    },
+                );
+                out.push_str(&format!("  {} -> {}: last {last}\n", b.name, b.dest));
             }
         }
         out
@@ -510,7 +523,6 @@ fn fmt_ts(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn memory_at_eighty_percent_of_its_limit_is_flagged() {
@@ -535,66 +547,193 @@ mod tests {
         assert_eq!(memory_usage(&CgroupUsage::default()), None);
     }
 
-    fn summary(name: &str, labels: &[(&str, &str)]) -> ContainerSummary {
-        ContainerSummary {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            ..Default::default()
+    fn fortress_with_backup() -> Fortress {
+        Fortress {
+            file: "/f.yaml".into(),
+            name: "f".into(),
+            engine: Default::default(),
+            state_path: "/s.db".into(),
+            secrets_file: None,
+            openclaw_state_dir: None,
+            tree_problems: vec![],
+            bind_sets: vec![],
+            sandboxes: vec![
+                crate::spec::tests::sandbox("sbx"),
+                crate::spec::tests::sandbox("calm"),
+            ],
+            adopt: vec![],
+            health: vec![],
+            backups: vec![crate::manifest::Backup {
+                name: "memory".into(),
+                sources: vec!["/m/*.db".into()],
+                dest: "/b".into(),
+                schedule: None,
+                keep: crate::manifest::Keep {
+                    last: 3,
+                    daily: 0,
+                    weekly: 0,
+                },
+            }],
+            schedules: Default::default(),
+            metrics: None,
+            warnings: vec![],
         }
     }
 
-    #[test]
-    fn adopt_selectors_match_by_label_or_name_prefix() {
-        let c = summary("openclaw-sbx-agent-1", &[("com.openclaw.sandbox", "1")]);
-        for (sel, expected) in [
-            (
-                Selector::Label {
-                    key: "com.openclaw.sandbox".into(),
-                    value: Some("1".into()),
-                },
-                true,
-            ),
-            (
-                Selector::Label {
-                    key: "com.openclaw.sandbox".into(),
-                    value: Some("0".into()),
-                },
-                false,
-            ),
-            (
-                Selector::Label {
-                    key: "com.openclaw.sandbox".into(),
-                    value: None,
-                },
-                true,
-            ),
-            (Selector::NamePrefix("openclaw-sbx-".into()), true),
-            (Selector::NamePrefix("other-".into()), false),
-        ] {
-            assert_eq!(selects(&sel, &c), expected, "{sel:?}");
-        }
+    fn snapshot(state: &State, created_ms: i64, status: crate::state::backup::Status) -> i64 {
+        use crate::state::backup::{NewSnapshot, Status};
+        state
+            .insert_snapshot(&NewSnapshot {
+                entry: "memory",
+                source: "/m/a.db",
+                path: None,
+                size_bytes: None,
+                page_count: None,
+                sha256: None,
+                duration_ms: 1,
+                integrity: "ok",
+                created_ms,
+                status,
+                error_code: (status == Status::Failed).then_some(ErrorCode::BackupFailed),
+                error: None,
+            })
+            .unwrap()
     }
 
-    #[test]
-    fn optional_tables_are_read_only_when_they_exist() {
-        let s = State::in_memory();
-        assert_eq!(latest_row(&s, "verify", "sbx").unwrap(), None);
-        s.connection()
-            .execute_batch(
-                "CREATE TABLE verify_result (id INTEGER PRIMARY KEY, ts_ms INTEGER, sandbox TEXT, outcome TEXT);
-                 INSERT INTO verify_result (ts_ms, sandbox, outcome) VALUES (1, 'sbx', 'failed');
-                 INSERT INTO verify_result (ts_ms, sandbox, outcome) VALUES (2, 'sbx', 'passed');
-                 INSERT INTO verify_result (ts_ms, sandbox, outcome) VALUES (3, 'other', 'failed');
-                 CREATE TABLE verify_notes (x TEXT);",
+    /// A real (file) state database, filled through the same typed functions heal, verify and
+    /// backup write with, read back by `collect` and shown in both renderings.
+    #[tokio::test]
+    async fn quarantine_heal_restarts_verify_and_the_last_backup_come_from_the_state_database() {
+        use crate::engine::fake::FakeEngine;
+        use crate::engine::CreateRequest;
+        use crate::state::backup::Status;
+        use crate::state::health::HealthRow;
+        use crate::state::verify::VerifyRun;
+
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("state.db")).unwrap();
+        let f = fortress_with_backup();
+        let engine = FakeEngine::default();
+        for name in ["sbx", "calm"] {
+            engine
+                .create(&CreateRequest {
+                    name: name.into(),
+                    labels: [
+                        (LABEL_FORTRESS.to_string(), "f".to_string()),
+                        (LABEL_SANDBOX.to_string(), name.to_string()),
+                    ]
+                    .into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+
+        let now = crate::state::now_ms();
+        let sbx = heal_key(&f, "sbx");
+        state.log_restart(&sbx, now - 400_000, "ok", "").unwrap();
+        state
+            .log_restart(&sbx, now - 300_000, "failed", "gone")
+            .unwrap();
+        state
+            .save_health_target(
+                &sbx,
+                &HealthRow {
+                    quarantined_since_ms: Some(now - 180_000),
+                    ..Default::default()
+                },
             )
             .unwrap();
-        let v = latest_row(&s, "verify", "sbx").unwrap().unwrap();
-        assert_eq!(v["table"], "verify_result");
-        assert_eq!(v["row"]["outcome"], "passed");
-        assert_eq!(row_cell(&Some(v)), "passed");
-        assert_eq!(latest_row(&s, "quarantine", "sbx").unwrap(), None);
+        // A check of another fortress and a healthy check of this one stay out of it.
+        let check = |fortress: &str, name: &str| TargetKey {
+            fortress: fortress.into(),
+            kind: HealKind::Check,
+            name: name.into(),
+        };
+        for (key, since) in [
+            (check("f", "web"), Some(now - 60_000)),
+            (check("f", "db"), None),
+            (check("other", "web"), Some(now)),
+        ] {
+            state
+                .save_health_target(
+                    &key,
+                    &HealthRow {
+                        quarantined_since_ms: since,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+        state
+            .record_verify_run(&VerifyRun {
+                ts_ms: now,
+                fortress: "f".into(),
+                sandbox: "sbx".into(),
+                passed: 29,
+                failed: 1,
+                inconclusive: 0,
+                outcome: "fail".into(),
+                not_passed: vec!["limits.pids".into()],
+            })
+            .unwrap();
+        snapshot(&state, now - 7_200_000, Status::Ok);
+        let newest = snapshot(&state, now - 120_000, Status::Failed);
+
+        let host = HostPaths::under(dir.path());
+        let r = collect(&engine, &f, Some(&state), &host).await.unwrap();
+        let t = |name: &str| r.targets.iter().find(|t| t.name == name).unwrap();
+        assert_eq!(t("sbx").quarantined_since_ms, Some(now - 180_000));
+        assert_eq!(t("sbx").restarts, Some(2));
+        assert_eq!(t("sbx").last_verify.as_ref().unwrap().outcome, "fail");
+        assert_eq!(t("calm").quarantined_since_ms, None);
+        assert_eq!(t("calm").restarts, Some(0));
+        assert_eq!(r.backups[0].last.as_ref().unwrap().id, newest);
+        assert_eq!(r.last_backup.as_ref().unwrap().id, newest);
+        assert_eq!(
+            r.quarantined_checks,
+            [QuarantinedCheck {
+                name: "web".into(),
+                quarantined_since_ms: now - 60_000
+            }]
+        );
+
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["targets"][0]["quarantined_since_ms"], now - 180_000);
+        assert_eq!(json["last_backup"]["status"], "failed");
+
+        let text = r.render_text();
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no row {name} in {text}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        // TARGET KIND STATE UPTIME RESTARTS MEMORY PIDS CPU VERIFY QUARANTINE
+        assert_eq!(row("sbx")[4], "2", "{text}");
+        assert_eq!(row("sbx")[8..], ["fail", "since", "3m0s"], "{text}");
+        assert_eq!(row("calm")[8..], ["-", "-"], "{text}");
+        assert!(
+            text.contains("last backup: memory failed 2m0s ago, /m/a.db"),
+            "{text}"
+        );
+        assert!(text.contains("quarantined: check web since 1m0s"), "{text}");
+        assert!(
+            text.contains("  memory -> /b: last failed 2m0s ago"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn restarts_show_heals_count_and_the_engines_when_it_has_one() {
+        for (heal, engine, cell) in [
+            (Some(2), Some(0), "2"),
+            (Some(0), Some(3), "0 (engine 3)"),
+            (None, None, "-"),
+            (None, Some(1), "- (engine 1)"),
+        ] {
+            assert_eq!(restarts_cell(heal, engine), cell);
+        }
     }
 }

@@ -589,7 +589,11 @@ async fn a_bind_source_swapped_for_a_symlink_after_validation_is_never_mounted()
     let report = apply::execute(&engine, &p, &desired, &state, "test").await;
     assert_eq!(report.failed(), 1, "{report:?}");
     let failure = report.outcomes[0].error.as_ref().unwrap();
-    assert_eq!(failure.code, "clw-isolation-breach", "{failure:?}");
+    assert_eq!(
+        failure.code.to_string(),
+        "clw-isolation-breach",
+        "{failure:?}"
+    );
     assert!(
         failure.message.contains("replaced by a symlink"),
         "{failure:?}"

@@ -1,7 +1,10 @@
 //! `doctor`, `status` and limit diagnostics against a real engine: doctor passes on this host
 //! and fails on an adopted container running unconfined with an engine socket mounted; a sandbox driven past its memory and pids
 //! limits is reported as `clw-sandbox-limit-exceeded` with usage and limit, by the library's
-//! `diagnose` and by `status`; a missing image is classified from the engine's own message.
+//! `diagnose` and by `status`; a sandbox heal restarted and then quarantined, and the last
+//! backup, are shown by `status`; a missing image is classified from the engine's own message;
+//! a connection asks `/version` once (a recording proxy counts the requests) and a declared
+//! `engine.flavor` the engine contradicts stops the command with `clw-config-invalid`.
 
 mod common;
 
@@ -311,6 +314,91 @@ async fn a_sandbox_past_its_memory_and_pids_limits_is_diagnosed_and_shown_by_sta
     assert!(text.contains("/64Mi"), "{text}");
 }
 
+/// One `heal -o json` pass (exit 0 or 1); returns the report.
+fn heal_pass(fx: &Fixture) -> serde_json::Value {
+    let out = fx.run(&["-o", "json", "heal"]);
+    let code = out.status.code();
+    assert!(code == Some(0) || code == Some(1), "{}", describe(&out));
+    json(&out)
+}
+
+/// The decision heal took for sandbox `name` in one pass.
+fn sandbox_action(report: &serde_json::Value, name: &str) -> String {
+    report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "sandbox" && t["name"] == name)
+        .unwrap_or_else(|| panic!("no sandbox {name}: {report:#}"))["decision"]["action"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string()
+}
+
+#[test]
+fn status_shows_heals_restarts_the_quarantine_and_the_last_backup() {
+    require_engine();
+    let fx = Fixture::new("status-heal");
+    let sbx = fx.sandbox();
+    let db_dir = fx.dir().join("db");
+    std::fs::create_dir(&db_dir).unwrap();
+    rusqlite::Connection::open(db_dir.join("agent.sqlite"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('x');")
+        .unwrap();
+    // The liveness check fails (no /tmp/alive); the health check that restarts the sandbox
+    // gives it a 1s backoff and quarantine after one restart.
+    let manifest = fx.default_manifest().replace(
+        "    command: [sleep, \"3600\"]\n",
+        "    command: [sleep, \"3600\"]\n    liveness: {every: 1m, exec: [test, -e, /tmp/alive], timeout: 5s, failures: 1}\n",
+    );
+    fx.write_manifest(&format!(
+        "{manifest}health:\n  - name: {sbx}-up\n    exec: {{container: {sbx}, command: [\"true\"]}}\n    every: 1m\n    failures: 5\n    restart: {{container: {sbx}}}\n    backoff: {{initial: 1s, max: 1s}}\n    quarantine: {{restarts: 1, within: 10m}}\nbackups:\n  - name: memory\n    sources: [\"{db}/*.sqlite\"]\n    dest: \"{dest}\"\n    keep: {{last: 3, daily: 1, weekly: 1}}\n",
+        db = db_dir.display(),
+        dest = fx.dir().join("backups").display(),
+    ));
+    apply_ok(&fx);
+
+    // Before anything happened: no restarts, no quarantine, no backup yet.
+    let r = json(&fx.run(&["-o", "json", "status"]));
+    assert_eq!(r["targets"][0]["restarts"], 0, "{r:#}");
+    assert_eq!(
+        r["targets"][0]["quarantined_since_ms"],
+        serde_json::Value::Null
+    );
+    assert_eq!(r["last_backup"], serde_json::Value::Null, "{r:#}");
+
+    assert_eq!(sandbox_action(&heal_pass(&fx), &sbx), "restart");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(sandbox_action(&heal_pass(&fx), &sbx), "quarantine");
+    let out = fx.run(&["backup", "run"]);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let r = json(&fx.run(&["-o", "json", "status"]));
+    let t = &r["targets"][0];
+    assert_eq!(t["name"], sbx.as_str(), "{r:#}");
+    assert_eq!(t["restarts"], 1, "{t:#}");
+    let since = t["quarantined_since_ms"].as_i64().expect("quarantined");
+    assert!(since <= r["at_ms"].as_i64().unwrap(), "{r:#}");
+    assert_eq!(r["last_backup"]["entry"], "memory", "{r:#}");
+    assert_eq!(r["last_backup"]["status"], "ok", "{r:#}");
+    assert_eq!(r["backups"][0]["last"]["status"], "ok", "{r:#}");
+
+    let out = fx.run(&["status"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{sbx} ")))
+        .unwrap_or_else(|| panic!("no row for {sbx}: {text}"))
+        .split_whitespace()
+        .collect();
+    // TARGET KIND STATE UPTIME RESTARTS ... QUARANTINE ("since <age>")
+    assert!(row[4].starts_with('1'), "{text}");
+    assert_eq!(row[row.len() - 2], "since", "{text}");
+    assert!(text.contains("last backup: memory ok "), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_is_classified_from_the_engines_own_message() {
     require_engine();
@@ -358,4 +446,138 @@ async fn a_missing_image_is_classified_from_the_engines_own_message() {
         text.contains("hint: the image is not on this host"),
         "{text}"
     );
+}
+
+/// A unix socket in front of the engine that forwards both ways and records the path of every
+/// request it passes on.
+struct RecordingProxy {
+    url: String,
+    paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RecordingProxy {
+    fn new(dir: &std::path::Path) -> RecordingProxy {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let socket = engine_socket();
+        let upstream = socket
+            .strip_prefix("unix://")
+            .unwrap_or_else(|| panic!("the proxy forwards to a unix socket, not {socket}"))
+            .to_string();
+        let path = dir.join("proxy.sock");
+        let listener = UnixListener::bind(&path).expect("bind the proxy socket");
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = paths.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let mut server = UnixStream::connect(&upstream).expect("reach the engine");
+                let (mut from_server, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Write);
+                });
+                let recorded = recorded.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64 * 1024];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        // Request lines: `GET /v1.41/version HTTP/1.1`.
+                        for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                            let mut words = line.split(' ');
+                            if let (Some(method), Some(path), Some(proto)) =
+                                (words.next(), words.next(), words.next())
+                            {
+                                if proto.starts_with("HTTP/1")
+                                    && method.chars().all(|c| c.is_ascii_uppercase())
+                                {
+                                    recorded.lock().unwrap().push(path.to_string());
+                                }
+                            }
+                        }
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        RecordingProxy {
+            url: format!("unix://{}", path.display()),
+            paths,
+        }
+    }
+
+    /// How many requests asked for `endpoint` (`/version`, `/info`), whatever the API prefix.
+    fn count(&self, endpoint: &str) -> usize {
+        self.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.split('?').next().unwrap_or("").ends_with(endpoint))
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_asks_the_engine_for_its_version_once() {
+    require_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = RecordingProxy::new(dir.path());
+    let e = DockerEngine::connect(&proxy.url, dir.path().join("profiles"))
+        .await
+        .expect("connect through the proxy");
+    let info = e.info().await.expect("info");
+    assert!(!info.version.is_empty(), "{info:?}");
+    assert_eq!(proxy.count("/version"), 1, "{:?}", proxy.paths);
+    assert_eq!(proxy.count("/info"), 1, "{:?}", proxy.paths);
+
+    // A whole command connects once, so it asks once too.
+    let fx = Fixture::new("version-once");
+    apply_ok(&fx);
+    let proxy = RecordingProxy::new(fx.dir());
+    let out = fx.run(&["--engine", &proxy.url, "status"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(proxy.count("/version"), 1, "{:?}", proxy.paths);
+}
+
+#[test]
+fn a_declared_flavor_the_engine_contradicts_is_a_config_error() {
+    require_engine();
+    let fx = Fixture::new("flavor");
+    let (right, wrong) = match engine_flavor() {
+        Flavor::Docker => ("docker", "podman"),
+        Flavor::Podman => ("podman", "docker"),
+    };
+    let with_flavor = |f: &str| {
+        let m = fx.default_manifest();
+        assert!(m.contains("engine:\n"));
+        m.replace("engine:\n", &format!("engine:\n  flavor: {f}\n"))
+    };
+    fx.write_manifest(&with_flavor(wrong));
+    let out = fx.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error[clw-config-invalid]"), "{err}");
+    assert!(
+        err.contains(&format!("engine.flavor is {wrong} but the engine at")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("is {right}")), "{err}");
+    assert!(
+        err.contains(&format!("set engine.flavor to {right} (or auto)")),
+        "{err}"
+    );
+
+    // The matching flavor and `auto` both connect.
+    for f in [right, "auto"] {
+        fx.write_manifest(&with_flavor(f));
+        let out = fx.run(&["status"]);
+        assert!(out.status.success(), "{f}: {}", describe(&out));
+    }
 }

@@ -1,7 +1,8 @@
 //! Backups: consistent online snapshots of the agent's sqlite databases (`backups:` in the
 //! manifest), their catalogue in the state database, retention, verify and restore.
 //!
-//! It owns the snapshot files under each entry's `dest` and the `backup_snapshot` table. It
+//! It owns the snapshot files under each entry's `dest` and what goes into the
+//! `backup_snapshot` table (its SQL is in `state::backup`). It
 //! must not write to a source database (sources are opened read-only), must not copy a live
 //! database with a plain file copy, must not leave a partial snapshot behind, and never
 //! deletes a snapshot except through retention after a successful run. No container engine is
@@ -13,7 +14,6 @@
 //! Entry points: [`run`] (blocking; the CLI), [`run_scheduled`] (async; the daemon),
 //! [`verify`], [`restore`], [`list`], [`last_backup`] (for `status`).
 
-pub mod catalogue;
 pub mod retention;
 pub mod snapshot;
 pub mod sources;
@@ -29,7 +29,8 @@ use crate::manifest::Backup;
 use crate::report::chain;
 use crate::state::{State, StateError};
 
-pub use catalogue::{Snapshot, Status};
+use crate::state::backup::NewSnapshot;
+pub use crate::state::backup::{Snapshot, Status};
 pub use retention::{retain, SnapshotMeta};
 
 /// How long a source may stay locked before its snapshot counts as failed. A rollback-journal
@@ -92,12 +93,6 @@ pub enum BackupError {
     TargetExists { path: PathBuf },
     #[error("no backup named {name} in the manifest")]
     UnknownEntry { name: String, known: Vec<String> },
-    #[error("backup catalogue query failed: {op}")]
-    Catalogue {
-        op: &'static str,
-        #[source]
-        source: rusqlite::Error,
-    },
     #[error("the backup task stopped before it finished")]
     Interrupted,
     #[error(transparent)]
@@ -110,7 +105,6 @@ impl Coded for BackupError {
             BackupError::UnknownId { .. }
             | BackupError::TargetExists { .. }
             | BackupError::UnknownEntry { .. } => ErrorCode::ConfigInvalid,
-            BackupError::Catalogue { .. } => ErrorCode::StateCorrupt,
             BackupError::State(e) => e.code(),
             _ => ErrorCode::BackupFailed,
         }
@@ -288,7 +282,7 @@ fn run_entry(
                     backup = %entry.name, source = %source, snapshot = %t.path.display(),
                     bytes = t.size_bytes, ms = duration_ms, "snapshot taken"
                 );
-                catalogue::NewSnapshot {
+                NewSnapshot {
                     entry: &entry.name,
                     source: &source,
                     path: Some(&t.path),
@@ -305,7 +299,7 @@ fn run_entry(
             }
             Err(e) => {
                 tracing::warn!(backup = %entry.name, source = %source, "snapshot failed: {}", chain(e));
-                catalogue::NewSnapshot {
+                NewSnapshot {
                     entry: &entry.name,
                     source: &source,
                     path: None,
@@ -319,26 +313,23 @@ fn run_entry(
                     },
                     created_ms: created.timestamp_millis(),
                     status: Status::Failed,
-                    error_code: Some(ErrorCode::BackupFailed.as_str()),
+                    error_code: Some(ErrorCode::BackupFailed),
                     error: None,
                 }
             }
         };
         let message = result.as_ref().err().map(chain);
-        let id = catalogue::insert(
-            state,
-            &catalogue::NewSnapshot {
-                error: message.as_deref(),
-                ..row
-            },
-        )?;
+        let id = state.insert_snapshot(&NewSnapshot {
+            error: message.as_deref(),
+            ..row
+        })?;
         let detail = match &result {
             Ok(t) => format!("{} ({} bytes)", t.path.display(), t.size_bytes),
             Err(_) => message.clone().unwrap_or_default(),
         };
         let outcome = if result.is_ok() { "ok" } else { "failed" };
         state.audit(&opts.actor, "backup", &source, outcome, &detail)?;
-        if let Some(row) = catalogue::get(state, id)? {
+        if let Some(row) = state.snapshot(id)? {
             report.snapshots.push(row);
         }
         if result.is_ok() {
@@ -400,7 +391,7 @@ pub fn apply_retention(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<Pruned>, BackupError> {
-    let good = catalogue::good(state, &entry.name, source)?;
+    let good = state.good_snapshots(&entry.name, source)?;
     let metas: Vec<SnapshotMeta> = good
         .iter()
         .filter_map(|s| {
@@ -425,7 +416,7 @@ pub fn apply_retention(
                 }
             }
         }
-        catalogue::mark_deleted(state, s.id, Utc::now().timestamp_millis())?;
+        state.mark_snapshot_deleted(s.id, Utc::now().timestamp_millis())?;
         tracing::info!(backup = %entry.name, id = s.id, "snapshot pruned by retention");
         pruned.push(Pruned {
             id: s.id,
@@ -436,20 +427,20 @@ pub fn apply_retention(
     Ok(pruned)
 }
 
-/// The catalogue, oldest first (see [`catalogue::list`]).
+/// The catalogue, oldest first (see [`State::snapshots`]).
 pub fn list(
     state: &State,
     entry: Option<&str>,
     include_deleted: bool,
 ) -> Result<Vec<Snapshot>, BackupError> {
-    catalogue::list(state, entry, include_deleted)
+    Ok(state.snapshots(entry, include_deleted)?)
 }
 
 /// The newest snapshot attempt of a source database, good or failed (for `status`). The path
 /// is compared after resolving symlinks, as the catalogue stores it.
 pub fn last_backup(state: &State, source: &Path) -> Result<Option<Snapshot>, BackupError> {
     let real = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
-    catalogue::last(state, &real.to_string_lossy())
+    Ok(state.last_snapshot_of_source(&real.to_string_lossy())?)
 }
 
 /// Re-checks a good snapshot: its file's sha256 against the catalogue, then
@@ -489,7 +480,7 @@ pub fn verify(state: &State, id: i64) -> Result<Snapshot, BackupError> {
 }
 
 fn usable(state: &State, id: i64) -> Result<Snapshot, BackupError> {
-    let row = catalogue::get(state, id)?.ok_or(BackupError::UnknownId { id })?;
+    let row = state.snapshot(id)?.ok_or(BackupError::UnknownId { id })?;
     if row.status == Status::Failed {
         return Err(BackupError::Unusable {
             id,
@@ -705,7 +696,7 @@ mod tests {
             .iter()
             .find(|s| s.status == Status::Failed)
             .unwrap();
-        assert_eq!(failed.error_code.as_deref(), Some("clw-backup-failed"));
+        assert_eq!(failed.error_code, Some(ErrorCode::BackupFailed));
         assert!(failed
             .error
             .as_deref()

@@ -75,7 +75,7 @@ fn apply_status(r: &Report) -> u8 {
         .outcomes
         .iter()
         .find_map(|o| o.error.as_ref())
-        .and_then(|f| ErrorCode::parse(&f.code))
+        .map(|f| f.code)
     {
         code.exit_status()
     } else {
@@ -171,23 +171,21 @@ fn render_report(fortress: &str, p: &Plan, r: &Report) -> String {
         match &o.error {
             None => out.push_str("  ... ok\n"),
             Some(f) => {
-                out.push_str(&format!(
-                    "  ... failed\n    error[{}]: {}\n",
-                    f.code, f.message
-                ));
-                if let Some(h) = &f.hint {
-                    out.push_str(&format!("    hint: {h}\n"));
-                }
+                out.push_str("  ... failed\n");
+                out.push_str(&f.report().render_indented("    "));
             }
         }
     }
     for c in &r.conflicts {
         out.push_str(&format!(
-            "  ! conflict  {}: {} (left untouched)\n    error[{}]: the name is taken\n    hint: rename the sandbox or remove the other container yourself\n",
-            c.sandbox,
-            c.reason,
-            ErrorCode::SandboxFailure
+            "  ! conflict  {}: {} (left untouched)\n",
+            c.sandbox, c.reason
         ));
+        out.push_str(
+            &ErrorReport::new(ErrorCode::SandboxFailure, "the name is taken")
+                .with_hint("rename the sandbox or remove the other container yourself")
+                .render_indented("    "),
+        );
     }
     for o in &p.orphans {
         out.push_str(&format!(

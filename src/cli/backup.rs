@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use super::{Cli, CmdResult, Output};
 use crate::backup::{self, RunOptions, RunReport, Snapshot, Status};
-use crate::error::exit;
+use crate::error::{exit, ErrorCode};
 use crate::report::ErrorReport;
 use crate::state::State;
 
@@ -106,14 +106,16 @@ fn render_run(r: &RunReport) -> String {
                 s.page_count.unwrap_or(0),
                 s.duration_ms
             )),
-            Status::Failed => out.push_str(&format!(
-                "  failed  [{}] {}: {}\n    error[{}]: {}\n",
-                s.id,
-                s.entry,
-                s.source,
-                s.error_code.as_deref().unwrap_or("clw-backup-failed"),
-                s.error.as_deref().unwrap_or("")
-            )),
+            Status::Failed => {
+                out.push_str(&format!("  failed  [{}] {}: {}\n", s.id, s.entry, s.source));
+                out.push_str(
+                    &ErrorReport::new(
+                        s.error_code.unwrap_or(ErrorCode::BackupFailed),
+                        s.error.as_deref().unwrap_or(""),
+                    )
+                    .render_indented("    "),
+                );
+            }
         }
     }
     for p in &r.pruned {

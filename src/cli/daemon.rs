@@ -30,6 +30,7 @@ pub async fn run(cli: &Cli) -> CmdResult {
         .map(|p| p.join("profiles"))
         .unwrap_or_else(std::env::temp_dir);
     daemon::run(Options {
+        flavor: super::declared_flavor(&fortress),
         fortress,
         load,
         socket: resolved.url,

@@ -26,7 +26,12 @@ pub async fn doctor(cli: &Cli, fix_hints: bool) -> CmdResult {
     let profile_dir = fortress
         .and_then(|f| f.state_path.parent().map(|p| p.join("profiles")))
         .unwrap_or_else(std::env::temp_dir);
-    let engine = DockerEngine::connect(&resolved.url, profile_dir).await;
+    let engine = DockerEngine::connect_expecting(
+        &resolved.url,
+        profile_dir,
+        fortress.and_then(super::declared_flavor),
+    )
+    .await;
     let run = doctor::run_command;
     let report = doctor::run(Inputs {
         manifest_path: path,

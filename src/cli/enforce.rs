@@ -55,13 +55,8 @@ fn line(e: &Enforcement) -> String {
     match &e.error {
         None => out.push_str("  ... ok\n"),
         Some(f) => {
-            out.push_str(&format!(
-                "  ... failed\n    error[{}]: {}\n",
-                f.code, f.message
-            ));
-            if let Some(h) = &f.hint {
-                out.push_str(&format!("    hint: {h}\n"));
-            }
+            out.push_str("  ... failed\n");
+            out.push_str(&f.report().render_indented("    "));
         }
     }
     out

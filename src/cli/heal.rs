@@ -3,8 +3,9 @@
 //! 1 when something is still failing or quarantined (see `HealReport::exit_status`).
 
 use super::{Cli, CmdResult, Output};
-use crate::error::exit;
+use crate::error::{exit, ErrorCode};
 use crate::heal::{self, Decision, HealReport, TargetReport};
+use crate::report::ErrorReport;
 use crate::state::now_ms;
 
 pub async fn run(cli: &Cli, release: Option<&str>) -> CmdResult {
@@ -77,6 +78,11 @@ fn clock(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// `report` on the lines below a target's line (without the last newline: `line` adds it).
+fn below(report: ErrorReport) -> String {
+    format!("\n{}", report.render_indented("    ").trim_end())
+}
+
 fn line(t: &TargetReport) -> String {
     let who = format!("{} {}", t.target.kind.as_str(), t.target.name);
     let err = t.error.as_deref().unwrap_or("");
@@ -87,7 +93,13 @@ fn line(t: &TargetReport) -> String {
         (Some(Decision::CountFailure), _) => ("failing", format!("{err} ({count})")),
         (Some(Decision::Unhealthy), _) => (
             "unhealthy",
-            format!("{err} ({count}, nothing to restart)\n    error[clw-health-failed]: the probe crossed its failure threshold"),
+            format!(
+                "{err} ({count}, nothing to restart){}",
+                below(ErrorReport::new(
+                    ErrorCode::HealthFailed,
+                    "the probe crossed its failure threshold"
+                ))
+            ),
         ),
         (Some(Decision::Restart), _) => match &t.restart {
             Some(r) if r.ok => (
@@ -100,23 +112,38 @@ fn line(t: &TargetReport) -> String {
             Some(r) => (
                 "failed",
                 format!(
-                    "{err} ({count}) -> restart of {} failed\n    error[clw-health-failed]: {}",
+                    "{err} ({count}) -> restart of {} failed{}",
                     r.target,
-                    r.error.as_deref().unwrap_or("")
+                    below(ErrorReport::new(
+                        ErrorCode::HealthFailed,
+                        r.error.as_deref().unwrap_or("")
+                    ))
                 ),
             ),
             None => ("restart", err.to_string()),
         },
         (Some(Decision::WaitBackoff { until_ms }), _) => (
             "backoff",
-            format!("{err} ({count}); next restart not before {}", clock(until_ms)),
+            format!(
+                "{err} ({count}); next restart not before {}",
+                clock(until_ms)
+            ),
         ),
         (Some(Decision::Quarantine | Decision::Quarantined), _) => (
             "quarantined",
             format!(
-                "{}\n    error[clw-quarantined]: restarted too often, no longer restarted automatically\n    hint: fix the cause, then `clw-fortress heal --release {}`",
+                "{}{}",
                 if err.is_empty() { "healthy now" } else { err },
-                t.target.name
+                below(
+                    ErrorReport::new(
+                        ErrorCode::Quarantined,
+                        "restarted too often, no longer restarted automatically"
+                    )
+                    .with_hint(format!(
+                        "fix the cause, then `clw-fortress heal --release {}`",
+                        t.target.name
+                    ))
+                )
             ),
         ),
     };

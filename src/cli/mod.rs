@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::{socket, DockerEngine};
+use crate::engine::{socket, DockerEngine, Flavor};
 use crate::error::{Coded, ErrorCode};
-use crate::manifest::{self, Fortress, LoadContext, ManifestError};
+use crate::manifest::{self, FlavorSetting, Fortress, LoadContext, ManifestError};
 use crate::report::ErrorReport;
 use crate::state::State;
 
@@ -193,17 +193,30 @@ impl Cli {
         let profile_dir = fortress
             .and_then(|f| f.state_path.parent().map(|p| p.join("profiles")))
             .unwrap_or_else(std::env::temp_dir);
-        DockerEngine::connect(&resolved.url, profile_dir)
-            .await
-            .map_err(|e| {
-                let mut r = ErrorReport::from_error(&e);
-                r.message = format!("{} (from {})", r.message, resolved.origin.as_str());
-                r
-            })
+        DockerEngine::connect_expecting(
+            &resolved.url,
+            profile_dir,
+            fortress.and_then(declared_flavor),
+        )
+        .await
+        .map_err(|e| {
+            let mut r = ErrorReport::from_error(&e);
+            r.message = format!("{} (from {})", r.message, resolved.origin.as_str());
+            r
+        })
     }
 
     pub fn open_state(&self, fortress: &Fortress) -> Result<State, ErrorReport> {
         State::open(&fortress.state_path).map_err(|e| ErrorReport::from_error(&e))
+    }
+}
+
+/// The flavor the manifest declares (`engine.flavor`); `None` for `auto`: ask the engine.
+pub fn declared_flavor(f: &Fortress) -> Option<Flavor> {
+    match f.engine.flavor {
+        FlavorSetting::Auto => None,
+        FlavorSetting::Docker => Some(Flavor::Docker),
+        FlavorSetting::Podman => Some(Flavor::Podman),
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::enforce::{self, Enforcement, Outcome, Policy};
-use crate::engine::{DockerEngine, Engine, Event};
+use crate::engine::{DockerEngine, Engine, Event, Flavor};
 use crate::error::{Coded, ErrorCode};
 use crate::manifest::Fortress;
 use crate::report::{chain, ErrorReport};
@@ -92,6 +92,8 @@ pub struct Options {
     pub load: Loader,
     /// The engine socket URL, resolved once at start (a change needs a restart).
     pub socket: String,
+    /// The declared `engine.flavor` at start; `None` for `auto` (a change needs a restart).
+    pub flavor: Option<Flavor>,
     /// Where Podman-bound seccomp profiles would go (the engine adapter wants one).
     pub profile_dir: PathBuf,
 }
@@ -265,6 +267,7 @@ pub async fn run(opts: Options) -> Result<(), ErrorReport> {
         shared.clone(),
         runner.clone(),
         opts.socket.clone(),
+        opts.flavor,
         opts.profile_dir.clone(),
         ready_tx,
     ));
@@ -332,6 +335,9 @@ fn reload(
                     opts.socket
                 );
             }
+            if new.engine.flavor != old.engine.flavor {
+                tracing::warn!("engine.flavor changed; the agent keeps the one it started with until it is restarted");
+            }
             if new.state_path != old.state_path {
                 tracing::warn!(
                     "state.path changed; the agent keeps {} until it is restarted",
@@ -359,7 +365,7 @@ fn reload(
             runner.try_start(LIMITS_JOB);
         }
         Err(r) => {
-            let mut lines = vec![format!("error[{}]: {}", r.code, r.message)];
+            let mut lines = vec![r.headline()];
             lines.extend(r.details.iter().cloned());
             tracing::error!(
                 "manifest reload failed; still enforcing the previous manifest: {}",
@@ -425,6 +431,7 @@ async fn watch_engine(
     shared: Arc<Shared>,
     runner: Arc<JobRunner>,
     socket: String,
+    flavor: Option<Flavor>,
     profile_dir: PathBuf,
     ready: oneshot::Sender<()>,
 ) {
@@ -432,20 +439,25 @@ async fn watch_engine(
     let mut backoff = Backoff::engine();
     let mut lost_once = false;
     loop {
-        let connected = match DockerEngine::connect(&socket, profile_dir.clone()).await {
-            Ok(engine) => engine.info().await.map(|i| (engine, i.ncpu)),
-            Err(e) => Err(e),
-        };
+        let connected =
+            match DockerEngine::connect_expecting(&socket, profile_dir.clone(), flavor).await {
+                Ok(engine) => engine.info().await.map(|i| (engine, i.ncpu)),
+                Err(e) => Err(e),
+            };
         let (engine, ncpu) = match connected {
             Ok(c) => c,
             Err(e) => {
                 let delay = backoff.next_delay();
+                // Unreachable, or another flavor than engine.flavor declares: both may be a
+                // moment of an engine being switched, so both are retried.
+                let what = e.code().as_str();
                 tracing::warn!(
-                    "engine at {socket} unreachable ({}); retrying in {delay:?}",
+                    "engine at {socket} not usable ({}: {}); retrying in {delay:?}",
+                    what,
                     chain(&e)
                 );
                 notify::status(&format!(
-                    "engine at {socket} unreachable; retrying in {delay:?}"
+                    "engine at {socket} not usable ({what}); retrying in {delay:?}"
                 ));
                 tokio::time::sleep(delay).await;
                 continue;
@@ -576,7 +588,7 @@ async fn diagnose_limits(shared: &Shared, engine: &DockerEngine, policy: &Policy
         return;
     }
     for e in &events {
-        tracing::warn!(container = %ev.name, "error[clw-sandbox-limit-exceeded]: {e:?}");
+        tracing::warn!(container = %ev.name, "{}", crate::report::headline(e.code, &e.message));
     }
     if let Err(e) = crate::limits::record_limit_events(&shared.state, &ev.id, &ev.name, &events) {
         tracing::warn!(

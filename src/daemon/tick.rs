@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Local};
 
 use crate::engine::{DockerEngine, Engine};
+use crate::error::ErrorCode;
 use crate::manifest::{Fortress, Schedule};
 use crate::report::chain;
 use crate::state::{now_ms, State};
@@ -176,9 +177,9 @@ pub async fn run(
                 Ok((n, failing)) => {
                     report.verified += n;
                     if !failing.is_empty() {
-                        report.problems.push(format!(
-                            "error[clw-isolation-breach]: verify failed for {}",
-                            failing.join(", ")
+                        report.problems.push(crate::report::headline(
+                            ErrorCode::IsolationBreach,
+                            &format!("verify failed for {}", failing.join(", ")),
                         ));
                     }
                 }

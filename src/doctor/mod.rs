@@ -173,7 +173,7 @@ impl Report {
                 }
             }
             if let Some(code) = c.code {
-                out.push_str(&format!("      error[{code}]\n"));
+                out.push_str(&format!("      {}\n", crate::report::tag(code)));
             }
             if let (true, Some(h)) = (fix_hints, &c.hint) {
                 for (i, line) in h.lines().enumerate() {

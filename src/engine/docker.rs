@@ -2,7 +2,8 @@
 //!
 //! Wire-level differences between the flavors are absorbed here and nowhere else:
 //! - the API version is negotiated after connecting (bollard 0.21 speaks 1.53 by default,
-//!   Debian's dockerd 20.10 only 1.41);
+//!   Debian's dockerd 20.10 only 1.41), from the one `/version` answer a connection asks for,
+//!   which also names the flavor and serves `info`;
 //! - seccomp profiles go inline to Docker but as a file path to Podman, whose compat API reads
 //!   `seccomp=` as a path on the engine host (seccomp.md, "Delivery to the engine").
 
@@ -19,7 +20,7 @@ use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, EventsOptions, ListContainersOptions,
     RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
 };
-use bollard::Docker;
+use bollard::{ClientVersion, Docker};
 use futures_util::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -33,12 +34,32 @@ use super::{
 /// How long one engine request may take before bollard gives up, in seconds.
 const REQUEST_TIMEOUT_S: u64 = 120;
 
+/// What the engine's `/version` said when this connection was made.
+#[derive(Debug, Clone)]
+struct ServerVersion {
+    flavor: Flavor,
+    version: String,
+    api_version: String,
+    kernel: String,
+}
+
+impl ServerVersion {
+    fn of(v: &bollard::models::SystemVersion) -> ServerVersion {
+        ServerVersion {
+            flavor: flavor_of(v),
+            version: v.version.clone().unwrap_or_default(),
+            api_version: v.api_version.clone().unwrap_or_default(),
+            kernel: v.kernel_version.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// A connected engine.
 #[derive(Clone)]
 pub struct DockerEngine {
     docker: Docker,
     socket: String,
-    flavor: Flavor,
+    server: ServerVersion,
     /// Where Podman-bound seccomp profiles are written (content-addressed).
     profile_dir: PathBuf,
     /// The host's cgroup root, where Podman's live limits are read (see `podman`).
@@ -49,39 +70,62 @@ impl DockerEngine {
     /// Connects to `socket` (`unix://`, `tcp://` or `http://`), negotiates the API version and
     /// asks the engine which flavor it is. `profile_dir` receives seccomp profiles for Podman.
     pub async fn connect(socket: &str, profile_dir: PathBuf) -> EngineResult<Self> {
-        let unreachable = |source| EngineError::Unreachable {
-            socket: socket.to_string(),
-            source,
+        Self::connect_expecting(socket, profile_dir, None).await
+    }
+
+    /// [`DockerEngine::connect`], then refuses an engine of another flavor than `declared`
+    /// (the manifest's `engine.flavor`; `None` for `auto`) with
+    /// [`EngineError::FlavorMismatch`].
+    pub async fn connect_expecting(
+        socket: &str,
+        profile_dir: PathBuf,
+        declared: Option<Flavor>,
+    ) -> EngineResult<Self> {
+        let client = |version: &ClientVersion| {
+            if let Some(path) = socket.strip_prefix("unix://") {
+                Docker::connect_with_unix(path, REQUEST_TIMEOUT_S, version)
+            } else if socket.starts_with("tcp://") || socket.starts_with("http://") {
+                Docker::connect_with_http(socket, REQUEST_TIMEOUT_S, version)
+            } else {
+                Docker::connect_with_unix(socket, REQUEST_TIMEOUT_S, version)
+            }
+            .map_err(|source| EngineError::Unreachable {
+                socket: socket.to_string(),
+                source,
+            })
         };
-        let docker = if let Some(path) = socket.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, REQUEST_TIMEOUT_S, bollard::API_DEFAULT_VERSION)
-        } else if socket.starts_with("tcp://") || socket.starts_with("http://") {
-            Docker::connect_with_http(socket, REQUEST_TIMEOUT_S, bollard::API_DEFAULT_VERSION)
-        } else if socket.starts_with('/') {
-            Docker::connect_with_unix(socket, REQUEST_TIMEOUT_S, bollard::API_DEFAULT_VERSION)
-        } else {
+        if !(socket.starts_with("unix://")
+            || socket.starts_with("tcp://")
+            || socket.starts_with("http://")
+            || socket.starts_with('/'))
+        {
             return Err(EngineError::BadSocket(socket.to_string()));
         }
-        .map_err(unreachable)?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| classify_connect_error(socket, e))?;
-        let version = docker
+        // One `/version` per connection: it negotiates the API version, names the flavor and
+        // is kept for `info`. (bollard's `negotiate_version` would ask for it once more.)
+        let version = client(bollard::API_DEFAULT_VERSION)?
             .version()
             .await
             .map_err(|e| classify_connect_error(socket, e))?;
+        let server = ServerVersion::of(&version);
+        if let Some(declared) = declared.filter(|d| *d != server.flavor) {
+            return Err(EngineError::FlavorMismatch {
+                socket: socket.to_string(),
+                declared,
+                found: server.flavor,
+            });
+        }
         Ok(DockerEngine {
-            docker,
+            docker: client(&negotiated(&server.api_version))?,
             socket: socket.to_string(),
-            flavor: flavor_of(&version),
+            server,
             profile_dir,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         })
     }
 
     pub fn flavor(&self) -> Flavor {
-        self.flavor
+        self.server.flavor
     }
 
     /// The raw bollard client, for the few callers that need an endpoint the trait lacks.
@@ -135,7 +179,7 @@ impl DockerEngine {
     }
 
     fn seccomp_opt(&self, profile: &str) -> EngineResult<String> {
-        match self.flavor {
+        match self.server.flavor {
             Flavor::Docker => Ok(format!("seccomp={profile}")),
             Flavor::Podman => {
                 let digest = hex::encode(Sha256::digest(profile.as_bytes()));
@@ -165,6 +209,29 @@ fn write_profile(path: &std::path::Path, profile: &str) -> std::io::Result<()> {
     // 0644: the engine (possibly another user, for rootless setups) must read it.
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
     std::fs::rename(&tmp, path)
+}
+
+/// The API version to speak: the server's when it is older than bollard's default (bollard's
+/// `negotiate_version` rule), the default when it is newer or unreadable.
+fn negotiated(server_api: &str) -> ClientVersion {
+    let default = *bollard::API_DEFAULT_VERSION;
+    let parsed = server_api
+        .split_once('.')
+        .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)));
+    match parsed {
+        Some((major_version, minor_version)) => {
+            let server = ClientVersion {
+                major_version,
+                minor_version,
+            };
+            if server < default {
+                server
+            } else {
+                default
+            }
+        }
+        None => default,
+    }
 }
 
 /// Podman's `/version` lists a component named "Podman Engine"; Docker's "Engine".
@@ -328,11 +395,7 @@ impl Engine for DockerEngine {
     }
 
     async fn info(&self) -> EngineResult<EngineInfo> {
-        let v = self
-            .docker
-            .version()
-            .await
-            .map_err(|e| request_error("read the version of", &self.socket, e))?;
+        let v = &self.server;
         let i = self
             .docker
             .info()
@@ -340,10 +403,10 @@ impl Engine for DockerEngine {
             .map_err(|e| request_error("read the info of", &self.socket, e))?;
         let security_options = i.security_options.clone().unwrap_or_default();
         Ok(EngineInfo {
-            flavor: flavor_of(&v),
-            version: v.version.clone().unwrap_or_default(),
-            api_version: v.api_version.clone().unwrap_or_default(),
-            kernel: v.kernel_version.clone().unwrap_or_default(),
+            flavor: v.flavor,
+            version: v.version.clone(),
+            api_version: v.api_version.clone(),
+            kernel: v.kernel.clone(),
             rootless: security_options.iter().any(|o| o.contains("rootless")),
             security_options,
             cgroup_version: i.cgroup_version.map(|c| c.to_string()).unwrap_or_default(),
@@ -352,7 +415,7 @@ impl Engine for DockerEngine {
     }
 
     async fn list(&self, labels: &[String]) -> EngineResult<Vec<ContainerSummary>> {
-        if self.flavor == Flavor::Podman {
+        if self.server.flavor == Flavor::Podman {
             return self
                 .libpod("list containers on", "engine")?
                 .list(labels)
@@ -391,7 +454,7 @@ impl Engine for DockerEngine {
     async fn inspect(&self, id: &str) -> EngineResult<Option<ContainerInspectResponse>> {
         match self.docker.inspect_container(id, None).await {
             Ok(mut c) => {
-                if self.flavor == Flavor::Podman {
+                if self.server.flavor == Flavor::Podman {
                     self.patch_from_libpod(id, &mut c).await;
                 }
                 Ok(Some(c))
@@ -414,7 +477,7 @@ impl Engine for DockerEngine {
         };
         let created = self
             .docker
-            .create_container(Some(opts), to_create_body(req, seccomp, self.flavor))
+            .create_container(Some(opts), to_create_body(req, seccomp, self.server.flavor))
             .await
             .map_err(|e| request_error("create", &req.name, e))?;
         Ok(created.id)
@@ -468,7 +531,7 @@ impl Engine for DockerEngine {
     }
 
     async fn update_resources(&self, id: &str, r: &Resources) -> EngineResult<()> {
-        if self.flavor == Flavor::Podman {
+        if self.server.flavor == Flavor::Podman {
             return self.libpod("update the limits of", id)?.update(id, r).await;
         }
         let body = ContainerUpdateBody {
@@ -582,6 +645,21 @@ impl Engine for DockerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_version_spoken_is_the_older_of_the_servers_and_bollards() {
+        let default = bollard::API_DEFAULT_VERSION.to_string();
+        for (server, spoken) in [
+            ("1.41", "1.41"),
+            ("1.9", "1.9"),
+            ("1.99", default.as_str()),
+            ("2.0", default.as_str()),
+            ("", default.as_str()),
+            ("one.two", default.as_str()),
+        ] {
+            assert_eq!(negotiated(server).to_string(), spoken, "{server}");
+        }
+    }
 
     #[test]
     fn event_actions_of_both_flavors_map_to_one_vocabulary() {

@@ -208,6 +208,12 @@ pub enum EngineError {
         target: String,
         message: String,
     },
+    #[error("engine.flavor is {} but the engine at {socket} is {}", declared.as_str(), found.as_str())]
+    FlavorMismatch {
+        socket: String,
+        declared: Flavor,
+        found: Flavor,
+    },
     #[error("could not write the seccomp profile for podman to {path}")]
     ProfileWrite {
         path: String,
@@ -223,6 +229,9 @@ impl Coded for EngineError {
                 ErrorCode::EngineUnreachable
             }
             EngineError::SocketPermission { .. } => ErrorCode::PermissionDenied,
+            // The manifest states something false about this host: fix the manifest (or the
+            // socket it names), not the engine.
+            EngineError::FlavorMismatch { .. } => ErrorCode::ConfigInvalid,
             EngineError::Refused { .. }
             | EngineError::NotFound(_)
             | EngineError::Request { .. }
@@ -238,6 +247,13 @@ impl Coded for EngineError {
             )),
             EngineError::SocketPermission { socket, .. } => Some(format!(
                 "run as a user that may open {socket} (the docker group, or the rootless podman socket of this user)"
+            )),
+            EngineError::FlavorMismatch {
+                socket, declared, found,
+            } => Some(format!(
+                "set engine.flavor to {} (or auto), or point engine.socket / --engine at the {} socket instead of {socket}",
+                found.as_str(),
+                declared.as_str()
             )),
             EngineError::Refused { message, .. } => {
                 failure::classify(message).map(|c| c.hint().to_string())

@@ -227,7 +227,7 @@ async fn act<E: Engine>(
                 None => format!("{what}: {reason}"),
                 Some(e) => format!("{what}: {reason}; restart failed: {e}"),
             };
-            store::log_restart(state, &key, now_ms, outcome_s, &detail)?;
+            state.log_restart(&key, now_ms, outcome_s, &detail)?;
             state.audit(ACTOR, "restart", &key.name, outcome_s, &detail)?;
             restart_report = Some(RestartReport {
                 target: what,
@@ -356,7 +356,8 @@ fn stopped_deliberately(
     container: &str,
     started_at_ms: Option<i64>,
 ) -> Result<bool, HealError> {
-    Ok(store::last_stop(state, container)?
+    Ok(state
+        .last_stop(container)?
         .is_some_and(|(_, at)| started_at_ms.is_none_or(|s| at >= s)))
 }
 
@@ -465,7 +466,7 @@ pub fn observe_event(
     let seen = watch.observe(event, now_ms);
     if let Seen::DeliberateStop { id, name, at_ms } = &seen {
         if event.labels.get(LABEL_MANAGED).map(String::as_str) == Some("1") {
-            store::record_stop(state, name, id, *at_ms)?;
+            state.record_stop(name, id, *at_ms)?;
         }
     }
     Ok(seen)
@@ -502,10 +503,10 @@ pub async fn stop_sandbox<E: Engine>(
         .await?
         .and_then(|i| i.id)
         .ok_or_else(|| HealError::Missing(sandbox.into()))?;
-    let previous = store::last_stop(state, sandbox)?;
-    store::record_stop(state, sandbox, &id, now_ms)?;
+    let previous = state.last_stop(sandbox)?;
+    state.record_stop(sandbox, &id, now_ms)?;
     if let Err(e) = engine.stop(&id, timeout_s).await {
-        store::restore_stop(state, sandbox, previous)?;
+        state.restore_stop(sandbox, previous)?;
         state.audit(ACTOR, "stop", sandbox, "failed", &crate::report::chain(&e))?;
         return Err(e.into());
     }
@@ -603,7 +604,7 @@ pub fn release(
     let mut released = Vec::new();
     for t in matching {
         store::save(state, &t.key, &decide::release(&t.state))?;
-        store::mark_released(state, &t.key, now_ms)?;
+        state.mark_released(&t.key, now_ms)?;
         state.audit(ACTOR, "release", &t.key.name, "ok", "quarantine lifted")?;
         released.push(t.key.clone());
     }

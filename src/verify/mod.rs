@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use bollard::models::ContainerInspectResponse;
 use futures_util::StreamExt;
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use crate::engine::{ContainerSummary, Engine, EngineError, ExecRequest};
@@ -260,7 +259,7 @@ pub fn inputs_for(fortress: &Fortress, host_cpus: i64, uid: u32, options: Option
     let mut secrets = fortress.secrets_file.as_deref().map(|f| {
         crate::secrets::read(f, uid).map_err(|e| {
             let r = crate::report::ErrorReport::from_error(&e);
-            format!("error[{}]: {}", r.code, r.message)
+            r.headline()
         })
     });
     let mut deny: Vec<PathBuf> = fortress
@@ -933,20 +932,7 @@ pub fn passed(results: &[ProbeResult], allow_inconclusive: bool) -> bool {
     })
 }
 
-/// The record of one verify run of one sandbox, as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VerifyRun {
-    pub ts_ms: i64,
-    pub fortress: String,
-    pub sandbox: String,
-    pub passed: i64,
-    pub failed: i64,
-    pub inconclusive: i64,
-    /// `pass` or `fail`.
-    pub outcome: String,
-    /// Ids of the probes that did not pass (never a detail: details are for the report).
-    pub not_passed: Vec<String>,
-}
+pub use crate::state::verify::VerifyRun;
 
 /// Records one sandbox's run: counts, outcome and the ids of failed probes only.
 pub fn record(
@@ -967,60 +953,21 @@ pub fn record(
         .filter(|r| r.outcome != Outcome::Pass)
         .map(|r| r.probe.as_str())
         .collect();
-    state
-        .connection()
-        .execute(
-            "INSERT INTO verify_run (ts_ms, fortress, sandbox, passed, failed, inconclusive, outcome, not_passed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                crate::state::now_ms(),
-                fortress,
-                sandbox,
-                p as i64,
-                f as i64,
-                i as i64,
-                outcome,
-                not_passed.join(",")
-            ],
-        )
-        .map_err(|source| StateError::Query {
-            op: "insert verify_run",
-            source,
-        })?;
-    Ok(())
+    state.record_verify_run(&VerifyRun {
+        ts_ms: crate::state::now_ms(),
+        fortress: fortress.to_string(),
+        sandbox: sandbox.to_string(),
+        passed: p as i64,
+        failed: f as i64,
+        inconclusive: i as i64,
+        outcome: outcome.to_string(),
+        not_passed: not_passed.iter().map(|s| s.to_string()).collect(),
+    })
 }
 
 /// The newest verify run of `sandbox`, for `status`.
 pub fn last_verify(state: &State, sandbox: &str) -> Result<Option<VerifyRun>, StateError> {
-    state
-        .connection()
-        .query_row(
-            "SELECT ts_ms, fortress, sandbox, passed, failed, inconclusive, outcome, not_passed
-             FROM verify_run WHERE sandbox = ?1 ORDER BY id DESC LIMIT 1",
-            params![sandbox],
-            |r| {
-                let np: String = r.get(7)?;
-                Ok(VerifyRun {
-                    ts_ms: r.get(0)?,
-                    fortress: r.get(1)?,
-                    sandbox: r.get(2)?,
-                    passed: r.get(3)?,
-                    failed: r.get(4)?,
-                    inconclusive: r.get(5)?,
-                    outcome: r.get(6)?,
-                    not_passed: np
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                })
-            },
-        )
-        .optional()
-        .map_err(|source| StateError::Query {
-            op: "select verify_run",
-            source,
-        })
+    state.last_verify_run(sandbox)
 }
 
 #[cfg(test)]
