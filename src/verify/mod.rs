@@ -9,10 +9,12 @@
 //! nothing in a sandbox except creating and removing its own empty probe files.
 
 pub mod catalogue;
+pub mod endpoint;
 pub mod inspect;
 pub mod probes;
 pub mod report;
 pub mod scan;
+pub mod sysprobe;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
