@@ -142,7 +142,7 @@ pub const ENTRIES: &[Entry] = &[
     ),
     e(
         "config.seccomp-confined",
-        "Passes when the container's seccomp profile is not unconfined.",
+        "Passes when the seccomp profile the engine holds for the container equals, by content, the one clw-fortress generated for it (for an adopted container: when it is not unconfined).",
         &["5.22"],
     ),
     e(

@@ -144,6 +144,9 @@ pub struct Expect {
     pub syscalls: Vec<String>,
     /// `secretEnv` keys: `exec` injects them into its own processes, never into pid 1.
     pub secret_env: Vec<String>,
+    /// The profile clw-fortress generated for the sandbox (compact JSON); `None` for adopted
+    /// containers, for which nothing was generated.
+    pub seccomp_profile: Option<String>,
 }
 
 fn denied_sample(source: Option<&SeccompSource>) -> Vec<String> {
@@ -186,6 +189,7 @@ impl Expect {
             network_none: s.network == crate::manifest::Network::None,
             syscalls: denied_sample(Some(&s.seccomp)),
             secret_env: s.secret_env.clone(),
+            seccomp_profile: crate::seccomp::effective_profile_json(&s.seccomp).ok(),
             ..Expect::default()
         }
         .with_limits(&s.limits)
@@ -618,7 +622,8 @@ async fn verify_inner<E: Engine>(
         secrets_file: inputs.secrets_file.clone(),
         deny: inputs.deny.clone(),
     };
-    let config = inspect::check(&c, expect, &sensitive);
+    let view = engine.security_view(&c);
+    let config = inspect::check(&c, expect, &sensitive, &view);
     let running = c.state.as_ref().and_then(|s| s.running) == Some(true);
     if !running {
         let mut out = vec![ProbeResult::new(
