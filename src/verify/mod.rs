@@ -430,7 +430,8 @@ fn tmpfs_mounts(c: &ContainerInspectResponse) -> Vec<String> {
     out.into_iter().collect()
 }
 
-fn random_nonce() -> String {
+/// A fresh random hex value (nonces of probe runs, marks of execs).
+pub(crate) fn random_nonce() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
