@@ -42,7 +42,8 @@ installed() {
         [ -x "$node_dir/node" ] && [ -e "$openclaw_bin" ] &&
         [ "$("$node_dir/node" --version 2>/dev/null)" = "v$NODE_VERSION" ] &&
         grep -q "\"version\": \"$OPENCLAW_VERSION\"" \
-            "$cache/current/openclaw/node_modules/openclaw/package.json" 2>/dev/null
+            "$cache/current/openclaw/node_modules/openclaw/package.json" 2>/dev/null &&
+        [ ! -e "$cache/current/openclaw/node_modules/openclaw/.openclaw-lifecycle-pending" ]
 }
 
 if installed; then
@@ -62,6 +63,15 @@ else
     rm -f "$stamp"
     rm -rf "$cache/current"
     mv "$cache/new" "$cache/current"
+    # Without install scripts the package keeps a `.openclaw-lifecycle-pending` marker, and its
+    # first run finishes the lifecycle by writing into the package. The tests run OpenClaw as an
+    # unprivileged user who cannot write there (EACCES, "package lifecycle is incomplete"), so
+    # the first run happens here, as the installing user (measured on 2026.9.6).
+    PATH="$node_dir:$PATH" "$openclaw_bin" --version >&2
+    if [ -e "$cache/current/openclaw/node_modules/openclaw/.openclaw-lifecycle-pending" ]; then
+        say "openclaw's package lifecycle did not complete"
+        exit 1
+    fi
     echo "$want" >"$stamp"
     installed || { say "the install at $cache/current is incomplete"; exit 1; }
     say "installed in $(($(date +%s) - start)) s"

@@ -81,10 +81,13 @@ impl Host {
         self.home().join(".config/openclaw-secrets/secrets.env")
     }
 
-    /// `clw-fortress <args>` with `HOME` at this host's home.
+    /// `clw-fortress <args>` with `HOME` at this host's home and the state database in it (not
+    /// the machine's: run as root, the written manifest's default is /var/lib/clw-fortress).
     fn run(&self, args: &[&str]) -> Output {
         bin()
             .env("HOME", self.home())
+            .arg("--state")
+            .arg(self.home().join("state.db"))
             .args(args)
             .output()
             .expect("run clw-fortress")

@@ -105,7 +105,7 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-const ALL_PROBES: [&str; 30] = [
+const ALL_PROBES: [&str; 31] = [
     "secrets.file-absent",
     "secrets.deny-absent",
     "secrets.env-clean",
@@ -114,6 +114,7 @@ const ALL_PROBES: [&str; 30] = [
     "fs.rw-binds",
     "fs.root-readonly",
     "fs.no-extra-mounts",
+    "fs.masked-paths",
     "engine.no-socket",
     "proc.caps-empty",
     "proc.no-new-privs",
@@ -703,7 +704,7 @@ fn junit_output_is_valid_xml_with_one_suite_per_sandbox() {
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
     assert_eq!(cases.len(), ALL_PROBES.len());
-    assert_eq!(suite.attribute("tests"), Some("30"));
+    assert_eq!(suite.attribute("tests"), Some("31"));
     let failed: BTreeSet<String> = cases
         .iter()
         .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
@@ -860,6 +861,10 @@ fn adopted_containers_are_verified_by_container_name_without_bind_probes() {
         "0.5",
         "--pids-limit",
         "32",
+        // Somewhere writable and executable for the syscall probe: without one (Docker mounts
+        // tmpfs `noexec` unless told otherwise) `seccomp.denied` is inconclusive.
+        "--tmpfs",
+        "/tmp:rw,exec,nosuid,nodev,size=16m,mode=1777",
     ];
     if let Some(opt) = &seccomp {
         args.extend(["--security-opt", opt.as_str()]);
@@ -914,4 +919,286 @@ fn a_content_scan_cut_by_its_byte_bound_is_inconclusive_and_names_the_bound() {
         "--allow-inconclusive",
     ]);
     assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+}
+
+/// Runs `f` until it returns `Some`, for at most 20 s.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The pids of processes in the sandbox whose environ holds a variable named `key`, found
+/// by name (no value on any command line).
+fn pids_with_env(fx: &Fixture, key: &str) -> Vec<String> {
+    let script = format!(
+        "for d in /proc/[0-9]*; do grep -qs '{key}=' $d/environ && echo ${{d#/proc/}}; done; true"
+    );
+    docker_ok(&["exec", &fx.sandbox(), "sh", "-c", &script])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn exec_ends_what_its_command_left_running_so_no_process_keeps_the_secret() {
+    require_engine();
+    let fx = Fixture::new("vexecbg");
+    apply_ok(&fx);
+    let out = fx.run(&["exec", &fx.sandbox(), "--", "sh", "-c", "sleep 300 &"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // The background `sleep` inherited ANTHROPIC_API_KEY; the exec ended it on its way out.
+    assert_eq!(
+        pids_with_env(&fx, "ANTHROPIC_API_KEY"),
+        Vec::<String>::new()
+    );
+    let (out, results) = verify(&fx, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(detail_of(&results, "secrets.env-clean").contains("environ and argv"));
+}
+
+#[test]
+fn a_secret_in_the_environment_of_a_process_started_behind_the_fortress_is_caught() {
+    require_engine();
+    let fx = Fixture::new("vprocenv");
+    apply_ok(&fx);
+    // Under another name, through the engine directly: no `clw-fortress exec` to clean up.
+    let env_file = fx.dir().join("copy.env");
+    std::fs::write(
+        &env_file,
+        format!("COPY={}\n", fx.secret_value("ANTHROPIC_API_KEY")),
+    )
+    .unwrap();
+    docker_ok(&[
+        "exec",
+        "-d",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        &fx.sandbox(),
+        "sleep",
+        "300",
+    ]);
+    let pid = eventually("the process with COPY", || {
+        pids_with_env(&fx, "COPY").into_iter().next()
+    });
+    let results = assert_failures(&fx, &["secrets.env-clean"]);
+    let detail = detail_of(&results, "secrets.env-clean");
+    assert!(
+        detail.contains(&format!("ANTHROPIC_API_KEY: the environ of pid {pid}")),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_secret_in_the_arguments_of_a_process_is_caught() {
+    require_engine();
+    let fx = Fixture::new("vargv");
+    apply_ok(&fx);
+    let value = fx.secret_value("BOT_TOKEN");
+    // The value reaches the argv of a shell inside, never a host command line.
+    workspace_file(&fx, "v", value.as_bytes());
+    docker_ok(&[
+        "exec",
+        "-d",
+        &fx.sandbox(),
+        "sh",
+        "-c",
+        "exec sh -c \"sleep 300; : $(cat /agent-workspace/v)\"",
+    ]);
+    let pid = eventually("a shell with the value in its argv", || {
+        let script =
+            "for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline; echo \" ${d#/proc/}\"; done";
+        let listing = docker_ok(&["exec", &fx.sandbox(), "sh", "-c", script]);
+        listing
+            .lines()
+            .find(|l| l.contains(&value))
+            .and_then(|l| l.split_whitespace().last().map(str::to_string))
+    });
+    std::fs::remove_file(fx.openclaw_dir().join("workspace/v")).unwrap();
+    let results = assert_failures(&fx, &["secrets.env-clean"]);
+    let detail = detail_of(&results, "secrets.env-clean");
+    assert!(
+        detail.contains(&format!("BOT_TOKEN: the argv of pid {pid}")),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_deleted_file_held_open_on_a_tmpfs_is_caught() {
+    require_engine();
+    let fx = Fixture::new("vdeleted");
+    apply_ok(&fx);
+    file_inside(&fx, "/tmp/held", fx.secret_value("BOT_TOKEN").as_bytes());
+    docker_ok(&[
+        "exec",
+        "-d",
+        &fx.sandbox(),
+        "sh",
+        "-c",
+        "exec 3</tmp/held; rm /tmp/held; exec sleep 300",
+    ]);
+    eventually("the file is deleted", || {
+        let out = docker(&["exec", &fx.sandbox(), "test", "-e", "/tmp/held"]);
+        (!out.status.success()).then_some(())
+    });
+    let results = assert_failures(&fx, &["secrets.content-scan"]);
+    let detail = detail_of(&results, "secrets.content-scan");
+    assert!(
+        detail.contains("BOT_TOKEN: a deleted file held open by pid"),
+        "{detail}"
+    );
+}
+
+/// Accepts on a socket file and relays every connection to the engine's socket, as a
+/// socat-style forwarder on the host would.
+fn engine_forwarder(path: &std::path::Path) {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let listener = UnixListener::bind(path).unwrap();
+    std::os::unix::fs::chown(path, Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
+    let engine = engine_socket()
+        .strip_prefix("unix://")
+        .expect("a unix engine socket")
+        .to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(upstream) = UnixStream::connect(&engine) else {
+                continue;
+            };
+            let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            let (mut c, mut u) = (client, upstream);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c, &mut u);
+                let _ = u.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut u2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+}
+
+#[test]
+fn a_unix_socket_in_a_bind_forwarding_to_the_engine_is_caught_whatever_its_name() {
+    require_engine();
+    let fx = Fixture::new("vfwd");
+    apply_ok(&fx);
+    engine_forwarder(&fx.openclaw_dir().join("workspace/agent.sock"));
+    let results = assert_failures(&fx, &["engine.no-socket"]);
+    let detail = detail_of(&results, "engine.no-socket");
+    assert!(
+        detail.contains("/agent-workspace/agent.sock (unix socket answering the engine API)"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_tcp_endpoint_answering_the_engine_api_on_the_sandboxs_loopback_is_caught() {
+    require_engine();
+    let fx = Fixture::new("vtcp");
+    apply_ok(&fx);
+    // A canned engine reply from busybox `nc` (persistent listener, `-e` per connection) on
+    // a port no engine uses: found as a listener, not by a well-known port.
+    docker_ok(&[
+        "exec",
+        "-d",
+        &fx.sandbox(),
+        "nc",
+        "-ll",
+        "-p",
+        "7777",
+        "-e",
+        "sh",
+        "-c",
+        "printf 'HTTP/1.1 200 OK\\r\\nApi-Version: 1.41\\r\\n\\r\\nOK'",
+    ]);
+    eventually("the listener", || {
+        let tcp = docker_ok(&[
+            "exec",
+            &fx.sandbox(),
+            "cat",
+            "/proc/net/tcp6",
+            "/proc/net/tcp",
+        ]);
+        tcp.contains(":1E61 ").then_some(())
+    });
+    let results = assert_failures(&fx, &["engine.no-socket"]);
+    let detail = detail_of(&results, "engine.no-socket");
+    assert!(
+        detail.contains("127.0.0.1:7777 (TCP, answering the engine API)"),
+        "{detail}"
+    );
+}
+
+/// The issue's case: the profile in force replaced by "allow everything but unshare, mount,
+/// umount2 and setns".
+#[test]
+fn a_seccomp_profile_weaker_than_the_generated_one_is_caught_in_force_and_by_content() {
+    require_engine();
+    let fx = Fixture::new("vsecweak");
+    apply_ok(&fx);
+    let weak = fx.dir().join("weak-seccomp.json");
+    std::fs::write(
+        &weak,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["unshare","mount","umount2","setns"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let mut g = without(run_args(&fx), |g| flag(g, "--security-opt", "seccomp="));
+    g.push(vec![
+        "--security-opt".into(),
+        format!("seccomp={}", weak.display()),
+    ]);
+    start_copy(&fx, g);
+    let results = assert_failures(&fx, &["seccomp.denied", "config.seccomp-confined"]);
+    let denied = detail_of(&results, "seccomp.denied");
+    for call in [
+        "keyctl",
+        "bpf",
+        "ptrace",
+        "io_uring_setup",
+        "init_module",
+        "clone(CLONE_NEWUSER)",
+    ] {
+        assert!(denied.contains(call), "{call}: {denied}");
+    }
+    let let_through = denied.split("let through: ").nth(1).unwrap_or("");
+    for still in ["mount", "unshare(CLONE_NEWUSER)", "setns"] {
+        assert!(
+            !let_through.split(", ").any(|c| c == still),
+            "{still} is still denied: {denied}"
+        );
+    }
+    let config = detail_of(&results, "config.seccomp-confined");
+    assert!(
+        config.contains("defaultAction SCMP_ACT_ERRNO -> SCMP_ACT_ALLOW"),
+        "{config}"
+    );
+    assert!(
+        config.contains("allowed that the generated profile denies"),
+        "{config}"
+    );
+}
+
+#[test]
+fn unmasked_system_paths_are_caught() {
+    weakened(
+        "vmask",
+        |_, mut g| {
+            let opt = match engine_flavor() {
+                Flavor::Docker => "systempaths=unconfined",
+                Flavor::Podman => "unmask=ALL",
+            };
+            g.push(vec!["--security-opt".into(), opt.into()]);
+            g
+        },
+        &["fs.masked-paths"],
+    );
 }

@@ -218,26 +218,27 @@ pub fn drift(want: &CreateRequest, seen: &SecurityView) -> Vec<String> {
     if seen.no_new_privileges != want.no_new_privileges {
         out.push(format!("no-new-privileges {}", seen.no_new_privileges));
     }
-    if let Some(e) = &seen.seccomp_unreadable {
-        out.push(format!("the seccomp profile in force cannot be read ({e})"));
-    } else {
-        let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
-        let same = match (&want.seccomp_profile, &seen.seccomp) {
-            (None, None) => true,
-            (Some(w), Some(s)) => parse(w).is_some() && parse(w) == parse(s),
-            _ => false,
-        };
-        if !same {
-            out.push(match &seen.seccomp {
-                None => "no seccomp profile of ours (the engine default)".to_string(),
-                Some(s) if s.eq_ignore_ascii_case("unconfined") => "seccomp unconfined".to_string(),
-                Some(_) => {
-                    "the seccomp profile in force differs from the generated one".to_string()
-                }
-            });
-        }
-    }
+    out.extend(seccomp_drift(want.seccomp_profile.as_deref(), seen));
     out
+}
+
+/// How the seccomp profile in force differs from `want` (the generated profile's JSON, or
+/// `None` for the engine default), compared by JSON content; `None` when it does not.
+pub fn seccomp_drift(want: Option<&str>, seen: &SecurityView) -> Option<String> {
+    if let Some(e) = &seen.seccomp_unreadable {
+        return Some(format!("the seccomp profile in force cannot be read ({e})"));
+    }
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
+    let same = match (want, &seen.seccomp) {
+        (None, None) => true,
+        (Some(w), Some(s)) => parse(w).is_some() && parse(w) == parse(s),
+        _ => false,
+    };
+    (!same).then(|| match &seen.seccomp {
+        None => "no seccomp profile of ours (the engine default)".to_string(),
+        Some(s) if s.eq_ignore_ascii_case("unconfined") => "seccomp unconfined".to_string(),
+        Some(_) => "the seccomp profile in force differs from the generated one".to_string(),
+    })
 }
 
 #[cfg(test)]

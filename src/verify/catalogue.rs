@@ -47,12 +47,12 @@ pub const ENTRIES: &[Entry] = &[
     ),
     e(
         "secrets.env-clean",
-        "Passes when no secret value is in the container's configured env or in any /proc/*/environ.",
+        "Passes when no secret value, raw or encoded, is in the container's configured env or in the environ or argv of any process inside.",
         &[],
     ),
     e(
         "secrets.content-scan",
-        "Passes when no secret value, raw or encoded, is in any file reachable inside (root filesystem, binds, tmpfs; archives, file names and copies included).",
+        "Passes when no secret value, raw or encoded, is in any file reachable inside (root filesystem, binds, tmpfs, deleted files still held open; archives, file names and copies included).",
         &[],
     ),
     e(
@@ -76,8 +76,13 @@ pub const ENTRIES: &[Entry] = &[
         &[],
     ),
     e(
+        "fs.masked-paths",
+        "Passes when the engine's masked paths (/proc/kcore, /proc/keys, /proc/timer_list, /sys/firmware, ...) show nothing inside and its read-only paths (/proc/sys, /proc/sysrq-trigger, /proc/irq, /proc/bus, /proc/fs) are mounted read-only.",
+        &[],
+    ),
+    e(
         "engine.no-socket",
-        "Passes when no engine socket (docker, podman, containerd) is reachable from inside: none found by name or by type, none bound.",
+        "Passes when no engine endpoint is reachable from inside: no socket named like an engine's or bound in, and no unix socket (file or abstract) or TCP endpoint (every listener, the engine ports on loopback and the gateway) that answers the engine API.",
         &["5.32"],
     ),
     e(
@@ -107,7 +112,7 @@ pub const ENTRIES: &[Entry] = &[
     ),
     e(
         "seccomp.denied",
-        "Passes when a sample of the syscalls the policy denies really fails inside.",
+        "Passes when every call of the probe's sample that the policy denies (keyring, bpf, perf, ptrace, io_uring, mount, namespaces, modules, reboot, file handles, ...) is refused inside with the policy's errno, tried by a static probe program that needs nothing from the image.",
         &["5.22"],
     ),
     e(
@@ -142,7 +147,7 @@ pub const ENTRIES: &[Entry] = &[
     ),
     e(
         "config.seccomp-confined",
-        "Passes when the container's seccomp profile is not unconfined.",
+        "Passes when the seccomp profile the engine holds for the container equals, by content, the one clw-fortress generated for it (for an adopted container: when it is not unconfined).",
         &["5.22"],
     ),
     e(

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use bollard::models::{ContainerInspectResponse, MountPoint};
 
+use crate::engine::security::{seccomp_drift, SecurityView};
+
 use super::probes::ENGINE_SOCKET_NAMES;
 use super::{Expect, Outcome, ProbeResult};
 
@@ -58,8 +60,126 @@ fn sensitive_reason(source: &str, bind: bool, s: &Sensitive) -> Option<String> {
     None
 }
 
-/// Every engine-side check, in a stable order.
-pub fn check(c: &ContainerInspectResponse, expect: &Expect, s: &Sensitive) -> Vec<ProbeResult> {
+/// `config.seccomp-confined`: the profile in force (`view`, read from what the engine holds)
+/// is the one clw-fortress generated for the sandbox, compared by JSON content
+/// (`engine::security::seccomp_drift`, the comparison `plan` uses). Nothing was generated for
+/// an adopted container: there only an unconfined one fails.
+fn seccomp_confined(expect: &Expect, view: &SecurityView) -> ProbeResult {
+    let probe = "config.seccomp-confined";
+    if view
+        .seccomp
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("unconfined"))
+    {
+        return r(
+            probe,
+            Outcome::Fail,
+            "seccomp=unconfined: no syscall filter",
+        );
+    }
+    if let Some(e) = &view.seccomp_unreadable {
+        return r(
+            probe,
+            Outcome::Inconclusive,
+            format!("the seccomp profile in force cannot be read ({e})"),
+        );
+    }
+    let adopted = expect.binds.is_none();
+    match (&expect.seccomp_profile, adopted) {
+        (_, true) => r(
+            probe,
+            Outcome::Pass,
+            if view.seccomp.is_some() {
+                "a custom seccomp profile (adopted: nothing generated to compare with)"
+            } else {
+                "the engine's default seccomp profile"
+            },
+        ),
+        (None, false) => r(
+            probe,
+            Outcome::Inconclusive,
+            "the sandbox's own profile could not be generated to compare with",
+        ),
+        (Some(want), false) => match seccomp_drift(Some(want), view) {
+            None => r(
+                probe,
+                Outcome::Pass,
+                "the profile in force is the generated one (compared by content)",
+            ),
+            Some(d) => r(
+                probe,
+                Outcome::Fail,
+                format!("{d}{}", profile_diff(want, view.seccomp.as_deref())),
+            ),
+        },
+    }
+}
+
+/// What differs between the generated profile and the one in force, for the report: the
+/// default action, and how many x86_64 calls each allows that the other does not (a few
+/// named).
+fn profile_diff(want: &str, seen: Option<&str>) -> String {
+    use crate::seccomp::{denied_names, Profile};
+    let Some(seen) = seen else {
+        return String::new();
+    };
+    let (want, seen) = match (Profile::from_json(want), Profile::from_json(seen)) {
+        (Ok(w), Ok(s)) => (w, s),
+        (_, Err(e)) => return format!(" (not readable as a profile: {e})"),
+        (Err(_), _) => return String::new(),
+    };
+    let (wd, sd) = (denied_names(&want), denied_names(&seen));
+    let now_allowed: Vec<&String> = wd.difference(&sd).collect();
+    let now_denied: Vec<&String> = sd.difference(&wd).collect();
+    let few = |v: &[&String]| {
+        let mut s = v
+            .iter()
+            .take(8)
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if v.len() > 8 {
+            s.push_str(", ...");
+        }
+        s
+    };
+    let mut parts = Vec::new();
+    if want.default_action != seen.default_action {
+        parts.push(format!(
+            "defaultAction {} -> {}",
+            want.default_action.as_str(),
+            seen.default_action.as_str()
+        ));
+    }
+    if !now_allowed.is_empty() {
+        parts.push(format!(
+            "{} call(s) allowed that the generated profile denies ({})",
+            now_allowed.len(),
+            few(&now_allowed)
+        ));
+    }
+    if !now_denied.is_empty() {
+        parts.push(format!(
+            "{} call(s) denied that it allows ({})",
+            now_denied.len(),
+            few(&now_denied)
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join("; "))
+    }
+}
+
+/// Every engine-side check, in a stable order. `view` is the engine's security view of the
+/// container, with a profile held by path already read.
+pub fn check(
+    c: &ContainerInspectResponse,
+    expect: &Expect,
+    s: &Sensitive,
+    view: &SecurityView,
+) -> Vec<ProbeResult> {
     let hc = c.host_config.clone().unwrap_or_default();
     let sec = hc.security_opt.clone().unwrap_or_default();
     let mut out = Vec::new();
@@ -95,25 +215,7 @@ pub fn check(c: &ContainerInspectResponse, expect: &Expect, s: &Sensitive) -> Ve
             o == format!("{kind}=unconfined")
         })
     };
-    out.push(if unconfined("seccomp") {
-        r(
-            "config.seccomp-confined",
-            Outcome::Fail,
-            "seccomp=unconfined: no syscall filter",
-        )
-    } else if sec.iter().any(|o| o.starts_with("seccomp")) {
-        r(
-            "config.seccomp-confined",
-            Outcome::Pass,
-            "a custom seccomp profile",
-        )
-    } else {
-        r(
-            "config.seccomp-confined",
-            Outcome::Pass,
-            "the engine's default seccomp profile",
-        )
-    });
+    out.push(seccomp_confined(expect, view));
 
     let aa = c.app_armor_profile.clone().unwrap_or_default();
     out.push(if unconfined("apparmor") || aa == "unconfined" {
@@ -333,8 +435,12 @@ mod tests {
         }
     }
 
+    fn view(c: &ContainerInspectResponse) -> SecurityView {
+        SecurityView::from_inspect(c, |p| Err(std::io::Error::other(format!("no file {p}"))))
+    }
+
     fn failing(c: &ContainerInspectResponse) -> Vec<String> {
-        check(c, &expect(), &sensitive())
+        check(c, &expect(), &sensitive(), &view(c))
             .into_iter()
             .filter(|p| p.outcome != Outcome::Pass)
             .map(|p| p.probe)
@@ -422,8 +528,87 @@ mod tests {
         c.host_config.as_mut().unwrap().cap_add = Some(vec!["CAP_NET_BIND_SERVICE".into()]);
         let mut e = expect();
         e.cap_add = vec!["NET_BIND_SERVICE".into()];
-        assert!(check(&c, &e, &sensitive())
+        assert!(check(&c, &e, &sensitive(), &view(&c))
             .iter()
             .all(|p| p.outcome == Outcome::Pass));
+    }
+
+    fn sandbox_expect(profile: &str) -> Expect {
+        Expect {
+            binds: Some(Vec::new()),
+            seccomp_profile: Some(profile.into()),
+            ..expect()
+        }
+    }
+
+    fn seccomp_result(c: &ContainerInspectResponse, e: &Expect) -> ProbeResult {
+        check(c, e, &sensitive(), &view(c))
+            .into_iter()
+            .find(|p| p.probe == "config.seccomp-confined")
+            .unwrap()
+    }
+
+    #[test]
+    fn a_sandboxs_profile_in_force_must_equal_the_generated_one_by_content() {
+        let generated = crate::seccomp::generate(crate::manifest::SeccompPolicy::Default, &[], &[])
+            .unwrap()
+            .to_compact_json();
+        let e = sandbox_expect(&generated);
+        let mut c = good();
+        // The same content, formatted differently, is the same profile.
+        let pretty = crate::seccomp::Profile::from_json(&generated)
+            .unwrap()
+            .to_pretty_json();
+        c.host_config.as_mut().unwrap().security_opt = Some(vec![
+            "no-new-privileges:true".into(),
+            format!("seccomp={pretty}"),
+        ]);
+        assert_eq!(seccomp_result(&c, &e).outcome, Outcome::Pass);
+
+        let weak = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["unshare","mount","umount2","setns"],"action":"SCMP_ACT_ERRNO"}]}"#;
+        c.host_config.as_mut().unwrap().security_opt = Some(vec![
+            "no-new-privileges:true".into(),
+            format!("seccomp={weak}"),
+        ]);
+        let r = seccomp_result(&c, &e);
+        assert_eq!(r.outcome, Outcome::Fail);
+        assert!(
+            r.detail
+                .contains("defaultAction SCMP_ACT_ERRNO -> SCMP_ACT_ALLOW"),
+            "{}",
+            r.detail
+        );
+        assert!(
+            r.detail
+                .contains("allowed that the generated profile denies"),
+            "{}",
+            r.detail
+        );
+        assert!(
+            r.detail.contains("keyctl") || r.detail.contains("..."),
+            "{}",
+            r.detail
+        );
+
+        // The engine default is not the generated profile either.
+        c.host_config.as_mut().unwrap().security_opt = Some(vec!["no-new-privileges:true".into()]);
+        let r = seccomp_result(&c, &e);
+        assert_eq!(r.outcome, Outcome::Fail);
+        assert!(r.detail.contains("engine default"), "{}", r.detail);
+
+        // A profile held by path that cannot be read says nothing: inconclusive.
+        c.host_config.as_mut().unwrap().security_opt =
+            Some(vec!["seccomp=/var/lib/x/seccomp.json".into()]);
+        assert_eq!(seccomp_result(&c, &e).outcome, Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn an_adopted_container_fails_only_when_unconfined() {
+        let mut c = good();
+        assert_eq!(seccomp_result(&c, &expect()).outcome, Outcome::Pass);
+        c.host_config.as_mut().unwrap().security_opt = Some(vec![]);
+        assert_eq!(seccomp_result(&c, &expect()).outcome, Outcome::Pass);
+        c.host_config.as_mut().unwrap().security_opt = Some(vec!["seccomp=unconfined".into()]);
+        assert_eq!(seccomp_result(&c, &expect()).outcome, Outcome::Fail);
     }
 }

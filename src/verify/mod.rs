@@ -1,18 +1,23 @@
 //! `verify`: the isolation test suite (verify.md). For each sandbox it checks what the engine
 //! was asked for (`inspect`), proves what a process inside can actually do (one exec of a
-//! POSIX `sh` script, `probes`), and searches everything reachable inside for secret values on
-//! the host (`scan`), then reports (`report`) and records the run in the state database.
+//! POSIX `sh` script, `probes`, which also runs the syscall probe program, `sysprobe`), asks
+//! every socket reachable inside whether it is an engine's (`endpoint`), and searches
+//! everything reachable inside for secret values on the host (`scan`), then reports
+//! (`report`) and records the run in the state database.
 //!
 //! It owns the probe catalogue and its ids (stable: reports, JUnit names and the state
 //! database use them). It must never send a secret value into a sandbox, nor put one in a
 //! report, a log line or the database: findings name the key and the place only. It changes
-//! nothing in a sandbox except creating and removing its own empty probe files.
+//! nothing in a sandbox except creating and removing its own files: empty probe files, and the
+//! syscall probe program for the one run.
 
 pub mod catalogue;
+pub mod endpoint;
 pub mod inspect;
 pub mod probes;
 pub mod report;
 pub mod scan;
+pub mod sysprobe;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,7 +30,7 @@ use serde::Serialize;
 
 use crate::engine::{ContainerSummary, Engine, EngineError, ExecRequest};
 use crate::error::{Coded, ErrorCode};
-use crate::manifest::{Adopt, Fortress, Limits, Mode, Sandbox, SeccompSource, Selector};
+use crate::manifest::{Adopt, Fortress, Limits, Mode, Sandbox, Selector};
 use crate::secrets::SecretMap;
 use crate::state::{State, StateError};
 
@@ -72,7 +77,7 @@ impl ProbeResult {
 }
 
 /// The in-sandbox probe ids, in report order (verify.md).
-pub const SANDBOX_PROBES: [&str; 19] = [
+pub const SANDBOX_PROBES: [&str; 20] = [
     "secrets.file-absent",
     "secrets.deny-absent",
     "secrets.env-clean",
@@ -81,6 +86,7 @@ pub const SANDBOX_PROBES: [&str; 19] = [
     "fs.rw-binds",
     "fs.root-readonly",
     "fs.no-extra-mounts",
+    "fs.masked-paths",
     "engine.no-socket",
     "proc.caps-empty",
     "proc.no-new-privs",
@@ -112,9 +118,6 @@ pub const CONFIG_CHECKS: [&str; 11] = [
 /// Probes that need the declared binds; not run for adopted containers.
 pub const BIND_PROBES: [&str; 3] = ["fs.ro-binds", "fs.rw-binds", "fs.no-extra-mounts"];
 
-/// Syscalls the in-sandbox script knows how to exercise.
-const SAMPLE_SYSCALLS: [&str; 2] = ["unshare", "mount"];
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BindExpect {
     pub target: String,
@@ -137,33 +140,33 @@ pub struct Expect {
     pub memory: Option<i64>,
     pub pids: Option<i64>,
     pub cpus: Option<f64>,
-    /// Sample syscalls the seccomp policy denies (of those the script can exercise).
-    pub syscalls: Vec<String>,
-    /// `secretEnv` keys: `exec` injects them into its own processes, never into pid 1.
-    pub secret_env: Vec<String>,
+    /// Calls the seccomp policy denies that the syscall probe tries (`sysprobe::sample`).
+    pub syscalls: Vec<sysprobe::Sampled>,
+    /// Calls the policy refuses in a way the probe cannot observe, with the reason.
+    pub syscalls_unobservable: Vec<String>,
+    /// The profile clw-fortress generated for the sandbox (compact JSON); `None` for adopted
+    /// containers, for which nothing was generated.
+    pub seccomp_profile: Option<String>,
 }
 
-fn denied_sample(source: Option<&SeccompSource>) -> Vec<String> {
-    let profile = match source {
-        Some(s) => crate::seccomp::effective_profile_json(s)
-            .ok()
-            .and_then(|j| crate::seccomp::Profile::from_json(&j).ok()),
-        // Adopted containers: the sample the default policy denies.
-        None => crate::seccomp::generate(crate::manifest::SeccompPolicy::Default, &[], &[]).ok(),
-    };
-    let Some(profile) = profile else {
-        return Vec::new();
-    };
-    let denied = crate::seccomp::denied_names(&profile);
-    SAMPLE_SYSCALLS
-        .iter()
-        .filter(|s| denied.contains(**s))
-        .map(|s| s.to_string())
-        .collect()
+/// The sample of `profile` for a process holding `cap_add` (all else dropped).
+fn denied_sample(
+    profile: Option<&crate::seccomp::Profile>,
+    cap_add: &[String],
+) -> (Vec<sysprobe::Sampled>, Vec<String>) {
+    match profile {
+        Some(p) => sysprobe::sample(p, cap_add),
+        None => (Vec::new(), Vec::new()),
+    }
 }
 
 impl Expect {
     pub fn of_sandbox(s: &Sandbox) -> Expect {
+        let json = crate::seccomp::effective_profile_json(&s.seccomp).ok();
+        let profile = json
+            .as_deref()
+            .and_then(|j| crate::seccomp::Profile::from_json(j).ok());
+        let (syscalls, syscalls_unobservable) = denied_sample(profile.as_ref(), &s.cap_add);
         Expect {
             binds: Some(
                 s.binds
@@ -181,8 +184,9 @@ impl Expect {
             cap_drop_all: s.cap_drop.iter().any(|c| c.eq_ignore_ascii_case("ALL")),
             allow_root: s.allow_root,
             network_none: s.network == crate::manifest::Network::None,
-            syscalls: denied_sample(Some(&s.seccomp)),
-            secret_env: s.secret_env.clone(),
+            syscalls,
+            syscalls_unobservable,
+            seccomp_profile: json,
             ..Expect::default()
         }
         .with_limits(&s.limits)
@@ -191,12 +195,18 @@ impl Expect {
     /// The strict baseline for a container the fortress adopted: hardened as a sandbox
     /// would be by default, with the adopt entry's limits.
     pub fn of_adopted(a: &Adopt) -> Expect {
+        // Nothing was generated for an adopted container: it must at least deny what the
+        // engine's default profile denies (the `permissive` policy is that profile).
+        let engine_default =
+            crate::seccomp::generate(crate::manifest::SeccompPolicy::Permissive, &[], &[]).ok();
+        let (syscalls, syscalls_unobservable) = denied_sample(engine_default.as_ref(), &[]);
         Expect {
             binds: None,
             read_only_root: true,
             no_new_privileges: true,
             cap_drop_all: true,
-            syscalls: denied_sample(None),
+            syscalls,
+            syscalls_unobservable,
             ..Expect::default()
         }
         .with_limits(&a.limits)
@@ -423,7 +433,88 @@ fn tmpfs_mounts(c: &ContainerInspectResponse) -> Vec<String> {
     out.into_iter().collect()
 }
 
-fn random_nonce() -> String {
+/// The most bytes of deleted-but-open files streamed out of one sandbox.
+const DELETED_MAX: u64 = 64 << 20;
+
+/// Places the syscall probe may be written to and run from, in order: the tmpfs mounts
+/// (`/dev/shm` last: engines mount it `noexec`), then every writable mount (Docker mounts
+/// tmpfs `noexec` by default; a bind usually is not). The probe file is removed after its run.
+fn exec_dirs(c: &ContainerInspectResponse, tmpfs: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tmpfs
+        .iter()
+        .filter(|t| t.as_str() != "/dev/shm")
+        .cloned()
+        .collect();
+    out.push("/dev/shm".into());
+    for m in inspect::mounts(c) {
+        let dst = m.destination.unwrap_or_default();
+        if m.rw == Some(true) && m.typ.as_deref() != Some("tmpfs") && !out.contains(&dst) {
+            out.push(dst);
+        }
+    }
+    out
+}
+
+/// How many unix sockets are asked per sandbox.
+const MAX_SOCKET_ASKS: usize = 32;
+
+/// Asks every unix socket the script found (files and listeners) for the engine API, from
+/// the host, all at once.
+async fn ask_sockets(
+    c: &ContainerInspectResponse,
+    facts: &probes::Facts,
+) -> Vec<(String, endpoint::Answer)> {
+    let paths = probes::sockets_to_ask(facts);
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let proc_root = Path::new("/proc");
+    let mounts = inspect::mounts(c);
+    let id = c.id.clone().unwrap_or_default();
+    let pid = endpoint::container_pid(
+        proc_root,
+        c.state.as_ref().and_then(|s| s.pid).unwrap_or(0),
+        &id,
+    );
+    let root = pid.map(|p| proc_root.join(p.to_string()).join("root"));
+    let asks = paths.iter().take(MAX_SOCKET_ASKS).map(|p| {
+        let p = p.clone();
+        let mounts = mounts.clone();
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            let answer = match (p.strip_prefix('@'), pid) {
+                (Some(name), Some(pid)) => endpoint::ask_abstract(proc_root, pid, name.as_bytes()),
+                (Some(_), None) => endpoint::Answer::Unasked(
+                    "the container's network namespace is not reachable from here".into(),
+                ),
+                (None, _) => match endpoint::place(&p, &mounts, root.as_deref()) {
+                    Some(place) => endpoint::ask_path(&place),
+                    None => endpoint::Answer::Unasked(
+                        "not on a bind mount, and the container's root is not reachable from \
+                         here (a remote engine?)"
+                            .into(),
+                    ),
+                },
+            };
+            (p, answer)
+        })
+    });
+    let mut out: Vec<(String, endpoint::Answer)> = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    for p in paths.iter().skip(MAX_SOCKET_ASKS) {
+        out.push((
+            p.clone(),
+            endpoint::Answer::Unasked(format!("more than {MAX_SOCKET_ASKS} sockets")),
+        ));
+    }
+    out
+}
+
+/// A fresh random hex value (nonces of probe runs, marks of execs).
+pub(crate) fn random_nonce() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -615,7 +706,8 @@ async fn verify_inner<E: Engine>(
         secrets_file: inputs.secrets_file.clone(),
         deny: inputs.deny.clone(),
     };
-    let config = inspect::check(&c, expect, &sensitive);
+    let view = engine.security_view(&c);
+    let config = inspect::check(&c, expect, &sensitive, &view);
     let running = c.state.as_ref().and_then(|s| s.running) == Some(true);
     if !running {
         let mut out = vec![ProbeResult::new(
@@ -634,6 +726,9 @@ async fn verify_inner<E: Engine>(
     let nonce = random_nonce();
     let names = secret_names(inputs.secrets_file.as_deref());
     let binds = expect.binds.clone().unwrap_or_default();
+    // The syscall probe program is x86_64 code; the script runs it only on an x86_64 kernel.
+    let program = (!expect.syscalls.is_empty()).then(|| sysprobe::program(&expect.syscalls));
+    let tmpfs = tmpfs_mounts(&c);
     let input = ScriptInput {
         nonce: nonce.clone(),
         secret_names: names.clone(),
@@ -658,11 +753,14 @@ async fn verify_inner<E: Engine>(
             .map(|b| b.target.clone())
             .collect(),
         root_readonly: expect.read_only_root,
-        tmpfs: tmpfs_mounts(&c),
-        syscalls: expect.syscalls.clone(),
+        exec_dirs: exec_dirs(&c, &tmpfs),
+        tmpfs,
+        sysprobe_size: program.as_ref().map_or(0, Vec::len),
+        deleted_max: DELETED_MAX,
     };
     let req = ExecRequest {
         cmd: vec!["sh".into(), "-c".into(), probes::script(&input)],
+        stdin: program,
         ..Default::default()
     };
     stats.execs += 1;
@@ -740,6 +838,25 @@ async fn verify_inner<E: Engine>(
             None => incomplete.push("the tmpfs stream was cut short".into()),
         }
     }
+    // Files deleted but still held open by a process: gone from every listing, not from
+    // the process (nor from anyone who reads its fd).
+    for (pid, bytes) in &split.deleted {
+        let place = format!("a deleted file held open by pid {pid}");
+        match scan::scan_stream(&bytes[..], &place, &needles, &mut budget) {
+            Ok(s) => {
+                findings.extend(s.findings);
+                stats.scanned_files += s.files;
+                incomplete.extend(s.incomplete);
+            }
+            Err(e) => incomplete.push(format!("{place} could not be read ({e})")),
+        }
+    }
+    if !split.deleted_cut.is_empty() {
+        incomplete.push(format!(
+            "deleted files held open by pid(s) {} exceed the {DELETED_MAX} byte bound",
+            split.deleted_cut.join(",")
+        ));
+    }
     if let Some(why) = &budget.exhausted {
         incomplete.push(format!(
             "scan stopped at {why} after {} bytes (--scan-max-bytes {}, --scan-timeout {}s)",
@@ -768,7 +885,7 @@ async fn verify_inner<E: Engine>(
                 c
             }
         }),
-        syscalls: expect.syscalls.clone(),
+        sockets: ask_sockets(&c, &split.facts).await,
     };
     let mut results = probes::evaluate(expect, &ctx, &split.facts);
 
@@ -811,38 +928,33 @@ async fn verify_inner<E: Engine>(
             "secrets.content-scan",
             Outcome::Pass,
             format!(
-                "{} secret(s) not found in {} files / {} bytes (root fs with binds, tmpfs {}){short}",
+                "{} secret(s) not found in {} files / {} bytes (root fs with binds, tmpfs {}, \
+                 {} deleted file(s) held open){short}",
                 needles.keys().len(),
                 stats.scanned_files,
                 budget.used,
-                input.tmpfs.join(",")
+                input.tmpfs.join(","),
+                split.deleted.len()
             ),
         ),
     };
-    let env = env_clean(
-        &c,
-        &split,
-        secrets,
-        secrets_problem.as_deref(),
-        &needles,
-        &target.expect.secret_env,
-    );
+    let env = env_clean(&c, &split, secrets, secrets_problem.as_deref(), &needles);
     results.insert(2, env);
     results.insert(3, content);
     results.extend(config);
     results
 }
 
-/// `secrets.env-clean`: the configured env and every process's environ. Processes other
-/// than pid 1 may hold the keys of the sandbox's `secretEnv` (that is how `exec` injects
-/// them); pid 1 and the configured env may hold none.
+/// `secrets.env-clean`: the configured env and every process's environ and argv. No process
+/// may hold a secret value there, whatever the name it goes by: `exec` injects `secretEnv`
+/// into its own process only and ends everything it started before it returns, and verify's
+/// own exec carries none.
 fn env_clean(
     c: &ContainerInspectResponse,
     split: &probes::Output,
     secrets: Option<&SecretMap>,
     problem: Option<&str>,
     needles: &Needles,
-    exec_keys: &[String],
 ) -> ProbeResult {
     if let Some(e) = problem {
         return ProbeResult::new(
@@ -871,15 +983,14 @@ fn env_clean(
             place: "the container's configured env (Config.Env)".into(),
         });
     }
-    for (pid, bytes) in &split.environ {
-        for key in needles.find_in(bytes) {
-            if pid != "1" && exec_keys.contains(&key) {
-                continue;
+    for (what, sections) in [("environ", &split.environ), ("argv", &split.cmdline)] {
+        for (pid, bytes) in sections {
+            for key in needles.find_in(bytes) {
+                findings.push(Finding {
+                    key,
+                    place: format!("the {what} of pid {pid}"),
+                });
             }
-            findings.push(Finding {
-                key,
-                place: format!("/proc/{pid}/environ"),
-            });
         }
     }
     if !findings.is_empty() {
@@ -887,7 +998,7 @@ fn env_clean(
             "secrets.env-clean",
             Outcome::Fail,
             format!(
-                "secret values in the environment: {}",
+                "secret values in the environment or arguments of processes: {}",
                 join_findings(&findings)
             ),
         );
@@ -913,7 +1024,7 @@ fn env_clean(
         "secrets.env-clean",
         Outcome::Pass,
         format!(
-            "no secret in Config.Env or the environ of {} process(es)",
+            "no secret in Config.Env or the environ and argv of {} process(es)",
             split.environ.len()
         ),
     )

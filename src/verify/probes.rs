@@ -1,14 +1,17 @@
 //! The in-sandbox half of `verify`: the one POSIX `sh` script exec'd per sandbox, the parsing
 //! of what it prints, and the pure decisions that turn those facts into probe outcomes.
 //!
-//! The script only *observes* (status, mountinfo, cgroup files, interfaces, writes of empty
-//! probe files that it removes again) and prints facts as tab-separated lines; every decision
-//! is made here on the host, so it can be unit-tested. It must never carry a secret value: it
-//! looks for paths and names only. After the facts it streams, framed by a per-run nonce, the
-//! raw bytes the host searches for secret values (`/proc/*/environ`, a tar of tmpfs mounts).
+//! The script only *observes* (status, mountinfo, cgroup files, interfaces, masked paths,
+//! writes of empty probe files that it removes again, `GET /_ping` to TCP endpoints, one run
+//! of the syscall probe program it receives on stdin and removes again) and prints facts as
+//! tab-separated lines; every decision is made here on the host, so it can be unit-tested. It
+//! must never carry a secret value: it looks for paths and names only. After the facts it
+//! streams, framed by a per-run nonce, the raw bytes the host searches for secret values
+//! (every process's environ and argv, files deleted but held open, a tar of tmpfs mounts).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::endpoint::Answer;
 use super::{Expect, Outcome, ProbeResult};
 
 /// Which in-sandbox paths and mounts one run looks at (derived from the manifest and the
@@ -28,9 +31,41 @@ pub struct ScriptInput {
     pub root_readonly: bool,
     /// Tmpfs mount points whose content is streamed out for the host-side scan.
     pub tmpfs: Vec<String>,
-    /// Sample syscalls to try (`unshare`, `mount`), those the policy denies.
-    pub syscalls: Vec<String>,
+    /// The size of the syscall probe program the exec's stdin carries (0: none is sent).
+    pub sysprobe_size: usize,
+    /// Writable places to run the syscall probe from, in order (tmpfs mounts, then writable
+    /// mounts: a `noexec` tmpfs is passed over).
+    pub exec_dirs: Vec<String>,
+    /// The most bytes of deleted-but-open files streamed out, all processes together.
+    pub deleted_max: u64,
 }
+
+/// Paths the engines mask (Docker 20.10's and Podman 4.3's defaults, measured alike): absent,
+/// the null device, an empty directory or unreadable inside.
+pub const MASKED_PATHS: [&str; 10] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Paths the engines mount read-only over `/proc`.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// TCP endpoints asked for an engine API at most, per run.
+pub const MAX_TCP_ASKS: usize = 32;
 
 /// File names of engine sockets (Docker, Podman, containerd, CRI-O, BuildKit).
 pub const ENGINE_SOCKET_NAMES: [&str; 7] = [
@@ -71,12 +106,29 @@ pub fn script(input: &ScriptInput) -> String {
         .map(|t| t.trim_start_matches('/').to_string())
         .filter(|t| !t.is_empty())
         .collect();
+    let ports = super::endpoint::ENGINE_PORTS
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let ping = String::from_utf8_lossy(super::endpoint::PING)
+        .replace('\r', "\\r")
+        .replace('\n', "\\n");
     format!(
         r#"N={nonce}
 T="$(printf '\t')"
 emit() ( IFS="$T"; printf '%s\n' "$*" )
 clean() {{ printf '%s' "$1" | tr '\n\t' '  '; }}
 has() {{ command -v "$1" >/dev/null 2>&1; }}
+# stdin carries the syscall probe program: keep it in the first writable place, read it all.
+sys_bin=""
+if [ {sys_size} -gt 0 ]; then
+  for d in {exec_dirs}; do
+    if [ -d "$d" ] && [ -w "$d" ] && head -c {sys_size} > "$d/.clw-verify-sys-$N" 2>/dev/null; then sys_bin="$d/.clw-verify-sys-$N"; break; fi
+  done
+  [ -n "$sys_bin" ] || head -c {sys_size} >/dev/null 2>&1
+fi
+exec 0</dev/null
 for t in find tar unshare mount nc od timeout; do has "$t" && emit TOOL "$t"; done
 emit UID "$(id -u 2>/dev/null)"
 for p in self 1; do
@@ -93,9 +145,8 @@ for f in /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.ma
   [ -r "$f" ] && emit CG "$f" "$(head -n 1 "$f" 2>/dev/null)"
 done
 while IFS= read -r l; do emit NETDEV "$l"; done < /proc/net/dev
-while IFS= read -r l; do
-  case "$l" in *docker*|*containerd*|*podman*|*crio*|*libpod*|*buildkit*) emit UNIX "$l";; esac
-done < /proc/net/unix
+n=0
+while IFS= read -r l; do n=$((n+1)); [ $n -le 512 ] && emit UNIX "$l"; done < /proc/net/unix
 if has nc; then
   if nc -w 2 169.254.169.254 80 </dev/null >/dev/null 2>&1; then emit META open; else emit META closed; fi
 fi
@@ -120,29 +171,126 @@ probe_write() {{
 for p in {ro}; do probe_write ro "$p"; done
 for p in {rw}; do probe_write rw "$p"; done
 {root}
-for s in {syscalls}; do
-  case "$s" in
-  unshare) if has unshare; then
-      if err=$(unshare -U true 2>&1); then emit SYSCALL unshare ok; else emit SYSCALL unshare err "$(clean "$err")"; fi
-    else emit SYSCALL unshare missing; fi;;
-  mount) d=""
-    for t in {tmpfs}; do [ -w "$t" ] && d="$t/.clw-verify-mnt-$N" && break; done
-    if has mount && [ -n "$d" ] && mkdir "$d" 2>/dev/null; then
-      if err=$(mount -t tmpfs clw-verify "$d" 2>&1); then umount "$d" 2>/dev/null; emit SYSCALL mount ok
-      else emit SYSCALL mount err "$(clean "$err")"; fi
-      rmdir "$d" 2>/dev/null
-    else emit SYSCALL mount missing; fi;;
-  esac
+for p in {masked}; do
+  if [ ! -e "$p" ]; then emit MASK "$p" absent
+  elif [ -c "$p" ]; then emit MASK "$p" null
+  elif [ -d "$p" ]; then
+    if [ ! -r "$p" ] || [ ! -x "$p" ]; then emit MASK "$p" unreadable
+    elif [ -z "$(ls -A "$p" 2>/dev/null)" ]; then emit MASK "$p" empty
+    else emit MASK "$p" listed; fi
+  elif [ "$(head -c 1 "$p" 2>/dev/null | wc -c)" -gt 0 ]; then emit MASK "$p" readable
+  else emit MASK "$p" unreadable; fi
 done
+for p in {readonly}; do
+  if [ ! -e "$p" ]; then emit ROPATH "$p" absent
+  elif [ -f "$p" ]; then
+    if err=$( (true >> "$p") 2>&1 ); then emit ROPATH "$p" ok; else emit ROPATH "$p" err "$(clean "$err")"; fi
+  else emit ROPATH "$p" dir; fi
+done
+# TCP endpoints: every listener of this network namespace, the engines' ports on loopback
+# and the default gateway. Each is asked `GET /_ping`, a few at a time.
+ip4() {{ printf '%s\n' "$1" | sed 's/\(..\)\(..\)\(..\)\(..\)/0x\4 0x\3 0x\2 0x\1/' | {{ read -r a b c d; printf '%d.%d.%d.%d' "$a" "$b" "$c" "$d"; }}; }}
+ip6() {{ printf '%s\n' "$1" | sed 's/\(..\)\(..\)\(..\)\(..\)/\4\3\2\1/g; s/\(....\)/\1:/g; s/:$//'; }}
+targets=""
+add() {{ case " $targets " in *" $1,$2 "*) ;; *) targets="$targets $1,$2";; esac; }}
+for f in /proc/net/tcp /proc/net/tcp6; do
+  [ -r "$f" ] || continue
+  while read -r sl local rem st rest; do
+    [ "$st" = 0A ] || continue
+    a=${{local%:*}}; port=$((0x${{local##*:}}))
+    case "$a" in
+      00000000|00000000000000000000000000000000) add 127.0.0.1 "$port";;
+      ????????) add "$(ip4 "$a")" "$port";;
+      0000000000000000FFFF0000????????) add "$(ip4 "${{a#0000000000000000FFFF0000}}")" "$port";;
+      *) add "$(ip6 "$a")" "$port";;
+    esac
+  done < "$f"
+done
+for port in {ports}; do add 127.0.0.1 "$port"; done
+while read -r iface dest gw rest; do
+  [ "$dest" = 00000000 ] && [ "$gw" != 00000000 ] && for port in {ports}; do add "$(ip4 "$gw")" "$port"; done
+done < /proc/net/route 2>/dev/null
+ask() {{
+  if has timeout; then
+    r=$(printf '{ping}' | timeout 3 nc -w 2 "$1" "$2" 2>/dev/null | head -c {max_reply} | od -An -v -tx1 | tr -d ' \n')
+  else
+    r=$(printf '{ping}' | nc -w 2 "$1" "$2" 2>/dev/null | head -c {max_reply} | od -An -v -tx1 | tr -d ' \n')
+  fi
+  emit ASK "$1" "$2" "$r"
+}}
+if has nc && has od; then
+  n=0
+  for t in $targets; do
+    n=$((n+1)); if [ $n -gt {max_asks} ]; then emit ASKCUT "$n"; break; fi
+    ask "${{t%,*}}" "${{t##*,}}" &
+    # Four at a time: each ask is a handful of processes, and the pids limit counts them.
+    [ $((n % 4)) -eq 0 ] && wait
+  done
+  wait
+  emit ASKDONE
+fi
+if [ {sys_size} -gt 0 ]; then
+  if [ -z "$sys_bin" ]; then emit SYSPROBE none "nowhere to write it (tried {exec_dirs_text})"
+  elif [ "$(uname -m 2>/dev/null)" != x86_64 ]; then rm -f "$sys_bin"; emit SYSPROBE none "it is x86_64 code and this kernel is $(uname -m 2>/dev/null)"
+  else
+    chmod 700 "$sys_bin" 2>/dev/null
+    tried=""; ran=""
+    for d in {exec_dirs}; do
+      [ -d "$d" ] && [ -w "$d" ] || continue
+      p="$d/.clw-verify-sys-$N"
+      if [ "$p" != "$sys_bin" ]; then
+        {{ cat "$sys_bin" > "$p" && chmod 700 "$p"; }} 2>/dev/null || {{ rm -f "$p"; continue; }}
+      fi
+      "$p" > "$p.out" 2>/dev/null; rc=$?
+      if [ "$rc" = 126 ] || [ "$rc" = 127 ]; then
+        tried="$tried $d"; [ "$p" = "$sys_bin" ] || rm -f "$p"; rm -f "$p.out"; continue
+      fi
+      emit SYSPROBE ran "$d" "$rc" "$(od -An -v -tx1 < "$p.out" | tr -d ' \n')"
+      ran=1; [ "$p" = "$sys_bin" ] || rm -f "$p"; rm -f "$p.out"; break
+    done
+    rm -f "$sys_bin"
+    [ -n "$ran" ] || emit SYSPROBE none "not executable from:$tried (mounted noexec?)"
+  fi
+fi
 emit END
+left={deleted_max}
+OIFS=$IFS; NL='
+'
+
 for d in /proc/[0-9]*; do
   p=${{d#/proc/}}
   printf '\n--clw-%s-env %s--\n' "$N" "$p"
-  cat "$d/environ" 2>/dev/null || {{ [ -d "$d" ] && printf '\n--clw-%s-unreadable %s--\n' "$N" "$p"; }}
+  # Unreadable unless the process is gone or exiting meanwhile (a dead one holds nothing).
+  cat "$d/environ" 2>/dev/null || {{
+    st=""; while IFS= read -r l; do case "$l" in State:*) st=$l; break;; esac; done 2>/dev/null < "$d/status"
+    case "$st" in ""|*Z*|*X*) ;; *) printf '\n--clw-%s-unreadable %s--\n' "$N" "$p";; esac
+  }}
+  printf '\n--clw-%s-cmd %s--\n' "$N" "$p"
+  cat "$d/cmdline" 2>/dev/null
+  # Files deleted but still held open: `ls -l` of the fd directory, one fork per process.
+  fds=$(ls -l "$d/fd" 2>/dev/null)
+  set -f; IFS=$NL
+  for l in $fds; do
+    case "$l" in *" (deleted)") ;; *) continue;; esac
+    fd=${{l%% -> *}}; f="$d/fd/${{fd##* }}"
+    [ -f "$f" ] || continue
+    s=$(stat -L -c %s "$f" 2>/dev/null) || s=0
+    if [ "$s" -gt "$left" ]; then printf '\n--clw-%s-delcut %s--\n' "$N" "$p"; continue; fi
+    left=$((left - s))
+    printf '\n--clw-%s-del %s--\n' "$N" "$p"
+    head -c "$s" "$f" 2>/dev/null
+  done
+  IFS=$OIFS; set +f
 done
 {tar}
 "#,
         nonce = sh_quote(&input.nonce),
+        sys_size = input.sysprobe_size,
+        exec_dirs = words(&input.exec_dirs),
+        exec_dirs_text = input
+            .exec_dirs
+            .join(" ")
+            .replace(['\'', '"', '$', '`', '\\'], "?"),
         secret_paths = words(&input.secret_paths),
         deny_paths = words(&input.deny_paths),
         ro = words(&input.ro_targets),
@@ -152,8 +300,13 @@ done
         } else {
             ""
         },
-        syscalls = words(&input.syscalls),
-        tmpfs = words(&input.tmpfs),
+        masked = MASKED_PATHS.join(" "),
+        readonly = READONLY_PATHS.join(" "),
+        ports = ports,
+        ping = ping,
+        max_reply = super::endpoint::MAX_REPLY,
+        max_asks = MAX_TCP_ASKS,
+        deleted_max = input.deleted_max,
         tar = if tmpfs_rel.is_empty() {
             String::new()
         } else {
@@ -240,7 +393,20 @@ pub struct Facts {
     pub exists_deny: Vec<String>,
     /// (kind `ro`/`rw`/`root`, path, result).
     pub writes: Vec<(String, String, WriteResult)>,
-    pub syscalls: BTreeMap<String, WriteResult>,
+    /// Each masked path and what was seen there (`absent`, `null`, `empty`, `unreadable`,
+    /// `listed`, `readable`).
+    pub masked: Vec<(String, String)>,
+    /// Each read-only path, what it is (`absent`, `dir`, or the result of a write-open of the
+    /// file: `ok`, `err`) and the error.
+    pub readonly: Vec<(String, String, String)>,
+    /// TCP endpoints asked `GET /_ping`: (host, port, the reply's first bytes).
+    pub tcp_asks: Vec<(String, String, Vec<u8>)>,
+    /// Every endpoint was asked (`nc` and `od` present, the asks waited for).
+    pub asks_done: bool,
+    /// More endpoints than [`MAX_TCP_ASKS`] were found; the rest were not asked.
+    pub asks_cut: bool,
+    /// How the syscall probe went, when one was sent.
+    pub sysprobe: Option<super::sysprobe::Run>,
     /// The script reached its end (it was not cut short).
     pub complete: bool,
 }
@@ -307,13 +473,36 @@ pub fn parse_facts(text: &str) -> Facts {
                 f.writes
                     .push((fields[0].to_string(), fields[1].to_string(), r));
             }
-            "SYSCALL" if !fields.is_empty() => {
-                let r = match fields.get(1).copied() {
-                    Some("ok") => WriteResult::Ok,
-                    Some("err") => WriteResult::Err(fields.get(2).unwrap_or(&"").to_string()),
-                    _ => WriteResult::Missing,
-                };
-                f.syscalls.insert(fields[0].to_string(), r);
+            "MASK" if fields.len() >= 2 => f
+                .masked
+                .push((fields[0].to_string(), fields[1].to_string())),
+            "ROPATH" if fields.len() >= 2 => f.readonly.push((
+                fields[0].to_string(),
+                fields[1].to_string(),
+                fields.get(2).unwrap_or(&"").to_string(),
+            )),
+            "ASK" if fields.len() >= 2 => f.tcp_asks.push((
+                fields[0].to_string(),
+                fields[1].to_string(),
+                fields
+                    .get(2)
+                    .and_then(|h| hex_decode(h))
+                    .unwrap_or_default(),
+            )),
+            "ASKCUT" => f.asks_cut = true,
+            "ASKDONE" => f.asks_done = true,
+            "SYSPROBE" if !fields.is_empty() => {
+                f.sysprobe = Some(match fields[0] {
+                    "ran" => super::sysprobe::Run::Ran {
+                        dir: fields.get(1).unwrap_or(&"").to_string(),
+                        status: fields.get(2).unwrap_or(&"").to_string(),
+                        out: fields
+                            .get(3)
+                            .and_then(|h| hex_decode(h))
+                            .unwrap_or_default(),
+                    },
+                    _ => super::sysprobe::Run::NotRun(fields.get(1).unwrap_or(&"").to_string()),
+                })
             }
             "END" => f.complete = true,
             _ => {}
@@ -330,6 +519,12 @@ pub struct Output {
     pub environ: Vec<(String, Vec<u8>)>,
     /// pids whose environ could not be read.
     pub unreadable: Vec<String>,
+    /// pid -> raw cmdline bytes (argv, NUL-separated).
+    pub cmdline: Vec<(String, Vec<u8>)>,
+    /// pid -> the content of a file it holds open that was deleted.
+    pub deleted: Vec<(String, Vec<u8>)>,
+    /// pids holding a deleted file that did not fit the bound (`deleted_max`).
+    pub deleted_cut: Vec<String>,
     /// The tar of the tmpfs mounts, when there were any.
     pub tar: Option<Vec<u8>>,
     /// tar's exit status as printed (`0`, `1`, `notar`); `None` when the stream was cut.
@@ -381,6 +576,9 @@ pub fn split_output(stdout: &[u8], nonce: &str) -> Output {
         let body = stdout[body_start.min(next)..next].to_vec();
         match kind {
             "env" => out.environ.push((arg.to_string(), body)),
+            "cmd" => out.cmdline.push((arg.to_string(), body)),
+            "del" => out.deleted.push((arg.to_string(), body)),
+            "delcut" => out.deleted_cut.push(arg.to_string()),
             "unreadable" => {
                 out.environ.retain(|(p, _)| p != arg);
                 out.unreadable.push(arg.to_string());
@@ -405,7 +603,8 @@ pub struct Context {
     pub archive_name_hits: Vec<String>,
     /// Expected CPUs after clamping to the engine host's count.
     pub cpus: Option<f64>,
-    pub syscalls: Vec<String>,
+    /// Unix sockets reachable inside, asked for an engine API from the host.
+    pub sockets: Vec<(String, Answer)>,
 }
 
 fn r(probe: &str, outcome: Outcome, detail: impl Into<String>) -> ProbeResult {
@@ -529,6 +728,122 @@ pub fn cap_bit(name: &str) -> Option<u32> {
     let n = name.trim().to_ascii_uppercase();
     let n = n.strip_prefix("CAP_").unwrap_or(&n);
     CAPS.iter().position(|c| *c == n).map(|p| p as u32)
+}
+
+/// Whether a socket name mentions an engine (Docker, containerd, Podman, CRI-O, BuildKit).
+fn engine_word(name: &str) -> bool {
+    [
+        "docker",
+        "containerd",
+        "podman",
+        "crio",
+        "libpod",
+        "buildkit",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
+/// The listening unix sockets of the sandbox's network namespace (`/proc/net/unix` lines with
+/// `__SO_ACCEPTCON`), by path or `@abstract` name.
+pub fn unix_listeners(facts: &Facts) -> Vec<String> {
+    let mut out: Vec<String> = facts
+        .unix
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            (flags & 0x0001_0000 != 0).then(|| f.get(7).map(|p| p.to_string()))?
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every unix socket the host should ask: the socket files found in the sandbox's
+/// filesystem, and the abstract listeners of its network namespace. A listener's path in
+/// `/proc/net/unix` is not asked by itself: it names a file in the namespace of whoever bound
+/// it (with the host's network, any host process), reachable from the sandbox only if `find`
+/// saw it there.
+pub fn sockets_to_ask(facts: &Facts) -> Vec<String> {
+    let mut out: Vec<String> = facts.found_sockets.clone();
+    out.extend(
+        unix_listeners(facts)
+            .into_iter()
+            .filter(|p| p.starts_with('@')),
+    );
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `fs.masked-paths`: the engine's masked paths hide what they hide, its read-only paths are
+/// mounted read-only (and a write-open fails).
+fn masked_paths(facts: &Facts) -> ProbeResult {
+    let probe = "fs.masked-paths";
+    if facts.masked.is_empty() || facts.mounts.is_empty() {
+        return r(
+            probe,
+            Outcome::Inconclusive,
+            "the masked paths were not examined (the script was cut short?)",
+        );
+    }
+    let mut bad = Vec::new();
+    for (p, seen) in &facts.masked {
+        match seen.as_str() {
+            "absent" | "null" | "empty" | "unreadable" => {}
+            "listed" => bad.push(format!("{p} lists its content")),
+            _ => bad.push(format!("{p} is readable")),
+        }
+    }
+    // The mount a path is on: the deepest mount point above it (the last one mounted there).
+    let covering = |p: &str| {
+        facts
+            .mounts
+            .iter()
+            .filter(|m| {
+                m.mount_point == "/"
+                    || p == m.mount_point
+                    || p.starts_with(&format!("{}/", m.mount_point))
+            })
+            .max_by_key(|m| m.mount_point.len())
+    };
+    for (p, state, err) in &facts.readonly {
+        if state == "absent" {
+            continue;
+        }
+        if state == "ok" {
+            bad.push(format!("{p} opens for writing"));
+            continue;
+        }
+        match covering(p) {
+            Some(m) if m.read_only => {}
+            Some(m) => bad.push(format!(
+                "{p} is on a writable mount ({}){}",
+                m.mount_point,
+                if state == "err" && !err.is_empty() {
+                    format!(", its write failed only with: {err}")
+                } else {
+                    String::new()
+                }
+            )),
+            None => bad.push(format!("{p} is on no mount seen")),
+        }
+    }
+    if bad.is_empty() {
+        r(
+            probe,
+            Outcome::Pass,
+            format!(
+                "{} masked paths hidden, {} read-only paths read-only",
+                facts.masked.len(),
+                facts.readonly.len()
+            ),
+        )
+    } else {
+        r(probe, Outcome::Fail, list(&bad))
+    }
 }
 
 /// Every in-sandbox probe, decided from the facts. `expect.binds` is `None` for adopted
@@ -733,6 +1048,8 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
         });
     }
 
+    out.push(masked_paths(facts));
+
     // engine.no-socket
     {
         let engine_name = |p: &str| {
@@ -766,17 +1083,35 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
                 .map(|m| format!("{} (bound from {})", m.mount_point, m.root)),
         );
         // Abstract sockets are reachable from any process of the network namespace, without
-        // a file (containerd-shim, CVE-2020-15257).
+        // a file (containerd-shim, CVE-2020-15257): one named like an engine's fails as such.
+        bad.extend(
+            unix_listeners(facts)
+                .into_iter()
+                .filter(|p| p.starts_with('@') && engine_word(p))
+                .map(|p| format!("{p} (abstract socket)")),
+        );
+        // Whatever its name: a unix socket that answers the engine API (asked from the host).
+        let mut unasked = Vec::new();
+        for (path, answer) in &ctx.sockets {
+            match answer {
+                Answer::Engine => {
+                    bad.push(format!("{path} (unix socket answering the engine API)"))
+                }
+                Answer::NotEngine => {}
+                Answer::Unasked(why) => unasked.push(format!("{path}: {why}")),
+            }
+        }
+        // And a TCP endpoint that does (asked from inside).
         bad.extend(
             facts
-                .unix
+                .tcp_asks
                 .iter()
-                .filter_map(|l| l.split_whitespace().nth(7))
-                .filter(|p| p.starts_with('@'))
-                .map(|p| format!("{p} (abstract socket)")),
+                .filter(|(_, _, reply)| super::endpoint::answers_engine_api(reply))
+                .map(|(host, port, _)| format!("{host}:{port} (TCP, answering the engine API)")),
         );
         bad.sort();
         bad.dedup();
+        let tcp = facts.tcp_asks.len();
         out.push(if !bad.is_empty() {
             r("engine.no-socket", Outcome::Fail, list(&bad))
         } else if !facts.find_done {
@@ -785,11 +1120,31 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
                 Outcome::Inconclusive,
                 "`find` is missing; sockets were not searched by name or type",
             )
+        } else if !facts.asks_done || facts.asks_cut {
+            r(
+                "engine.no-socket",
+                Outcome::Inconclusive,
+                if facts.asks_cut {
+                    format!("more than {MAX_TCP_ASKS} TCP endpoints; the rest were not asked")
+                } else {
+                    "`nc` or `od` is missing; TCP endpoints were not asked".to_string()
+                },
+            )
+        } else if !unasked.is_empty() {
+            r(
+                "engine.no-socket",
+                Outcome::Inconclusive,
+                format!("unix sockets that could not be asked: {}", list(&unasked)),
+            )
         } else {
             r(
                 "engine.no-socket",
                 Outcome::Pass,
-                "no engine socket by name, type, mount or abstract address",
+                format!(
+                    "no engine socket by name, type, mount or abstract address; {} unix socket(s) \
+                     and {tcp} TCP endpoint(s) asked, none answers the engine API",
+                    ctx.sockets.len()
+                ),
             )
         });
     }
@@ -959,43 +1314,11 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
         }
     });
 
-    // seccomp.denied
-    {
-        let mut denied = Vec::new();
-        let mut allowed = Vec::new();
-        for s in &ctx.syscalls {
-            match facts.syscalls.get(s) {
-                Some(WriteResult::Err(_)) => denied.push(s.clone()),
-                Some(WriteResult::Ok) => allowed.push(s.clone()),
-                _ => {}
-            }
-        }
-        out.push(if ctx.syscalls.is_empty() {
-            r(
-                "seccomp.denied",
-                Outcome::Inconclusive,
-                "the policy denies none of the syscalls the probe can exercise (unshare, mount)",
-            )
-        } else if !allowed.is_empty() {
-            r(
-                "seccomp.denied",
-                Outcome::Fail,
-                format!("denied by the policy but succeeded: {}", allowed.join(", ")),
-            )
-        } else if denied.is_empty() {
-            r(
-                "seccomp.denied",
-                Outcome::Inconclusive,
-                "no sample syscall could be exercised (`unshare`/`mount` missing or no writable tmpfs)",
-            )
-        } else {
-            r(
-                "seccomp.denied",
-                Outcome::Pass,
-                format!("refused: {}", denied.join(", ")),
-            )
-        });
-    }
+    out.push(super::sysprobe::decide(
+        &expect.syscalls,
+        &expect.syscalls_unobservable,
+        facts.sysprobe.as_ref(),
+    ));
 
     out.extend(limits(expect, ctx, facts));
 

@@ -900,23 +900,57 @@ pub fn scan_tar<R: Read>(
         // Errors here are the sandbox stream's own: the scan cannot go on.
         walk.content(&mut limited, &place, 0, false).1?;
     }
-    if let Some(first) = walk.capped.first() {
-        let more = walk.capped.len() - 1;
-        let max = meter.borrow().max_expanded;
-        let also = if more > 0 {
-            format!(" and {more} more stream(s)")
-        } else {
-            String::new()
-        };
-        walk.incomplete(format!(
-            "the decompressed-size bound ({max} bytes) cut short {first}{also}"
-        ));
+    Ok(walk.finish())
+}
+
+impl Walk<'_, '_, '_> {
+    /// The scan's result, naming the streams the decompressed-size bound cut short.
+    fn finish(mut self) -> TarScan {
+        if let Some(first) = self.capped.first() {
+            let more = self.capped.len() - 1;
+            let max = self.meter.borrow().max_expanded;
+            let also = if more > 0 {
+                format!(" and {more} more stream(s)")
+            } else {
+                String::new()
+            };
+            let why = format!("the decompressed-size bound ({max} bytes) cut short {first}{also}");
+            self.incomplete(why);
+        }
+        let mut out = self.out;
+        out.findings.sort();
+        out.findings.dedup();
+        out.incomplete.dedup();
+        out
     }
-    let mut out = walk.out;
-    out.findings.sort();
-    out.findings.dedup();
-    out.incomplete.dedup();
-    Ok(out)
+}
+
+/// Scans one stream that is not a tar of files (a deleted file's content streamed out of a
+/// process's fd), reporting what it holds at `place`, opening archives and compressed
+/// content inside like a file's.
+pub fn scan_stream<R: Read>(
+    reader: R,
+    place: &str,
+    needles: &Needles,
+    budget: &mut Budget,
+) -> io::Result<TarScan> {
+    let meter = RefCell::new(budget);
+    let mut walk = Walk {
+        needles,
+        meter: &meter,
+        names: &[],
+        out: TarScan::default(),
+        capped: Vec::new(),
+        inside: Vec::new(),
+        spare: Vec::new(),
+    };
+    walk.out.files += 1;
+    let mut limited = Limited {
+        inner: reader,
+        meter: &meter,
+    };
+    walk.content(&mut limited, place, 0, false).1?;
+    Ok(walk.finish())
 }
 
 #[cfg(test)]
@@ -986,6 +1020,27 @@ mod tests {
             .iter()
             .map(|f| format!("{}: {}", f.key, f.place))
             .collect()
+    }
+
+    #[test]
+    fn a_stream_outside_any_tar_is_searched_and_opened_like_a_file() {
+        let mut raw = b"header ".to_vec();
+        raw.extend_from_slice(TOKEN.as_bytes());
+        let place = "a deleted file held open by pid 42";
+        for (bytes, want) in [
+            (raw.clone(), format!("TOKEN: {place}")),
+            (gzip(&raw), format!("TOKEN: inside gzip {place}")),
+        ] {
+            let mut b = Budget::new(1 << 20, Duration::from_secs(10));
+            let s = scan_stream(&bytes[..], place, &needles(), &mut b).unwrap();
+            assert_eq!(places(&s), [want]);
+            assert_eq!(s.files, 1);
+        }
+        // Bounded like everything read out of a sandbox.
+        let mut b = Budget::new(4, Duration::from_secs(10));
+        let s = scan_stream(&raw[..], place, &needles(), &mut b).unwrap();
+        assert!(s.findings.is_empty());
+        assert!(b.exhausted.is_some());
     }
 
     #[test]

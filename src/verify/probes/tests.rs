@@ -1,4 +1,5 @@
 use super::*;
+use crate::verify::endpoint::Answer;
 
 const GOOD: &str = "TOOL\tfind\nTOOL\tnc\nTOOL\tod\nTOOL\tunshare\nTOOL\tmount\nUID\t1000\n\
 STATUS\tself\tUid:\t1000\t1000\t1000\t1000\n\
@@ -23,7 +24,12 @@ WRITE\tro\t/logs\terr\tsh: can't create /logs/.clw: Read-only file system\n\
 WRITE\trw\t/agent-workspace\tok\n\
 WRITE\troot\t/\terr\tsh: can't create /x: Read-only file system\n\
 WRITE\troot\t/etc\terr\tsh: can't create /etc/x: Read-only file system\n\
-SYSCALL\tunshare\terr\tunshare: Operation not permitted\nEND\n";
+MASK\t/proc/kcore\tabsent\nMASK\t/proc/keys\tnull\nMASK\t/sys/firmware\tempty\n\
+MOUNT\t198 197 0:80 /sys /proc/sys ro,nosuid - proc proc rw\n\
+MOUNT\t199 197 0:80 /sysrq-trigger /proc/sysrq-trigger ro,nosuid - proc proc rw\n\
+ROPATH\t/proc/sys\tdir\nROPATH\t/proc/sysrq-trigger\terr\tsh: Read-only file system\n\
+ASK\t127.0.0.1\t2375\t\nASKDONE\n\
+SYSPROBE\tran\t/tmp\t0\t00000000000000000000000000000000ffffffffffffffff\nEND\n";
 
 fn expect() -> Expect {
     Expect {
@@ -45,7 +51,12 @@ fn expect() -> Expect {
         memory: Some(64 << 20),
         pids: Some(64),
         cpus: Some(0.5),
-        syscalls: vec!["unshare".into()],
+        syscalls: vec![crate::verify::sysprobe::Sampled {
+            label: "unshare(CLONE_NEWUSER)".into(),
+            nr: 272,
+            args: [0x1000_0000, 0, 0, 0, 0, 0],
+            errno: 1,
+        }],
         ..Default::default()
     }
 }
@@ -55,7 +66,6 @@ fn ctx() -> Context {
         command: vec!["sleep".into(), "3600".into()],
         secret_names: vec!["secrets.env".into()],
         cpus: Some(0.5),
-        syscalls: vec!["unshare".into()],
         ..Default::default()
     }
 }
@@ -159,15 +169,42 @@ fn each_weakened_fact_fails_exactly_its_probe() {
             "EXISTS\tdeny\t/h/credentials\nFINDDONE",
             "secrets.deny-absent:fail",
         ),
+        ("00000000000000000000000000000000ffffffffffffffff", "00000000000000000000000000000000daffffffffffffff", "seccomp.denied:fail"),
         (
-            "SYSCALL\tunshare\terr\tunshare: Operation not permitted",
-            "SYSCALL\tunshare\tok",
-            "seccomp.denied:fail",
+            "SYSPROBE\tran\t/tmp\t0\t00000000000000000000000000000000ffffffffffffffff",
+            "SYSPROBE\tnone\tnot executable from: /tmp (mounted noexec?)",
+            "seccomp.denied:inconclusive",
         ),
         (
-            "SYSCALL\tunshare\terr\tunshare: Operation not permitted",
-            "SYSCALL\tunshare\tmissing",
-            "seccomp.denied:inconclusive",
+            "MASK\t/proc/keys\tnull",
+            "MASK\t/proc/keys\treadable",
+            "fs.masked-paths:fail",
+        ),
+        (
+            "MASK\t/sys/firmware\tempty",
+            "MASK\t/sys/firmware\tlisted",
+            "fs.masked-paths:fail",
+        ),
+        (
+            "/sys /proc/sys ro,nosuid",
+            "/sys /proc/sys rw,nosuid",
+            "fs.masked-paths:fail",
+        ),
+        (
+            "ROPATH\t/proc/sysrq-trigger\terr\tsh: Read-only file system",
+            "ROPATH\t/proc/sysrq-trigger\tok",
+            "fs.masked-paths:fail",
+        ),
+        (
+            "ASK\t127.0.0.1\t2375\t",
+            "ASK\t127.0.0.1\t2375\t485454502f312e3120323030204f4b0d0a4170692d56657273696f6e3a20312e34310d0a0d0a4f4b",
+            "engine.no-socket:fail",
+        ),
+        ("ASKDONE\n", "", "engine.no-socket:inconclusive"),
+        (
+            "META\tclosed",
+            "UNIX\t0000: 00000002 00000000 00010000 0001 01 3 @/containerd-shim/x.sock\nMETA\tclosed",
+            "engine.no-socket:fail",
         ),
         ("META\tclosed\n", "", "net.none:inconclusive"),
     ];
@@ -312,4 +349,55 @@ fn pid_1_may_be_the_engines_init_running_the_sandboxs_command() {
         let text = GOOD.replacen(good, &format!("PID1\t{}", hex(&argv)), 1);
         assert_eq!(failing(&text), want, "{argv:?}");
     }
+}
+
+#[test]
+fn a_unix_socket_answering_the_engine_api_fails_whatever_its_name() {
+    let mut c = ctx();
+    c.sockets = vec![
+        ("/agent-workspace/agent.sock".into(), Answer::Engine),
+        ("/tmp/other.sock".into(), Answer::NotEngine),
+    ];
+    let r = evaluate(&expect(), &c, &parse_facts(GOOD));
+    let sock = r.iter().find(|r| r.probe == "engine.no-socket").unwrap();
+    assert_eq!(sock.outcome, Outcome::Fail);
+    assert!(
+        sock.detail.contains("/agent-workspace/agent.sock"),
+        "{}",
+        sock.detail
+    );
+    assert!(!sock.detail.contains("other.sock"), "{}", sock.detail);
+    c.sockets = vec![("/tmp/x.sock".into(), Answer::Unasked("gone".into()))];
+    let r = evaluate(&expect(), &c, &parse_facts(GOOD));
+    let sock = r.iter().find(|r| r.probe == "engine.no-socket").unwrap();
+    assert_eq!(sock.outcome, Outcome::Inconclusive, "{}", sock.detail);
+}
+
+#[test]
+fn socket_files_and_abstract_listeners_are_asked() {
+    let text = format!(
+        "UNIX\tNum       RefCount Protocol Flags    Type St Inode Path\n\
+UNIX\t0000: 00000002 00000000 00010000 0001 01 3 /run/a.sock\n\
+UNIX\t0000: 00000002 00000000 00010000 0001 01 4 @abstract\n\
+UNIX\t0000: 00000003 00000000 00000000 0001 03 5 /run/a.sock\n\
+UNIX\t0000: 00000003 00000000 00000000 0001 03 6\n\
+FIND\tsock\t/ws/b.sock\n{GOOD}"
+    );
+    assert_eq!(
+        sockets_to_ask(&parse_facts(&text)),
+        ["/ws/b.sock", "@abstract"]
+    );
+}
+
+#[test]
+fn deleted_files_and_argv_are_split_out_of_the_stream() {
+    let mut out = b"END\n".to_vec();
+    out.extend_from_slice(b"\n--clw-n1-env 7--\nA=1\0");
+    out.extend_from_slice(b"\n--clw-n1-cmd 7--\nsleep\0x\0");
+    out.extend_from_slice(b"\n--clw-n1-del 7--\nheld content");
+    out.extend_from_slice(b"\n--clw-n1-delcut 8--\n");
+    let o = split_output(&out, "n1");
+    assert_eq!(o.cmdline, vec![("7".to_string(), b"sleep\0x\0".to_vec())]);
+    assert_eq!(o.deleted, vec![("7".to_string(), b"held content".to_vec())]);
+    assert_eq!(o.deleted_cut, ["8"]);
 }
