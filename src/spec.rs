@@ -64,14 +64,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// One capability name in one form: `CAP_NET_RAW`, `net_raw` and ` NET_RAW` are `NET_RAW`.
+/// Every comparison of capability names (manifest, spec hash, engine views, verify) uses it.
+pub fn capability(name: &str) -> String {
+    let upper = name.trim().to_ascii_uppercase();
+    upper.strip_prefix("CAP_").unwrap_or(&upper).to_string()
+}
+
 fn caps(list: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = list
-        .iter()
-        .map(|c| {
-            let c = c.trim().to_ascii_uppercase();
-            c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
-        })
-        .collect();
+    let mut v: Vec<String> = list.iter().map(|c| capability(c)).collect();
     v.sort();
     v.dedup();
     v
@@ -187,6 +188,13 @@ pub(crate) mod tests {
     use super::*;
     use crate::manifest::{Bind, Mode, Network, SeccompPolicy, SeccompSource};
     use std::path::PathBuf;
+
+    #[test]
+    fn capability_names_have_one_form() {
+        for raw in ["cap_net_raw", "NET_RAW", " CAP_NET_RAW ", "net_raw"] {
+            assert_eq!(super::capability(raw), "NET_RAW", "{raw:?}");
+        }
+    }
 
     pub(crate) fn sandbox(name: &str) -> Sandbox {
         Sandbox {

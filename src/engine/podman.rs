@@ -222,10 +222,7 @@ pub fn docker_caps(libpod_inspect: &serde_json::Value) -> Option<(Vec<String>, V
         serde_json::Value::Null => Vec::new(),
         serde_json::Value::Array(caps) => caps
             .iter()
-            .map(|c| {
-                let c = c.as_str().unwrap_or_default().to_ascii_uppercase();
-                c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
-            })
+            .map(|c| crate::spec::capability(c.as_str().unwrap_or_default()))
             .collect(),
         _ => return None,
     };

@@ -40,11 +40,7 @@ pub struct SecurityView {
     pub seccomp_unreadable: Option<String>,
 }
 
-/// One capability name as the engine may report it (`CAP_NET_RAW`, `net_raw`) in one form.
-pub fn capability(name: &str) -> String {
-    let upper = name.trim().to_ascii_uppercase();
-    upper.strip_prefix("CAP_").unwrap_or(&upper).to_string()
-}
+use crate::spec::capability;
 
 /// Paths of the engines' init binaries, bind-mounted by the engine itself for `init: true`.
 pub const INIT_PATHS: &[&str] = &[
@@ -323,11 +319,5 @@ mod tests {
                 "{want_phrase}: {d:?}"
             );
         }
-    }
-
-    #[test]
-    fn capability_names_are_normalised() {
-        assert_eq!(capability("cap_net_raw"), "NET_RAW");
-        assert_eq!(capability(" SYS_ADMIN"), "SYS_ADMIN");
     }
 }

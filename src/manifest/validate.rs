@@ -1047,15 +1047,7 @@ fn parse_egress(r: &mut Report, file: &Path, field: &str, raw: &RawEgress) -> Op
 
 /// `CAP_NET_ADMIN` and `net_admin` both mean `NET_ADMIN`.
 fn normalise_caps(caps: &[String]) -> Vec<String> {
-    caps.iter()
-        .map(|c| {
-            let upper = c.trim().to_ascii_uppercase();
-            upper
-                .strip_prefix("CAP_")
-                .map(str::to_string)
-                .unwrap_or(upper)
-        })
-        .collect()
+    caps.iter().map(|c| crate::spec::capability(c)).collect()
 }
 
 /// Rule 7 for `network`.

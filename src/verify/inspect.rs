@@ -302,10 +302,7 @@ pub fn check(
         ),
     });
 
-    let norm = |c: &String| {
-        let c = c.trim().to_ascii_uppercase();
-        c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
-    };
+    let norm = |c: &String| crate::spec::capability(c);
     let allowed: Vec<String> = expect.cap_add.iter().map(norm).collect();
     let added: Vec<String> = hc
         .cap_add

@@ -725,8 +725,7 @@ pub fn cap_bit(name: &str) -> Option<u32> {
         "BPF",
         "CHECKPOINT_RESTORE",
     ];
-    let n = name.trim().to_ascii_uppercase();
-    let n = n.strip_prefix("CAP_").unwrap_or(&n);
+    let n = crate::spec::capability(name);
     CAPS.iter().position(|c| *c == n).map(|p| p as u32)
 }
 

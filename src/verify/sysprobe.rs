@@ -155,15 +155,10 @@ fn is_x86_64(arch: &str) -> bool {
     matches!(arch, "amd64" | "x86_64")
 }
 
-fn cap_name(c: &str) -> String {
-    let c = c.trim().to_ascii_uppercase();
-    c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
-}
-
 /// Whether the engine puts `rule` into the filter of an x86_64 container holding `caps`
 /// (`includes`/`excludes`; a minimum kernel counts as met: the probe's host is what it is).
 fn rule_applies(rule: &Rule, caps: &[String]) -> bool {
-    let has = |c: &String| caps.contains(&cap_name(c));
+    let has = |c: &String| caps.contains(&crate::spec::capability(c));
     if let Some(inc) = &rule.includes {
         if !inc.caps().iter().all(has) {
             return false;
@@ -206,7 +201,7 @@ fn refusal(action: Action, errno: Option<u32>) -> Verdict {
 /// action. runc answers calls newer than every call the profile names with `ENOSYS` (so libc
 /// can fall back), whatever the default action.
 pub fn verdict(profile: &Profile, call: &Call, caps: &[String]) -> Verdict {
-    let caps: Vec<String> = caps.iter().map(|c| cap_name(c)).collect();
+    let caps: Vec<String> = caps.iter().map(|c| crate::spec::capability(c)).collect();
     let mut allowed = false;
     let mut refused = None;
     for rule in &profile.syscalls {
