@@ -527,14 +527,6 @@ mod tests {
 
     fn fortress() -> Fortress {
         Fortress {
-            file: "/f.yaml".into(),
-            name: "f".into(),
-            engine: Default::default(),
-            state_path: "/s.db".into(),
-            secrets_file: None,
-            openclaw_state_dir: None,
-            tree_problems: vec![],
-            bind_sets: vec![],
             sandboxes: vec![crate::spec::tests::sandbox("sbx-main")],
             adopt: vec![
                 Adopt {
@@ -562,11 +554,7 @@ mod tests {
                     egress: None,
                 },
             ],
-            health: vec![],
-            backups: vec![],
-            schedules: Default::default(),
-            metrics: None,
-            warnings: vec![],
+            ..Fortress::for_tests()
         }
     }
 

@@ -549,20 +549,10 @@ mod tests {
 
     fn fortress_with_backup() -> Fortress {
         Fortress {
-            file: "/f.yaml".into(),
-            name: "f".into(),
-            engine: Default::default(),
-            state_path: "/s.db".into(),
-            secrets_file: None,
-            openclaw_state_dir: None,
-            tree_problems: vec![],
-            bind_sets: vec![],
             sandboxes: vec![
                 crate::spec::tests::sandbox("sbx"),
                 crate::spec::tests::sandbox("calm"),
             ],
-            adopt: vec![],
-            health: vec![],
             backups: vec![crate::manifest::Backup {
                 name: "memory".into(),
                 sources: vec!["/m/*.db".into()],
@@ -574,9 +564,7 @@ mod tests {
                     weekly: 0,
                 },
             }],
-            schedules: Default::default(),
-            metrics: None,
-            warnings: vec![],
+            ..Fortress::for_tests()
         }
     }
 

@@ -632,20 +632,8 @@ mod tests {
     fn the_limits_sweep_runs_every_five_minutes_unless_scheduled() {
         let mut f = crate::manifest::Fortress {
             file: "/f".into(),
-            name: "f".into(),
-            engine: Default::default(),
             state_path: "/s".into(),
-            secrets_file: None,
-            openclaw_state_dir: None,
-            tree_problems: vec![],
-            bind_sets: vec![],
-            sandboxes: vec![],
-            adopt: vec![],
-            health: vec![],
-            backups: vec![],
-            schedules: Default::default(),
-            metrics: None,
-            warnings: vec![],
+            ..crate::manifest::Fortress::for_tests()
         };
         assert_eq!(
             job_schedules(&f)[0],

@@ -43,14 +43,6 @@ mod tests {
 
     fn policy() -> Policy {
         let f = Fortress {
-            file: "/f.yaml".into(),
-            name: "f".into(),
-            engine: Default::default(),
-            state_path: "/s.db".into(),
-            secrets_file: None,
-            openclaw_state_dir: None,
-            tree_problems: vec![],
-            bind_sets: vec![],
             sandboxes: vec![crate::spec::tests::sandbox("sbx")],
             adopt: vec![Adopt {
                 selector: Selector::Label {
@@ -63,11 +55,7 @@ mod tests {
                 },
                 egress: None,
             }],
-            health: vec![],
-            backups: vec![],
-            schedules: Default::default(),
-            metrics: None,
-            warnings: vec![],
+            ..Fortress::for_tests()
         };
         Policy::new(&f, 2)
     }

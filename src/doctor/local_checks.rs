@@ -245,27 +245,15 @@ pub fn backup_dest(f: Option<&Fortress>, min_free: u64) -> Check {
 mod tests {
     use super::*;
     use crate::doctor::Outcome;
-    use crate::manifest::{Backup, Keep, Schedules};
+    use crate::manifest::{Backup, Keep};
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
     fn fortress(dir: &Path) -> Fortress {
         Fortress {
             file: dir.join("fortress.yaml"),
-            name: "f".into(),
-            engine: Default::default(),
             state_path: dir.join("state.db"),
-            secrets_file: None,
-            openclaw_state_dir: None,
-            tree_problems: vec![],
-            bind_sets: vec![],
-            sandboxes: vec![],
-            adopt: vec![],
-            health: vec![],
-            backups: vec![],
-            schedules: Schedules::default(),
-            metrics: None,
-            warnings: vec![],
+            ..Fortress::for_tests()
         }
     }
 

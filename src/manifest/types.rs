@@ -40,6 +40,31 @@ pub struct Fortress {
     pub warnings: Vec<String>,
 }
 
+#[cfg(test)]
+impl Fortress {
+    /// An empty fortress `f` (`/f.yaml`, state `/s.db`) for unit tests to fill with `..`, so a
+    /// new field does not have to be added to every test's literal.
+    pub(crate) fn for_tests() -> Fortress {
+        Fortress {
+            file: "/f.yaml".into(),
+            name: "f".into(),
+            engine: EngineSettings::default(),
+            state_path: "/s.db".into(),
+            secrets_file: None,
+            openclaw_state_dir: None,
+            tree_problems: vec![],
+            bind_sets: vec![],
+            sandboxes: vec![],
+            adopt: vec![],
+            health: vec![],
+            backups: vec![],
+            schedules: Schedules::default(),
+            metrics: None,
+            warnings: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EngineSettings {
     /// `engine.socket`, expanded; `None` means "resolve" (engine::socket).
