@@ -428,18 +428,23 @@ mod tests {
         }
     }
 
+    /// The plan of fortress `f` against what the fake engine holds now.
+    async fn plan_now(engine: &FakeEngine, d: &[Desired], state: &State) -> Plan {
+        plan(
+            "f",
+            d,
+            &observe(engine, "f", d, Some(state)).await.unwrap(),
+            false,
+        )
+    }
+
     #[tokio::test]
     async fn a_container_that_cannot_start_is_removed_again() {
         let engine = FakeEngine::default();
         engine.fail_start("a");
         let d = vec![desired("a")];
         let state = State::in_memory();
-        let p = plan(
-            "f",
-            &d,
-            &observe(&engine, "f", &d, Some(&state)).await.unwrap(),
-            false,
-        );
+        let p = plan_now(&engine, &d, &state).await;
         let r = execute(&engine, &p, &d, &state, "test").await;
         assert_eq!(r.failed(), 1);
         assert!(engine.containers().is_empty(), "nothing half-made stays");
@@ -452,22 +457,12 @@ mod tests {
         let engine = FakeEngine::default();
         let d = vec![desired("a"), desired("b")];
         let state = State::in_memory();
-        let p = plan(
-            "f",
-            &d,
-            &observe(&engine, "f", &d, Some(&state)).await.unwrap(),
-            false,
-        );
+        let p = plan_now(&engine, &d, &state).await;
         assert_eq!(
             execute(&engine, &p, &d, &state, "test").await.succeeded(),
             2
         );
-        let p2 = plan(
-            "f",
-            &d,
-            &observe(&engine, "f", &d, Some(&state)).await.unwrap(),
-            false,
-        );
+        let p2 = plan_now(&engine, &d, &state).await;
         assert!(p2.is_noop(), "{p2:?}");
         assert_eq!(p2.unchanged.len(), 2);
         assert_eq!(state.recent_audit(None, 10).unwrap().len(), 2);
@@ -479,12 +474,7 @@ mod tests {
         engine.fail_create("a");
         let d = vec![desired("a"), desired("b")];
         let state = State::in_memory();
-        let p = plan(
-            "f",
-            &d,
-            &observe(&engine, "f", &d, Some(&state)).await.unwrap(),
-            false,
-        );
+        let p = plan_now(&engine, &d, &state).await;
         let r = execute(&engine, &p, &d, &state, "test").await;
         assert_eq!((r.succeeded(), r.failed()), (1, 1));
         assert_eq!(engine.containers(), vec!["b".to_string()]);
