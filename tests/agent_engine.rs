@@ -794,17 +794,27 @@ fn a_managed_sandbox_killed_with_docker_kill_is_restarted_by_the_agent_and_a_sto
         let c = inspect(&sandbox);
         (c["State"]["Running"] == true && started_at(&sandbox) != first).then_some(())
     });
-    let audit = clw_fortress::state::State::open(&fx.state_path())
-        .unwrap()
-        .recent_audit(Some(&sandbox), 20)
-        .unwrap();
-    assert!(
+    // The agent records the restart after the engine has started the container and the pinned
+    // binds are re-checked, so the entry can trail the running state by a moment.
+    let audit_has_restart = || {
+        let audit = clw_fortress::state::State::open(&fx.state_path())
+            .unwrap()
+            .recent_audit(Some(&sandbox), 20)
+            .unwrap();
         audit
             .iter()
-            .any(|a| a.action == "restart" && a.outcome == "ok"),
-        "a restart is in the audit log: {audit:?}\nagent log:\n{}",
-        agent.log()
-    );
+            .any(|a| a.action == "restart" && a.outcome == "ok")
+            .then_some(())
+    };
+    let start = Instant::now();
+    while audit_has_restart().is_none() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no restart in the audit log; agent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Exit 137 from a kill is not taken for an OOM kill (on Podman only the kernel's log could
     // say so, and it names no kill of this container).
     let state = clw_fortress::state::State::open(&fx.state_path()).unwrap();
