@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::engine::{Engine, EngineError, Resources};
 use crate::error::{Coded, ErrorCode};
 use crate::manifest::{Fortress, SeccompSource};
+use crate::ownership::{self, Ownership};
 use crate::plan::{Action, Observed, Plan};
 use crate::report::ErrorReport;
 use crate::seccomp::{self, SeccompError};
@@ -71,7 +72,8 @@ pub fn profile_files(fortress: &Fortress) -> Vec<String> {
         .collect()
 }
 
-/// The containers that matter to this fortress: its own, and any holding a declared name.
+/// The containers that matter to this fortress: those whose labels claim it (owned or not, see
+/// [`crate::ownership`]), and any holding a declared name.
 pub async fn observe<E: Engine>(
     engine: &E,
     fortress: &str,
@@ -81,8 +83,12 @@ pub async fn observe<E: Engine>(
     let names: BTreeSet<&str> = desired.iter().map(|d| d.sandbox.as_str()).collect();
     let mut out = Vec::new();
     for c in engine.list(&[]).await? {
-        let ours = c.labels.get(LABEL_FORTRESS).map(String::as_str) == Some(fortress);
-        if !ours && !names.contains(c.name.as_str()) {
+        let ownership = ownership::of_logged(state, fortress, &c.id, &c.labels);
+        let claimed = !matches!(
+            ownership,
+            Ownership::Foreign | Ownership::OtherFortress { .. }
+        );
+        if !claimed && !names.contains(c.name.as_str()) {
             continue;
         }
         // Removed between list and inspect: it no longer exists, which is what we observe.
@@ -90,18 +96,12 @@ pub async fn observe<E: Engine>(
             continue;
         };
         let security = engine.security_view(&i);
-        let recorded = match (state, c.labels.get(spec::LABEL_SANDBOX)) {
-            (Some(s), Some(sandbox)) => {
-                s.created_sandbox(fortress, &c.id).ok().flatten().as_ref() == Some(sandbox)
-            }
-            _ => false,
-        };
         let hc = i.host_config.unwrap_or_default();
         out.push(Observed {
             id: c.id,
             name: c.name,
             labels: c.labels,
-            recorded,
+            ownership,
             security: Some(security),
             running: i.state.and_then(|s| s.running).unwrap_or(false),
             resources: Resources {
@@ -431,7 +431,6 @@ mod tests {
     /// The plan of fortress `f` against what the fake engine holds now.
     async fn plan_now(engine: &FakeEngine, d: &[Desired], state: &State) -> Plan {
         plan(
-            "f",
             d,
             &observe(engine, "f", d, Some(state)).await.unwrap(),
             false,

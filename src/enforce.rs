@@ -7,8 +7,8 @@
 //! engine, and what goes into the `enforcement` table of the state database (`state::enforcement`).
 //!
 //! It must not touch anything but resource limits, and only of running or created containers
-//! that are either ours (`clw-fortress.managed=1` plus this fortress's label, declared sandbox)
-//! or matched by an adopt selector (manifest.md, "Ownership labels"). It never creates, starts,
+//! that are either ours (a declared sandbox this fortress created: [`crate::ownership`]) or
+//! matched by an adopt selector (manifest.md, "Ownership labels"). It never creates, starts,
 //! stops or removes a container: that is `apply`'s job.
 
 use std::collections::BTreeMap;
@@ -18,8 +18,9 @@ use serde::Serialize;
 use crate::apply::Failure;
 use crate::engine::{Engine, EngineError, EventKind, Resources};
 use crate::manifest::{Fortress, Selector};
+use crate::ownership::{self, Ownership};
 use crate::plan::{limit_changes, LimitChange};
-use crate::spec::{self, LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX};
+use crate::spec;
 use crate::state::enforcement::EnforcementRow;
 use crate::state::{now_ms, State, StateError};
 
@@ -111,19 +112,6 @@ pub fn selector_text(s: &Selector) -> String {
     }
 }
 
-/// Whether an adopt selector matches a container. A label selector without a value matches
-/// any value; a name prefix is compared with the name without Docker's leading `/`.
-pub fn selector_matches(s: &Selector, name: &str, labels: &BTreeMap<String, String>) -> bool {
-    match s {
-        Selector::Label {
-            key,
-            value: Some(v),
-        } => labels.get(key) == Some(v),
-        Selector::Label { key, value: None } => labels.contains_key(key),
-        Selector::NamePrefix(p) => name.trim_start_matches('/').starts_with(p.as_str()),
-    }
-}
-
 impl Policy {
     pub fn new(fortress: &Fortress, host_cpus: i64) -> Policy {
         let mut clamped = Vec::new();
@@ -157,33 +145,53 @@ impl Policy {
         &self.fortress
     }
 
-    /// The limits `name`/`labels` should have, or `None` when the container is none of our
-    /// business. Ownership is decided by labels alone, never by a similar name:
-    /// - ours (managed + this fortress) and declared: owned, with the sandbox's limits;
-    /// - ours but no longer declared: `None` (an orphan; `apply --prune` decides its fate);
+    /// The limits container `name` with `labels` should have, or `None` when it is none of our
+    /// business. Ownership is [`crate::ownership`]'s verdict (labels *and* the record of what
+    /// this fortress created), never a similar name:
+    /// - owned and declared: owned, with the sandbox's limits;
+    /// - owned but no longer declared: `None` (an orphan; `apply --prune` decides its fate);
     /// - managed by another fortress: `None`, even if a selector matches, so two fortresses
     ///   on one engine never fight over a container;
-    /// - anything else matched by a selector: adopted, first matching selector wins.
-    pub fn target(&self, name: &str, labels: &BTreeMap<String, String>) -> Option<Target> {
-        if labels.get(LABEL_MANAGED).map(String::as_str) == Some("1") {
-            if labels.get(LABEL_FORTRESS) != Some(&self.fortress) {
-                return None;
-            }
-            let sandbox = labels.get(LABEL_SANDBOX)?;
+    /// - anything else (labels that only claim to be ours included) matched by a selector:
+    ///   adopted, first matching selector wins.
+    pub fn target(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        ownership: &Ownership,
+    ) -> Option<Target> {
+        if let Ownership::Owned { sandbox } = ownership {
             return self.owned.get(sandbox).map(|limits| Target {
                 kind: Kind::Owned,
                 rule: sandbox.clone(),
                 limits: *limits,
             });
         }
+        if !ownership.adoptable() {
+            return None;
+        }
         self.adopt
             .iter()
-            .find(|(s, _)| selector_matches(s, name, labels))
+            .find(|(s, _)| s.matches(name, labels))
             .map(|(s, limits)| Target {
                 kind: Kind::Adopted,
                 rule: selector_text(s),
                 limits: *limits,
             })
+    }
+
+    /// Whether the policy may have an opinion on container `name` with `labels`, judged from
+    /// what they claim, before any inspect or state read: the cheap filter of the sweep and of
+    /// engine events (most containers on an engine are none of our business). [`Policy::target`]
+    /// decides, with the record.
+    pub fn may_cover(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        let claimed = ownership::classify(&self.fortress, labels, None);
+        if let Ownership::Unrecorded { sandbox } = &claimed {
+            if self.owned.contains_key(sandbox) {
+                return true;
+            }
+        }
+        claimed.adoptable() && self.adopt.iter().any(|(s, _)| s.matches(name, labels))
     }
 }
 
@@ -304,13 +312,15 @@ fn resources_of_inspect(i: &bollard::models::ContainerInspectResponse) -> Resour
     }
 }
 
-/// Checks one container by id (inspecting it for its current name, labels, state and limits)
-/// and updates its limits when they differ from the policy. An engine error on the update is an
+/// Checks one container by id (inspecting it for its current name, labels, state and limits;
+/// `state` holds the record of what this fortress created, see [`crate::ownership`]) and
+/// updates its limits when they differ from the policy. An engine error on the update is an
 /// [`Outcome::Enforced`] with `ok: false`; only a failed inspect is an `Err` (the engine is
 /// gone or broken, which the caller handles as a whole).
 pub async fn enforce_one<E: Engine>(
     engine: &E,
     policy: &Policy,
+    state: Option<&State>,
     id: &str,
     trigger: Trigger,
 ) -> Result<Outcome, EngineError> {
@@ -339,10 +349,11 @@ pub async fn enforce_one<E: Engine>(
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let Some(target) = policy.target(&name, &labels) else {
+    let container_id = i.id.clone().unwrap_or_else(|| id.to_string());
+    let owner = ownership::of_logged(state, &policy.fortress, &container_id, &labels);
+    let Some(target) = policy.target(&name, &labels, &owner) else {
         return Ok(Outcome::Ignored);
     };
-    let container_id = i.id.clone().unwrap_or_else(|| id.to_string());
     let before = resources_of_inspect(&i);
     let changes = decide(&target, &before);
     if changes.is_empty() {
@@ -386,13 +397,17 @@ pub async fn enforce_one<E: Engine>(
 /// One pass over every container on the engine: lists them, then [`enforce_one`] for each
 /// running or created container the policy has an opinion on. Containers that vanish between
 /// the list and the inspect are skipped.
-pub async fn sweep<E: Engine>(engine: &E, policy: &Policy) -> Result<SweepReport, EngineError> {
+pub async fn sweep<E: Engine>(
+    engine: &E,
+    policy: &Policy,
+    state: Option<&State>,
+) -> Result<SweepReport, EngineError> {
     let mut report = SweepReport::default();
     for c in engine.list(&[]).await? {
-        if !enforceable_state(&c.state) || policy.target(&c.name, &c.labels).is_none() {
+        if !enforceable_state(&c.state) || !policy.may_cover(&c.name, &c.labels) {
             continue;
         }
-        match enforce_one(engine, policy, &c.id, Trigger::Sweep).await? {
+        match enforce_one(engine, policy, state, &c.id, Trigger::Sweep).await? {
             Outcome::Ignored => {}
             Outcome::Unchanged(u) => report.unchanged.push(u),
             Outcome::Enforced(e) => report.enforced.push(*e),
@@ -477,43 +492,13 @@ mod tests {
     use crate::engine::fake::{Call, FakeEngine};
     use crate::engine::CreateRequest;
     use crate::manifest::{Adopt, Limits};
+    use crate::spec::{LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX};
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn adopt_selectors_match_by_label_or_name_prefix() {
-        let l = labels(&[("com.openclaw.sandbox", "1")]);
-        let label = |value: Option<&str>| Selector::Label {
-            key: "com.openclaw.sandbox".into(),
-            value: value.map(str::to_string),
-        };
-        for (sel, name, expected) in [
-            (label(Some("1")), "openclaw-sbx-agent-1", true),
-            (label(Some("0")), "openclaw-sbx-agent-1", false),
-            (label(None), "openclaw-sbx-agent-1", true),
-            (
-                Selector::NamePrefix("openclaw-sbx-".into()),
-                "openclaw-sbx-agent-1",
-                true,
-            ),
-            (
-                Selector::NamePrefix("openclaw-sbx-".into()),
-                "/openclaw-sbx-agent-1",
-                true,
-            ),
-            (
-                Selector::NamePrefix("other-".into()),
-                "openclaw-sbx-agent-1",
-                false,
-            ),
-        ] {
-            assert_eq!(selector_matches(&sel, name, &l), expected, "{sel:?} {name}");
-        }
     }
 
     fn limits(memory: i64, cpus: f64, pids: i64) -> Limits {
@@ -629,18 +614,47 @@ mod tests {
             ),
         ];
         for (name, l, want) in cases {
-            let got = p.target(name, &l).map(|t| (t.kind, t.rule));
+            // As apply records them: the labelled sandbox is the recorded one.
+            let recorded = l.get(LABEL_SANDBOX).map(String::as_str);
+            let owner = ownership::classify("f", &l, recorded);
+            let got = p.target(name, &l, &owner).map(|t| (t.kind, t.rule));
             assert_eq!(got, want.map(|(k, r)| (k, r.to_string())), "{name} {l:?}");
+            assert_eq!(p.may_cover(name, &l), got.is_some(), "{name} {l:?}");
         }
+    }
+
+    #[test]
+    fn labels_that_only_claim_a_sandbox_get_no_owned_limits_but_adopt_rules_still_apply() {
+        let p = Policy::new(&fortress(), 2);
+        let claim = labels(&[
+            (LABEL_MANAGED, "1"),
+            (LABEL_FORTRESS, "f"),
+            (LABEL_SANDBOX, "sbx-main"),
+        ]);
+        for recorded in [None, Some("other")] {
+            let owner = ownership::classify("f", &claim, recorded);
+            assert_eq!(p.target("sbx-main", &claim, &owner), None, "{owner:?}");
+            let t = p.target("openclaw-sbx-x", &claim, &owner).unwrap();
+            assert_eq!(
+                (t.kind, t.rule.as_str()),
+                (Kind::Adopted, "namePrefix openclaw-sbx-")
+            );
+        }
+        // The cheap filter lets the claim through; the record decides.
+        assert!(p.may_cover("sbx-main", &claim));
     }
 
     #[test]
     fn cpus_above_the_host_count_are_clamped_for_adopted_containers_too() {
         let p = Policy::new(&fortress(), 2);
-        let t = p.target("openclaw-sbx-a", &labels(&[])).unwrap();
+        let t = p
+            .target("openclaw-sbx-a", &labels(&[]), &Ownership::Foreign)
+            .unwrap();
         assert_eq!(t.limits.nano_cpus, Some(2_000_000_000));
         assert_eq!(p.clamped.len(), 1, "{:?}", p.clamped);
-        let t = p.target("y", &labels(&[("agent", "")])).unwrap();
+        let t = p
+            .target("y", &labels(&[("agent", "")]), &Ownership::Foreign)
+            .unwrap();
         assert_eq!(t.limits.nano_cpus, None, "no opinion stays no opinion");
     }
 
@@ -696,7 +710,12 @@ mod tests {
         assert_eq!(after.pids, Some(50));
     }
 
-    async fn add(engine: &FakeEngine, name: &str, l: BTreeMap<String, String>, start: bool) {
+    async fn add(
+        engine: &FakeEngine,
+        name: &str,
+        l: BTreeMap<String, String>,
+        start: bool,
+    ) -> String {
         let id = engine
             .create(&CreateRequest {
                 name: name.into(),
@@ -708,27 +727,27 @@ mod tests {
         if start {
             engine.start(&id).await.unwrap();
         }
+        id
     }
 
     #[tokio::test]
     async fn a_sweep_limits_owned_and_adopted_containers_and_nothing_else() {
         let engine = FakeEngine::default();
-        add(
-            &engine,
-            "sbx-main",
-            labels(&[
-                (LABEL_MANAGED, "1"),
-                (LABEL_FORTRESS, "f"),
-                (LABEL_SANDBOX, "sbx-main"),
-            ]),
-            true,
-        )
-        .await;
+        let state = State::in_memory();
+        let ours = labels(&[
+            (LABEL_MANAGED, "1"),
+            (LABEL_FORTRESS, "f"),
+            (LABEL_SANDBOX, "sbx-main"),
+        ]);
+        let id = add(&engine, "sbx-main", ours.clone(), true).await;
+        state.record_created("f", "sbx-main", &id).unwrap();
+        // The same labels on a container this fortress did not create: not owned.
+        add(&engine, "sbx-copy", ours, true).await;
         add(&engine, "openclaw-sbx-1", labels(&[]), true).await;
         add(&engine, "created-only", labels(&[("agent", "x")]), false).await;
         add(&engine, "bystander", labels(&[("other", "1")]), true).await;
         let p = Policy::new(&fortress(), 2);
-        let r = sweep(&engine, &p).await.unwrap();
+        let r = sweep(&engine, &p, Some(&state)).await.unwrap();
         let mut names: Vec<&str> = r.enforced.iter().map(|e| e.name.as_str()).collect();
         names.sort();
         assert_eq!(names, ["created-only", "openclaw-sbx-1", "sbx-main"]);
@@ -743,7 +762,7 @@ mod tests {
             .collect();
         assert_eq!(updated.len(), 3);
         // Converged: the second pass changes nothing and reports every container unchanged.
-        let r2 = sweep(&engine, &p).await.unwrap();
+        let r2 = sweep(&engine, &p, Some(&state)).await.unwrap();
         assert!(r2.enforced.is_empty(), "{:?}", r2.enforced);
         assert_eq!(r2.unchanged.len(), 3);
     }

@@ -16,7 +16,6 @@ use secrecy::ExposeSecret;
 use crate::engine::{Engine, EngineError, ExecOutput, ExecRequest};
 use crate::error::{Coded, ErrorCode};
 use crate::manifest::Fortress;
-use crate::ownership::Ownership;
 use crate::secrets::{self, SecretsError};
 use crate::state::State;
 
@@ -154,36 +153,16 @@ pub async fn run<E: Engine>(
         .config
         .as_ref()
         .and_then(|c| c.labels.clone())
-        .unwrap_or_default();
-    let recorded = match state {
-        Some(s) => s.created_sandbox(&fortress.name, &id)?,
-        None => None,
-    };
-    let not_owned = |why: String| ExecError::NotOwned {
-        name: sandbox.into(),
-        id: id.chars().take(12).collect(),
-        why,
-    };
-    match crate::ownership::classify(&fortress.name, &labels, recorded.as_deref()) {
-        Ownership::Owned { sandbox: s } if s == sandbox => {}
-        Ownership::Owned { sandbox: s } => {
-            return Err(not_owned(format!("it was created for sandbox {s}")))
-        }
-        Ownership::Unrecorded { .. } => {
-            return Err(not_owned(
-                "its labels name this fortress, but the state database has no record of \
-                 creating it (forged labels, or created before records were kept)"
-                    .into(),
-            ))
-        }
-        Ownership::Mismatch { labelled, recorded } => {
-            return Err(not_owned(format!(
-                "labelled {labelled} but recorded as {recorded}"
-            )))
-        }
-        Ownership::Foreign => {
-            return Err(not_owned("it does not carry this fortress's labels".into()))
-        }
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let ownership = crate::ownership::of(state, &fortress.name, &id, &labels)?;
+    if let Some(why) = ownership.refusal(sandbox) {
+        return Err(ExecError::NotOwned {
+            name: sandbox.into(),
+            id: id.chars().take(12).collect(),
+            why,
+        });
     }
     if inspected.state.and_then(|s| s.running) != Some(true) {
         return Err(ExecError::NotRunning(sandbox.into()));

@@ -1,8 +1,9 @@
 //! The planner: desired sandboxes vs. observed containers -> actions. No I/O.
 //!
-//! Identity is the container name (unique per engine). A container is ours only when it carries
-//! `clw-fortress.managed=1` and our fortress label; anything else that holds a declared name is a
-//! conflict, reported and never touched.
+//! Identity is the container name (unique per engine). Whose a container is comes from
+//! [`crate::ownership`] (labels and the record of what this fortress created): one that only
+//! carries our labels is recreated when it holds a declared name and never pruned; anything
+//! else that holds a declared name is a conflict, reported and never touched.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +11,8 @@ use serde::Serialize;
 
 use crate::engine::Resources;
 use crate::manifest::units;
-use crate::spec::{Desired, LABEL_FORTRESS, LABEL_MANAGED, LABEL_SPEC_HASH};
+use crate::ownership::Ownership;
+use crate::spec::{Desired, LABEL_SPEC_HASH};
 
 /// A container as the planner needs to see it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -20,18 +22,11 @@ pub struct Observed {
     pub labels: BTreeMap<String, String>,
     pub running: bool,
     pub resources: Resources,
-    /// The state database records that this fortress created this container for the sandbox
-    /// its labels name (crate::ownership): labels alone can be copied.
-    pub recorded: bool,
+    /// Whose it is: its labels and the state database's record of what this fortress created
+    /// (crate::ownership); labels alone can be copied.
+    pub ownership: Ownership,
     /// What the engine says the container runs with; `None` when not inspected.
     pub security: Option<crate::engine::security::SecurityView>,
-}
-
-impl Observed {
-    pub fn is_managed_by(&self, fortress: &str) -> bool {
-        self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("1")
-            && self.labels.get(LABEL_FORTRESS).map(String::as_str) == Some(fortress)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -172,7 +167,9 @@ pub fn limit_changes(observed: &Resources, desired: &Resources) -> Vec<LimitChan
         .collect()
 }
 
-pub fn plan(fortress: &str, desired: &[Desired], observed: &[Observed], prune: bool) -> Plan {
+/// The actions that bring `observed` (as [`crate::apply::observe`] saw it for one fortress) to
+/// `desired`.
+pub fn plan(desired: &[Desired], observed: &[Observed], prune: bool) -> Plan {
     let mut out = Plan::default();
     let by_name: BTreeMap<&str, &Observed> =
         observed.iter().map(|o| (o.name.as_str(), o)).collect();
@@ -185,28 +182,29 @@ pub fn plan(fortress: &str, desired: &[Desired], observed: &[Observed], prune: b
             });
             continue;
         };
-        if !o.is_managed_by(fortress) {
-            let reason = if o.labels.get(LABEL_MANAGED).map(String::as_str) == Some("1") {
-                format!(
-                    "the name is held by a container of fortress {:?}",
-                    o.labels.get(LABEL_FORTRESS).cloned().unwrap_or_default()
-                )
-            } else {
-                "the name is held by a container clw-fortress does not manage".to_string()
-            };
+        let conflict = match &o.ownership {
+            Ownership::Owned { .. } => None,
+            Ownership::Unrecorded { .. } | Ownership::Mismatch { .. } => {
+                out.actions.push(Action::Recreate {
+                    sandbox: d.sandbox.clone(),
+                    id: o.id.clone(),
+                    reason: "not recorded as created by this fortress (its labels may be copied)"
+                        .into(),
+                });
+                continue;
+            }
+            Ownership::OtherFortress { fortress } => Some(format!(
+                "the name is held by a container of fortress {fortress:?}"
+            )),
+            Ownership::Foreign => {
+                Some("the name is held by a container clw-fortress does not manage".to_string())
+            }
+        };
+        if let Some(reason) = conflict {
             out.conflicts.push(Conflict {
                 sandbox: d.sandbox.clone(),
                 id: o.id.clone(),
                 reason,
-            });
-            continue;
-        }
-        if !o.recorded {
-            out.actions.push(Action::Recreate {
-                sandbox: d.sandbox.clone(),
-                id: o.id.clone(),
-                reason: "not recorded as created by this fortress (its labels may be copied)"
-                    .into(),
             });
             continue;
         }
@@ -259,12 +257,15 @@ pub fn plan(fortress: &str, desired: &[Desired], observed: &[Observed], prune: b
     }
 
     for o in observed {
-        if o.is_managed_by(fortress) && !declared.contains(o.name.as_str()) {
-            if !o.recorded {
-                // Labels anyone can copy do not make a container ours to remove.
-                out.unrecorded.push(o.name.clone());
-                continue;
-            }
+        if declared.contains(o.name.as_str()) {
+            continue;
+        }
+        if o.ownership.is_unrecorded() {
+            // Labels anyone can copy do not make a container ours to remove.
+            out.unrecorded.push(o.name.clone());
+            continue;
+        }
+        if let Ownership::Owned { .. } = o.ownership {
             if prune {
                 out.actions.push(Action::Remove {
                     name: o.name.clone(),
@@ -285,7 +286,10 @@ fn short(h: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{desired as desired_of, tests::sandbox, LABEL_SANDBOX};
+    use crate::ownership;
+    use crate::spec::{
+        desired as desired_of, tests::sandbox, LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX,
+    };
 
     fn observed_from(d: &Desired, running: bool) -> Observed {
         Observed {
@@ -294,7 +298,8 @@ mod tests {
             labels: d.request.labels.clone(),
             running,
             resources: d.request.resources,
-            recorded: true,
+            // As apply records it: created by this fortress for the sandbox its labels name.
+            ownership: ownership::classify("f", &d.request.labels, Some(&d.sandbox)),
             security: None,
         }
     }
@@ -303,17 +308,16 @@ mod tests {
     fn labels_without_a_record_and_security_drift_are_never_ok() {
         let a = desired_of("f", &sandbox("a"), None);
         let mut forged = observed_from(&a, true);
-        forged.recorded = false;
-        let p = plan("f", std::slice::from_ref(&a), &[forged.clone()], false);
+        forged.ownership = ownership::classify("f", &forged.labels, None);
+        let p = plan(std::slice::from_ref(&a), &[forged.clone()], false);
         assert!(
             matches!(&p.actions[..], [Action::Recreate { reason, .. }] if reason.contains("not recorded")),
             "{p:?}"
         );
         // A forged orphan is not ours to prune.
         let mut gone = observed_from(&desired_of("f", &sandbox("gone"), None), true);
-        gone.recorded = false;
+        gone.ownership = ownership::classify("f", &gone.labels, None);
         let p = plan(
-            "f",
             std::slice::from_ref(&a),
             &[observed_from(&a, true), gone],
             true,
@@ -326,7 +330,7 @@ mod tests {
             privileged: true,
             ..Default::default()
         });
-        let p = plan("f", std::slice::from_ref(&a), &[weak], false);
+        let p = plan(std::slice::from_ref(&a), &[weak], false);
         assert!(
             matches!(&p.actions[..], [Action::Recreate { reason, .. }] if reason.starts_with("security drift: privileged")),
             "{p:?}"
@@ -352,6 +356,9 @@ mod tests {
                 (LABEL_MANAGED.into(), "1".into()),
                 (LABEL_FORTRESS.into(), "g".into()),
             ]),
+            ownership: Ownership::OtherFortress {
+                fortress: "g".into(),
+            },
             ..stray.clone()
         };
         let mut orphan = observed_from(&desired_of("f", &sandbox("gone"), None), true);
@@ -440,7 +447,7 @@ mod tests {
             },
         ];
         for c in cases {
-            let p = plan("f", std::slice::from_ref(&a), &c.observed, c.prune);
+            let p = plan(std::slice::from_ref(&a), &c.observed, c.prune);
             let verbs: Vec<&str> = p.actions.iter().map(Action::verb).collect();
             assert_eq!(verbs, c.verbs, "{}", c.name);
             assert_eq!(p.conflicts.len(), c.conflicts, "{}", c.name);
@@ -505,7 +512,7 @@ mod tests {
             name: "a-lookalike".into(),
             ..Default::default()
         };
-        let p = plan("f", &[a], &[unrelated], true);
+        let p = plan(&[a], &[unrelated], true);
         assert_eq!(
             p.actions.iter().map(Action::verb).collect::<Vec<_>>(),
             ["create"]

@@ -10,13 +10,12 @@
 use crate::manifest::units::format_size;
 use serde::Serialize;
 
-use crate::enforce::selector_matches;
 use crate::engine::{ContainerSummary, Engine, EngineError};
 use crate::error::ErrorCode;
 use crate::host::HostPaths;
 use crate::limits::{self, CgroupUsage, LimitEvent, Source, StoredLimitEvent};
 use crate::manifest::Fortress;
-use crate::spec::{LABEL_FORTRESS, LABEL_SANDBOX};
+use crate::ownership::{self, Ownership};
 use crate::state::backup::Snapshot;
 use crate::state::health::{TargetKey, TargetKind as HealKind};
 use crate::state::verify::VerifyRun;
@@ -32,9 +31,23 @@ pub const RECENT: usize = 5;
 pub enum TargetKind {
     Sandbox,
     Adopted,
+    /// A container whose labels name a sandbox of this fortress but that this fortress did not
+    /// create (crate::ownership): shown, never counted as the sandbox.
+    Unrecorded,
 }
 
-/// A declared sandbox (with its container if it exists) or an adopted container.
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Sandbox => "sandbox",
+            TargetKind::Adopted => "adopted",
+            TargetKind::Unrecorded => "unrecorded",
+        }
+    }
+}
+
+/// A declared sandbox (with its container if it exists), an adopted container, or a container
+/// that only claims to be a sandbox of the fortress.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub kind: TargetKind,
@@ -42,11 +55,24 @@ pub struct Target {
     pub container: Option<ContainerSummary>,
 }
 
-/// The fortress's declared sandboxes (matched by name and fortress label) and the containers
-/// its `adopt` selectors match (never its own sandboxes).
-pub async fn targets<E: Engine>(engine: &E, f: &Fortress) -> Result<Vec<Target>, EngineError> {
-    let all = engine.list(&[]).await?;
-    let ours = |c: &ContainerSummary| c.labels.get(LABEL_FORTRESS) == Some(&f.name);
+/// The fortress's declared sandboxes, each with the container this fortress created for it
+/// ([`crate::ownership`], with the record in `state`; without a database none is), the
+/// containers that carry the fortress's labels without that record (kind `unrecorded`), and
+/// the containers its `adopt` selectors match.
+pub async fn targets<E: Engine>(
+    engine: &E,
+    f: &Fortress,
+    state: Option<&State>,
+) -> Result<Vec<Target>, EngineError> {
+    let all: Vec<(ContainerSummary, Ownership)> = engine
+        .list(&[])
+        .await?
+        .into_iter()
+        .map(|c| {
+            let o = ownership::of_logged(state, &f.name, &c.id, &c.labels);
+            (c, o)
+        })
+        .collect();
     let mut out: Vec<Target> = f
         .sandboxes
         .iter()
@@ -55,26 +81,27 @@ pub async fn targets<E: Engine>(engine: &E, f: &Fortress) -> Result<Vec<Target>,
             name: s.name.clone(),
             container: all
                 .iter()
-                .find(|c| {
-                    ours(c) && (c.labels.get(LABEL_SANDBOX) == Some(&s.name) || c.name == s.name)
-                })
-                .cloned(),
+                .find(|(_, o)| o.owns(&s.name))
+                .map(|(c, _)| c.clone()),
         })
         .collect();
-    for c in &all {
-        if ours(c) {
-            continue;
-        }
-        if f.adopt
-            .iter()
-            .any(|a| selector_matches(&a.selector, &c.name, &c.labels))
+    for (c, o) in &all {
+        let kind = if o.is_unrecorded() {
+            TargetKind::Unrecorded
+        } else if o.adoptable()
+            && f.adopt
+                .iter()
+                .any(|a| a.selector.matches(&c.name, &c.labels))
         {
-            out.push(Target {
-                kind: TargetKind::Adopted,
-                name: c.name.clone(),
-                container: Some(c.clone()),
-            });
-        }
+            TargetKind::Adopted
+        } else {
+            continue;
+        };
+        out.push(Target {
+            kind,
+            name: c.name.clone(),
+            container: Some(c.clone()),
+        });
     }
     Ok(out)
 }
@@ -228,7 +255,7 @@ pub async fn collect<E: Engine>(
     host: &HostPaths,
 ) -> Result<StatusReport, EngineError> {
     let mut out = Vec::new();
-    for t in targets(engine, f).await? {
+    for t in targets(engine, f, state).await? {
         out.push(target_status(engine, f, &t, state, host).await?);
     }
     let backups: Vec<BackupStatus> = f
@@ -316,7 +343,8 @@ async fn target_status<E: Engine>(
                 });
             }
             s.limits_exceeded = limits::classify(&o);
-            if let Some(st) = state {
+            // An unrecorded container's events are not the sandbox's whose name it may hold.
+            if let Some(st) = state.filter(|_| t.kind != TargetKind::Unrecorded) {
                 if let Err(e) =
                     limits::record_limit_events(st, &o.container_id, &t.name, &s.limits_exceeded)
                 {
@@ -325,7 +353,7 @@ async fn target_status<E: Engine>(
             }
         }
     }
-    if let Some(st) = state {
+    if let Some(st) = state.filter(|_| t.kind != TargetKind::Unrecorded) {
         s.limit_events = logged(
             "limit events",
             limits::recent_limit_events(st, Some(&t.name), RECENT),
@@ -418,7 +446,7 @@ impl StatusReport {
             };
             rows.push(vec![
                 t.name.clone(),
-                format!("{:?}", t.kind).to_lowercase(),
+                t.kind.as_str().to_string(),
                 t.state.clone(),
                 t.uptime_s.map(duration).unwrap_or_else(|| "-".into()),
                 restarts_cell(t.restarts, t.restart_count),
@@ -523,6 +551,128 @@ fn fmt_ts(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::fake::FakeEngine;
+    use crate::engine::CreateRequest;
+    use crate::spec::{LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX};
+
+    fn sandbox_labels(sandbox: &str) -> std::collections::BTreeMap<String, String> {
+        [
+            (LABEL_MANAGED.to_string(), "1".to_string()),
+            (LABEL_FORTRESS.to_string(), "f".to_string()),
+            (LABEL_SANDBOX.to_string(), sandbox.to_string()),
+        ]
+        .into()
+    }
+
+    async fn add(
+        engine: &FakeEngine,
+        name: &str,
+        labels: &[(&str, &str)],
+        sandbox: &str,
+    ) -> String {
+        let mut l = sandbox_labels(sandbox);
+        l.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let id = engine
+            .create(&CreateRequest {
+                name: name.into(),
+                labels: l,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        engine.start(&id).await.unwrap();
+        id
+    }
+
+    /// A container carrying the sandbox's labels that this fortress did not create is shown as
+    /// `unrecorded`, never as the sandbox, and gets none of the sandbox's history.
+    #[tokio::test]
+    async fn a_container_with_copied_labels_is_shown_as_unrecorded_not_as_the_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("state.db")).unwrap();
+        let f = fortress_with_backup();
+        let engine = FakeEngine::default();
+        let calm = add(&engine, "calm", &[], "calm").await;
+        state.record_created("f", "calm", &calm).unwrap();
+        // Holding the sandbox's name with its labels copied, and a second copy under another
+        // name that an adopt selector would match.
+        let forged = add(&engine, "sbx", &[], "sbx").await;
+        add(&engine, "sbx-copy", &[("agent", "1")], "sbx").await;
+        state
+            .log_restart(&heal_key(&f, "sbx"), 1, "ok", "")
+            .unwrap();
+        let f = Fortress {
+            adopt: vec![crate::manifest::Adopt {
+                selector: crate::manifest::Selector::Label {
+                    key: "agent".into(),
+                    value: None,
+                },
+                limits: Default::default(),
+                egress: None,
+            }],
+            ..f
+        };
+
+        let host = HostPaths::under(dir.path());
+        let r = collect(&engine, &f, Some(&state), &host).await.unwrap();
+        let rows: Vec<(&str, TargetKind, &str, Option<&str>)> = r
+            .targets
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_str(),
+                    t.kind,
+                    t.state.as_str(),
+                    t.container_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("sbx", TargetKind::Sandbox, "missing", None),
+                ("calm", TargetKind::Sandbox, "running", Some(calm.as_str())),
+                (
+                    "sbx",
+                    TargetKind::Unrecorded,
+                    "running",
+                    Some(forged.as_str())
+                ),
+                ("sbx-copy", TargetKind::Unrecorded, "running", rows[3].3),
+            ]
+        );
+        assert_eq!(r.targets[0].restarts, Some(1));
+        assert_eq!(
+            r.targets[2].restarts, None,
+            "the sandbox's history is not the copy's"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["targets"][2]["kind"], "unrecorded");
+        let text = r.render_text();
+        assert!(
+            text.lines().any(|l| l
+                .split_whitespace()
+                .take(3)
+                .eq(["sbx", "unrecorded", "running"])),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l
+                .split_whitespace()
+                .take(3)
+                .eq(["sbx", "sandbox", "missing"])),
+            "{text}"
+        );
+
+        // Without a database nothing is recorded, so nothing is shown as the sandbox.
+        let r = collect(&engine, &f, None, &host).await.unwrap();
+        let calm_row = r
+            .targets
+            .iter()
+            .find(|t| t.name == "calm" && t.kind == TargetKind::Sandbox)
+            .unwrap();
+        assert_eq!(calm_row.state, "missing");
+    }
 
     #[test]
     fn memory_at_eighty_percent_of_its_limit_is_flagged() {
@@ -592,8 +742,6 @@ mod tests {
     /// backup write with, read back by `collect` and shown in both renderings.
     #[tokio::test]
     async fn quarantine_heal_restarts_verify_and_the_last_backup_come_from_the_state_database() {
-        use crate::engine::fake::FakeEngine;
-        use crate::engine::CreateRequest;
         use crate::state::backup::Status;
         use crate::state::health::HealthRow;
         use crate::state::verify::VerifyRun;
@@ -603,18 +751,8 @@ mod tests {
         let f = fortress_with_backup();
         let engine = FakeEngine::default();
         for name in ["sbx", "calm"] {
-            engine
-                .create(&CreateRequest {
-                    name: name.into(),
-                    labels: [
-                        (LABEL_FORTRESS.to_string(), "f".to_string()),
-                        (LABEL_SANDBOX.to_string(), name.to_string()),
-                    ]
-                    .into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            let id = add(&engine, name, &[], name).await;
+            state.record_created("f", name, &id).unwrap();
         }
 
         let now = crate::state::now_ms();

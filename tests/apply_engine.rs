@@ -585,7 +585,7 @@ async fn a_bind_source_swapped_for_a_symlink_after_validation_is_never_mounted()
     let observed = apply::observe(&engine, &fortress.name, &desired, Some(&state))
         .await
         .unwrap();
-    let p = plan::plan(&fortress.name, &desired, &observed, false);
+    let p = plan::plan(&desired, &observed, false);
     let report = apply::execute(&engine, &p, &desired, &state, "test").await;
     assert_eq!(report.failed(), 1, "{report:?}");
     let failure = report.outcomes[0].error.as_ref().unwrap();

@@ -500,13 +500,17 @@ fn sandbox_liveness_runs_its_exec_and_reads_the_engine_healthcheck() {
     assert_eq!(t["error"], "exit code 1");
     assert_ne!(started_at(&sbx), before);
 
-    // The engine's own healthcheck: a container under the sandbox's name whose HEALTHCHECK
-    // fails is reported unhealthy even though it runs.
+    // The engine's own healthcheck: the sandbox's container whose HEALTHCHECK fails is reported
+    // unhealthy even though it runs. The manifest declares no HEALTHCHECK, so the container is
+    // made here with the sandbox's labels and recorded as apply records what it creates (heal
+    // probes only a container this fortress created).
     let fx2 = Fixture::new("heal-hc");
     let sbx2 = fx2.sandbox();
     let mut guard = ContainerGuard::new();
     guard.track(&sbx2);
-    docker_ok(&[
+    let fortress_label = format!("clw-fortress.fortress={}", fx2.name());
+    let sandbox_label = format!("clw-fortress.sandbox={sbx2}");
+    let id = docker_ok(&[
         "run",
         "-d",
         "--name",
@@ -515,6 +519,12 @@ fn sandbox_liveness_runs_its_exec_and_reads_the_engine_healthcheck() {
         "none",
         "--label",
         TEST_LABEL,
+        "--label",
+        "clw-fortress.managed=1",
+        "--label",
+        &fortress_label,
+        "--label",
+        &sandbox_label,
         "--health-cmd",
         "echo probe-said-no; false",
         "--health-interval",
@@ -525,6 +535,9 @@ fn sandbox_liveness_runs_its_exec_and_reads_the_engine_healthcheck() {
         "sleep",
         "3600",
     ]);
+    open_state(&fx2)
+        .record_created(fx2.name(), &sbx2, id.trim())
+        .unwrap();
     wait_for("the engine to mark it unhealthy", || {
         if engine_flavor() == Flavor::Podman {
             // Podman runs healthchecks from systemd timers, which a bare API service has not

@@ -34,7 +34,7 @@ async fn plan_for(
     let observed = apply::observe(&engine, &fortress.name, &desired, state.as_ref())
         .await
         .map_err(|e| super::report_of(&e))?;
-    let p = plan::plan(&fortress.name, &desired, &observed, prune);
+    let p = plan::plan(&desired, &observed, prune);
     Ok((fortress, desired, p, engine))
 }
 

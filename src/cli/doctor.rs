@@ -33,10 +33,12 @@ pub async fn doctor(cli: &Cli, fix_hints: bool) -> CmdResult {
     )
     .await;
     let run = doctor::run_command;
+    let state = fortress.and_then(existing_state);
     let report = doctor::run(Inputs {
         manifest_path: path,
         manifest: loaded.as_ref(),
         engine: engine.as_ref(),
+        state: state.as_ref(),
         host: HostEnv {
             paths: HostPaths::real(),
             uid: nix::unistd::getuid().as_raw(),
@@ -58,12 +60,7 @@ pub async fn doctor(cli: &Cli, fix_hints: bool) -> CmdResult {
 pub async fn status(cli: &Cli) -> CmdResult {
     let fortress = cli.load()?;
     let engine = cli.connect(Some(&fortress)).await?;
-    // Status works without a database (before the first apply) and never fails on one.
-    let state = fortress
-        .state_path
-        .exists()
-        .then(|| State::open(&fortress.state_path).ok())
-        .flatten();
+    let state = existing_state(&fortress);
     let report = crate::status::collect(&engine, &fortress, state.as_ref(), &HostPaths::real())
         .await
         .map_err(|e| super::report_of(&e))?;
@@ -72,4 +69,14 @@ pub async fn status(cli: &Cli) -> CmdResult {
         Output::Text => print!("{}", report.render_text()),
     }
     Ok(exit::OK)
+}
+
+/// The state database if there is one: status and doctor work without one (before the first
+/// apply) and never fail on one.
+fn existing_state(fortress: &manifest::Fortress) -> Option<State> {
+    fortress
+        .state_path
+        .exists()
+        .then(|| State::open(&fortress.state_path).ok())
+        .flatten()
 }

@@ -15,7 +15,7 @@ pub async fn run(cli: &Cli) -> CmdResult {
         tracing::warn!("cpus above the engine host's count, clamped: {c}");
     }
     let state = cli.open_state(&fortress)?;
-    let report = enforce::sweep(&engine, &policy)
+    let report = enforce::sweep(&engine, &policy, Some(&state))
         .await
         .map_err(|e| super::report_of(&e))?;
     for e in &report.enforced {

@@ -58,9 +58,16 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
     let fortress = cli.load()?;
     let engine = cli.connect(Some(&fortress)).await?;
     let info = engine.info().await.map_err(|e| super::report_of(&e))?;
-    let targets = verify::targets(&engine, &fortress, args.sandbox.as_deref(), args.adopted)
-        .await
-        .map_err(|e| super::report_of(&e))?;
+    let state = cli.open_state(&fortress).ok();
+    let targets = verify::targets(
+        &engine,
+        &fortress,
+        state.as_ref(),
+        args.sandbox.as_deref(),
+        args.adopted,
+    )
+    .await
+    .map_err(|e| super::report_of(&e))?;
     let inputs = verify::inputs_for(
         &fortress,
         info.ncpu,
@@ -72,7 +79,6 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
             ..Options::default()
         },
     );
-    let state = cli.open_state(&fortress).ok();
     let mut results = Vec::new();
     for t in &targets {
         let (r, stats) = verify::verify_target(&engine, t, &inputs).await;

@@ -186,7 +186,7 @@ impl Shared {
             .conn()
             .ok_or_else(|| "the engine is not connected".to_string())?;
         let policy = self.policy(conn.ncpu);
-        let report = enforce::sweep(&conn.engine, &policy)
+        let report = enforce::sweep(&conn.engine, &policy, Some(&self.state))
             .await
             .map_err(|e| chain(&e))?;
         for e in &report.enforced {
@@ -580,7 +580,7 @@ async fn diagnose_limits(shared: &Shared, engine: &DockerEngine, policy: &Policy
     if !matches!(ev.kind, EventKind::Die | EventKind::Oom) {
         return;
     }
-    if policy.target(&ev.name, &ev.labels).is_none() {
+    if !policy.may_cover(&ev.name, &ev.labels) {
         return;
     }
     let events = crate::limits::diagnose(engine, &ev.id).await;
@@ -610,7 +610,7 @@ async fn handle_event(shared: &Shared, engine: &DockerEngine, policy: &Policy, e
     let Some(trigger) = react::reaction(policy, &ev) else {
         return;
     };
-    match enforce::enforce_one(engine, policy, &ev.id, trigger).await {
+    match enforce::enforce_one(engine, policy, Some(&shared.state), &ev.id, trigger).await {
         Ok(Outcome::Enforced(e)) => shared.record(&e),
         Ok(Outcome::Unchanged(_) | Outcome::Ignored) => {}
         Err(e) => tracing::warn!(

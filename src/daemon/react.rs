@@ -22,8 +22,8 @@ pub fn reaction(policy: &Policy, event: &Event) -> Option<Trigger> {
     // The event carries the container's labels and name, so containers that are none of our
     // business cost no inspect at all (the engine's other users generate most events).
     policy
-        .target(&event.name, &event.labels)
-        .map(|_| Trigger::Event(event.kind))
+        .may_cover(&event.name, &event.labels)
+        .then_some(Trigger::Event(event.kind))
 }
 
 /// Seconds between the engine stamping the event and now (never negative: clocks of the

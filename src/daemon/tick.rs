@@ -199,7 +199,7 @@ async fn verify_all(
 ) -> Result<(usize, Vec<String>), String> {
     use crate::verify;
     let info = engine.info().await.map_err(|e| chain(&e))?;
-    let targets = verify::targets(engine, fortress, None, false)
+    let targets = verify::targets(engine, fortress, Some(state), None, false)
         .await
         .map_err(|e| chain(&e))?;
     let inputs = verify::inputs_for(

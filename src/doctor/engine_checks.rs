@@ -107,11 +107,7 @@ fn is_engine_socket(path: &str, socket: &str) -> bool {
 }
 
 fn describe(c: &Inspected) -> String {
-    let kind = match c.kind {
-        TargetKind::Sandbox => "sandbox",
-        TargetKind::Adopted => "adopted",
-    };
-    format!("{} ({kind})", c.name)
+    format!("{} ({})", c.name, c.kind.as_str())
 }
 
 /// `containers.no-engine-socket`, `containers.not-privileged`, `containers.confined`.

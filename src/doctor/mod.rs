@@ -20,6 +20,7 @@ use crate::engine::{Engine, EngineError, EngineInfo};
 use crate::error::{Coded, ErrorCode};
 use crate::host::HostPaths;
 use crate::manifest::{Fortress, ManifestError};
+use crate::state::State;
 
 pub use engine_checks::{container_checks, engine_rootless, engine_version, Inspected};
 pub use host_checks::{cgroup_checks, kernel_seccomp, namespace_checks, systemd_units};
@@ -203,6 +204,9 @@ pub struct Inputs<'a, E: Engine> {
     pub manifest_path: PathBuf,
     pub manifest: Result<&'a Fortress, &'a ManifestError>,
     pub engine: Result<&'a E, &'a EngineError>,
+    /// The state database, when there is one: its record of created containers tells the
+    /// fortress's sandboxes from containers that only carry their labels.
+    pub state: Option<&'a State>,
     pub host: HostEnv<'a>,
 }
 
@@ -262,7 +266,7 @@ pub async fn run<E: Engine>(inp: Inputs<'_, E>) -> Report {
     checks.push(systemd_units(&inp.host));
 
     match (engine, fortress) {
-        (Some(engine), Some(f)) => match gather(engine, f).await {
+        (Some(engine), Some(f)) => match gather(engine, f, inp.state).await {
             Ok(inspected) => checks.extend(container_checks(&inspected, engine.socket())),
             Err(e) => {
                 for id in CONTAINER_CHECKS {
@@ -306,10 +310,15 @@ fn unreachable(e: &EngineError) -> Check {
     )
 }
 
-/// The fortress's managed sandboxes and adopted containers, inspected.
-async fn gather<E: Engine>(engine: &E, f: &Fortress) -> Result<Vec<Inspected>, EngineError> {
+/// The fortress's sandboxes, adopted containers and containers that only carry its labels,
+/// inspected: each is checked, whoever created it.
+async fn gather<E: Engine>(
+    engine: &E,
+    f: &Fortress,
+    state: Option<&State>,
+) -> Result<Vec<Inspected>, EngineError> {
     let mut out = Vec::new();
-    for t in crate::status::targets(engine, f).await? {
+    for t in crate::status::targets(engine, f, state).await? {
         let Some(c) = t.container else { continue };
         if let Some(i) = engine.inspect(&c.id).await? {
             out.push(Inspected {

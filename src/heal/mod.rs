@@ -11,8 +11,10 @@
 //! - [`observe_event`] + [`on_due`] (or [`on_container_died`]): the crash path from engine events;
 //! - [`release`], [`quarantined`], [`targets`]: lifting quarantine and showing counters.
 //!
-//! It must not create, recreate or remove containers (that is `apply`), and never restarts a
-//! container that is not this fortress's (a sandbox) or named by a `restart:` target.
+//! It must not create, recreate or remove containers (that is `apply`), and never restarts or
+//! stops a container that is not this fortress's (a sandbox it created, [`crate::ownership`])
+//! or named by a `restart:` target; a container holding a sandbox's name that this fortress did
+//! not create is left alone, whatever its labels say.
 
 pub mod decide;
 pub mod probe;
@@ -29,7 +31,8 @@ pub use watch::{Death, DeathWatch, Seen, DEFAULT_STOP_WINDOW};
 use crate::engine::{Engine, Event};
 use crate::error::{exit, Coded, ErrorCode};
 use crate::manifest::{Fortress, HealthCheck, Probe, RestartTarget, Sandbox};
-use crate::spec::{LABEL_FORTRESS, LABEL_MANAGED};
+use crate::ownership::{self, Ownership};
+use crate::spec::LABEL_FORTRESS;
 use crate::state::{State, StateError};
 
 /// The audit actor of every healing action.
@@ -49,6 +52,14 @@ pub enum HealError {
     UnknownSandbox { sandbox: String, fortress: String },
     #[error("sandbox {0} does not exist on the engine")]
     Missing(String),
+    #[error(
+        "container {name} ({id}) is not a sandbox this fortress created: {why}; it was left alone"
+    )]
+    NotOwned {
+        name: String,
+        id: String,
+        why: String,
+    },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
 }
@@ -61,6 +72,7 @@ impl Coded for HealError {
                 ErrorCode::ConfigInvalid
             }
             HealError::Missing(_) => ErrorCode::SandboxFailure,
+            HealError::NotOwned { .. } => ErrorCode::IsolationBreach,
             HealError::Engine(e) => e.code(),
         }
     }
@@ -77,6 +89,11 @@ impl Coded for HealError {
                 Some("name a sandbox declared in the manifest".into())
             }
             HealError::Missing(_) => Some("`clw-fortress apply` creates it".into()),
+            HealError::NotOwned { .. } => Some(
+                "inspect it (`docker inspect`), remove it if you did not create it, then \
+                 `clw-fortress apply` creates the real sandbox"
+                    .into(),
+            ),
             HealError::Engine(e) => e.hint(),
         }
     }
@@ -194,11 +211,61 @@ fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Why the container `inspected` (found under the name of declared sandbox `sandbox`) is not
+/// the one this fortress created for it; `None` when it is.
+fn refusal(
+    state: &State,
+    fortress: &Fortress,
+    sandbox: &str,
+    inspected: &bollard::models::ContainerInspectResponse,
+) -> Result<Option<(String, String)>, HealError> {
+    let id = inspected.id.clone().unwrap_or_default();
+    let labels = inspected
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let owner = ownership::of(Some(state), &fortress.name, &id, &labels)?;
+    Ok(owner.refusal(sandbox).map(|why| (id, why)))
+}
+
+/// `Some(why)` when `target` names a declared sandbox whose container this fortress did not
+/// create: such a container is never restarted, whichever path asks for it.
+async fn restart_refused<E: Engine>(
+    engine: &E,
+    state: &State,
+    fortress: &Fortress,
+    target: &RestartTarget,
+) -> Result<Option<String>, HealError> {
+    let RestartTarget::Container(name) = target else {
+        return Ok(None);
+    };
+    if !fortress.sandboxes.iter().any(|s| &s.name == name) {
+        return Ok(None);
+    }
+    let Some(inspected) = engine.inspect(name).await? else {
+        return Ok(None);
+    };
+    Ok(
+        refusal(state, fortress, name, &inspected)?.map(|(id, why)| {
+            HealError::NotOwned {
+                name: name.clone(),
+                id: id.chars().take(12).collect(),
+                why,
+            }
+            .to_string()
+        }),
+    )
+}
+
 /// Loads, decides, acts, stores and audits one probe result.
 #[allow(clippy::too_many_arguments)]
 async fn act<E: Engine>(
     engine: &E,
     state: &State,
+    fortress: &Fortress,
     key: TargetKey,
     policy: &Policy,
     probe: String,
@@ -216,12 +283,19 @@ async fn act<E: Engine>(
     match (decision, target) {
         (Decision::Restart, Some(t)) => {
             let what = restart::describe(t);
-            tracing::warn!(target = %key, %reason, "restarting {what}");
-            let result = restart::restart(engine, t).await;
-            let error = result
-                .as_ref()
-                .err()
-                .map(|e| crate::report::chain(e).to_string());
+            let error = match restart_refused(engine, state, fortress, t).await? {
+                Some(refused) => {
+                    tracing::error!(target = %key, "not restarting {what}: {refused}");
+                    Some(refused)
+                }
+                None => {
+                    tracing::warn!(target = %key, %reason, "restarting {what}");
+                    restart::restart(engine, t)
+                        .await
+                        .err()
+                        .map(|e| crate::report::chain(&e).to_string())
+                }
+            };
             let outcome_s = if error.is_none() { "ok" } else { "failed" };
             let detail = match &error {
                 None => format!("{what}: {reason}"),
@@ -340,6 +414,7 @@ pub async fn run_check<E: Engine>(
     act(
         engine,
         state,
+        fortress,
         key(fortress, TargetKind::Check, &check.name),
         &check_policy(check),
         describe_probe(&check.probe),
@@ -388,6 +463,16 @@ pub async fn run_sandbox<E: Engine>(
             ))
         }
     };
+    if let Some(i) = &inspected {
+        if let Some((_, why)) = refusal(state, fortress, &sandbox.name, i)? {
+            return Ok(skipped(
+                k,
+                desc,
+                &policy,
+                format!("not the sandbox this fortress created ({why}); left alone"),
+            ));
+        }
+    }
     let outcome = match probe::observe(inspected.as_ref()) {
         probe::Observed::Missing => {
             return Ok(skipped(
@@ -423,6 +508,7 @@ pub async fn run_sandbox<E: Engine>(
     act(
         engine,
         state,
+        fortress,
         k,
         &policy,
         desc,
@@ -455,8 +541,11 @@ pub async fn run_once<E: Engine>(
     })
 }
 
-/// Feeds one engine event to `watch`, recording a deliberate stop of a managed container in the
-/// state database so neither the crash path nor a later pass heals it.
+/// Feeds one engine event to `watch`, recording a deliberate stop of a sandbox a fortress of
+/// this database created in the state database so neither the crash path nor a later pass
+/// heals it. The event does not say which fortress is watching, so the record is checked for
+/// the fortress its labels name ([`crate::ownership`]): a container that only carries the
+/// labels records nothing.
 pub fn observe_event(
     state: &State,
     watch: &mut DeathWatch,
@@ -465,7 +554,8 @@ pub fn observe_event(
 ) -> Result<Seen, HealError> {
     let seen = watch.observe(event, now_ms);
     if let Seen::DeliberateStop { id, name, at_ms } = &seen {
-        if event.labels.get(LABEL_MANAGED).map(String::as_str) == Some("1") {
+        let claimed = event.labels.get(LABEL_FORTRESS).map_or("", String::as_str);
+        if let Ownership::Owned { .. } = ownership::of(Some(state), claimed, id, &event.labels)? {
             state.record_stop(name, id, *at_ms)?;
         }
     }
@@ -483,7 +573,8 @@ pub fn declared(fortress: &Fortress, sandbox: &str) -> Result<(), HealError> {
     })
 }
 
-/// Stops a sandbox on purpose: records the deliberate stop first, then asks the engine to stop
+/// Stops a sandbox on purpose (only the container this fortress created for it, else
+/// [`HealError::NotOwned`]): records the deliberate stop first, then asks the engine to stop
 /// it, so neither the agent's crash path nor a heal pass restarts it until it is started again.
 /// Engine-neutral, unlike watching for a `stop` event: Podman 4.3's compat stream does not reliably
 /// carry one (measured: mostly only `died`, 143 graceful, 137 timed out) and it keeps no
@@ -498,11 +589,19 @@ pub async fn stop_sandbox<E: Engine>(
     now_ms: i64,
 ) -> Result<String, HealError> {
     declared(fortress, sandbox)?;
-    let id = engine
+    let inspected = engine
         .inspect(sandbox)
         .await?
-        .and_then(|i| i.id)
+        .filter(|i| i.id.is_some())
         .ok_or_else(|| HealError::Missing(sandbox.into()))?;
+    if let Some((id, why)) = refusal(state, fortress, sandbox, &inspected)? {
+        return Err(HealError::NotOwned {
+            name: sandbox.into(),
+            id: id.chars().take(12).collect(),
+            why,
+        });
+    }
+    let id = inspected.id.unwrap_or_default();
     let previous = state.last_stop(sandbox)?;
     state.record_stop(sandbox, &id, now_ms)?;
     if let Err(e) = engine.stop(&id, timeout_s).await {
@@ -515,7 +614,8 @@ pub async fn stop_sandbox<E: Engine>(
 }
 
 /// Heals a crashed sandbox at once, under the same backoff and quarantine rules as a failing
-/// probe. Returns `None` for a container that is not a sandbox of `fortress`, no longer exists,
+/// probe. Returns `None` for a container that is not a sandbox `fortress` created (whatever its
+/// labels say), no longer exists,
 /// runs again already, or was stopped on purpose.
 pub async fn on_container_died<E: Engine>(
     engine: &E,
@@ -524,12 +624,10 @@ pub async fn on_container_died<E: Engine>(
     death: &Death,
     now_ms: i64,
 ) -> Result<Option<TargetReport>, HealError> {
-    let ours = death.labels.get(LABEL_MANAGED).map(String::as_str) == Some("1")
-        && death.labels.get(LABEL_FORTRESS) == Some(&fortress.name);
     let Some(sandbox) = fortress.sandboxes.iter().find(|s| s.name == death.name) else {
         return Ok(None);
     };
-    if !ours {
+    if !ownership::of(Some(state), &fortress.name, &death.id, &death.labels)?.owns(&sandbox.name) {
         return Ok(None);
     }
     let inspected = match engine.inspect(&death.id).await {
@@ -550,6 +648,7 @@ pub async fn on_container_died<E: Engine>(
     act(
         engine,
         state,
+        fortress,
         key(fortress, TargetKind::Sandbox, &sandbox.name),
         &sandbox_policy(fortress, sandbox),
         "engine event die".into(),

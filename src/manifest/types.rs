@@ -243,6 +243,22 @@ pub enum Selector {
     NamePrefix(String),
 }
 
+impl Selector {
+    /// Whether this selector matches a container named `name` carrying `labels`: the one rule for
+    /// `enforce`, `status`, `verify` and the agent. A label selector without a value matches
+    /// any value; a name prefix is compared with the name without Docker's leading `/`.
+    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            Selector::Label {
+                key,
+                value: Some(v),
+            } => labels.get(key) == Some(v),
+            Selector::Label { key, value: None } => labels.contains_key(key),
+            Selector::NamePrefix(p) => name.trim_start_matches('/').starts_with(p.as_str()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adopt {
     pub selector: Selector,
@@ -319,4 +335,47 @@ pub struct Schedules {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metrics {
     pub listen: std::net::SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_selector_matches_by_label_or_by_name_prefix_without_dockers_leading_slash() {
+        let l = labels(&[("com.openclaw.sandbox", "1"), ("agent", "")]);
+        let label = |key: &str, value: Option<&str>| Selector::Label {
+            key: key.into(),
+            value: value.map(str::to_string),
+        };
+        let prefix = |p: &str| Selector::NamePrefix(p.into());
+        for (sel, name, expected) in [
+            (label("com.openclaw.sandbox", Some("1")), "x", true),
+            (label("com.openclaw.sandbox", Some("0")), "x", false),
+            // Without a value: present with any value, the empty one included.
+            (label("com.openclaw.sandbox", None), "x", true),
+            (label("agent", None), "x", true),
+            (label("agent", Some("")), "x", true),
+            (label("com.openclaw", None), "x", false),
+            (label("com.openclaw.sandbox.x", Some("1")), "x", false),
+            // A label selector never looks at the name.
+            (label("openclaw-sbx-a", None), "openclaw-sbx-a", false),
+            (prefix("openclaw-sbx-"), "openclaw-sbx-agent-1", true),
+            (prefix("openclaw-sbx-"), "/openclaw-sbx-agent-1", true),
+            (prefix("openclaw-sbx-"), "openclaw-sbx", false),
+            (prefix("openclaw-sbx-"), "my-openclaw-sbx-a", false),
+            (prefix("other-"), "openclaw-sbx-agent-1", false),
+            // A name prefix never looks at the labels.
+            (prefix("com.openclaw"), "x", false),
+        ] {
+            assert_eq!(sel.matches(name, &l), expected, "{sel:?} {name}");
+        }
+    }
 }

@@ -28,9 +28,9 @@ use bollard::models::ContainerInspectResponse;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::engine::{ContainerSummary, Engine, EngineError, ExecRequest};
+use crate::engine::{Engine, EngineError, ExecRequest};
 use crate::error::{Coded, ErrorCode};
-use crate::manifest::{Adopt, Fortress, Limits, Mode, Sandbox, Selector};
+use crate::manifest::{Adopt, Fortress, Limits, Mode, Sandbox};
 use crate::secrets::SecretMap;
 use crate::state::{State, StateError};
 
@@ -335,21 +335,13 @@ impl Coded for VerifyError {
     }
 }
 
-fn selected(c: &ContainerSummary, s: &Selector) -> bool {
-    match s {
-        Selector::Label { key, value } => match value {
-            Some(v) => c.labels.get(key) == Some(v),
-            None => c.labels.contains_key(key),
-        },
-        Selector::NamePrefix(p) => c.name.starts_with(p.as_str()),
-    }
-}
-
 /// The targets of a run: every declared sandbox (or just `only`), plus, with `adopted`, every
-/// running container matching an `adopt` selector that is not one of ours.
+/// running container matching an `adopt` selector that is neither one of ours nor another
+/// fortress's ([`crate::ownership`], with the record in `state`).
 pub async fn targets<E: Engine>(
     engine: &E,
     fortress: &Fortress,
+    state: Option<&State>,
     only: Option<&str>,
     adopted: bool,
 ) -> Result<Vec<Target>, VerifyError> {
@@ -369,13 +361,17 @@ pub async fn targets<E: Engine>(
     }
     if adopted && !fortress.adopt.is_empty() {
         for c in engine.list(&[]).await? {
-            if names.contains(&c.name) || c.labels.contains_key(crate::spec::LABEL_MANAGED) {
+            if names.contains(&c.name) || only.is_some_and(|o| o != c.name) {
                 continue;
             }
-            if only.is_some_and(|o| o != c.name) {
+            if !crate::ownership::of(state, &fortress.name, &c.id, &c.labels)?.adoptable() {
                 continue;
             }
-            if let Some(a) = fortress.adopt.iter().find(|a| selected(&c, &a.selector)) {
+            if let Some(a) = fortress
+                .adopt
+                .iter()
+                .find(|a| a.selector.matches(&c.name, &c.labels))
+            {
                 names.insert(c.name.clone());
                 out.push(Target {
                     name: c.name.clone(),
