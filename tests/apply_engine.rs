@@ -385,22 +385,6 @@ fn an_apply_killed_midway_converges_on_the_next_run_without_duplicates() {
     assert_eq!(plan_json(&fx, &[])["actions"], serde_json::json!([]));
 }
 
-/// Replaces container `copy_of` by one named `name` that carries its labels, made by someone
-/// with engine access, with `extra` `docker run` arguments.
-fn forge(copy_of: &str, name: &str, extra: &[&str]) {
-    let labels = inspect(copy_of)["Config"]["Labels"].clone();
-    docker_ok(&["rm", "-f", copy_of]);
-    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    for (k, v) in labels.as_object().unwrap() {
-        args.push("--label".into());
-        args.push(format!("{k}={}", v.as_str().unwrap()));
-    }
-    args.extend([FIXTURE_IMAGE.to_string(), "sleep".into(), "3600".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    docker_ok(&args);
-}
-
 /// Finding 5 of the integrity review: a container recreated with the fortress's labels but a
 /// weaker configuration is never `= ok`: apply replaces it; `--prune` never removes a
 /// container that merely carries the labels.

@@ -279,6 +279,22 @@ pub fn inspect(name: &str) -> serde_json::Value {
     all.swap_remove(0)
 }
 
+/// Replaces container `copy_of` by one named `name` that carries its labels, made by someone
+/// with engine access, with `extra` `docker run` arguments.
+pub fn forge(copy_of: &str, name: &str, extra: &[&str]) {
+    let labels = inspect(copy_of)["Config"]["Labels"].clone();
+    docker_ok(&["rm", "-f", copy_of]);
+    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    for (k, v) in labels.as_object().unwrap() {
+        args.push("--label".into());
+        args.push(format!("{k}={}", v.as_str().unwrap()));
+    }
+    args.extend([FIXTURE_IMAGE.to_string(), "sleep".into(), "3600".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args);
+}
+
 /// True when a container of that name or id exists (running or not).
 pub fn container_exists(name: &str) -> bool {
     docker(&["container", "inspect", "--format", "{{.Id}}", name])
