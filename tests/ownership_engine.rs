@@ -2,7 +2,7 @@
 //! from the real one) but was not created by this fortress is not the sandbox, whichever
 //! command looks at it. `stop` refuses it with `clw-isolation-breach`, a heal pass and the
 //! agent's crash path never restart it after a `docker kill`, and `status` shows it as
-//! `unrecorded`, not as the sandbox.
+//! `unrecorded`, not as the sandbox; `enforce` does not give it the sandbox's limits.
 
 mod common;
 
@@ -171,4 +171,31 @@ fn status_shows_a_labelled_copy_as_unrecorded_not_as_the_sandbox() {
         .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
     assert_eq!(kinds, ["sandbox", "unrecorded"], "{text}");
+}
+
+#[test]
+fn enforce_gives_a_labelled_copy_none_of_the_sandboxs_limits() {
+    require_engine();
+    let fx = Fixture::new("own-enforce");
+    apply_then_forge(&fx);
+    let pids_before = inspect(&fx.sandbox())["HostConfig"]["PidsLimit"].clone();
+
+    let out = fx.run(&["-o", "json", "enforce"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json(&out);
+    for list in ["enforced", "unchanged"] {
+        assert!(
+            report[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["name"] != fx.sandbox().as_str()),
+            "{report:#}"
+        );
+    }
+    assert_eq!(
+        inspect(&fx.sandbox())["HostConfig"]["PidsLimit"],
+        pids_before,
+        "the copy got the sandbox's limits"
+    );
 }
