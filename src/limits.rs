@@ -518,17 +518,17 @@ pub async fn observe<E: Engine>(
     let Some(i) = engine.inspect(container).await? else {
         return Ok(None);
     };
-    let state = i.state.unwrap_or_default();
-    let running = state.running.unwrap_or(false);
-    let id = i.id.unwrap_or_else(|| container.to_string());
+    let state = &i.state;
+    let running = state.running;
+    let id = if i.id.is_empty() {
+        container.to_string()
+    } else {
+        i.id.clone()
+    };
     let mut source = Source::None;
     let mut files = None;
     if running {
-        if let Some(f) = state
-            .pid
-            .filter(|p| *p > 0)
-            .and_then(|p| read_host_of(host, p, &id))
-        {
+        if let Some(f) = state.pid.and_then(|p| read_host_of(host, p, &id)) {
             files = Some(f);
             source = Source::Host;
         } else {
@@ -538,7 +538,7 @@ pub async fn observe<E: Engine>(
             }
         }
     }
-    let oom_killed = state.oom_killed.unwrap_or(false);
+    let oom_killed = state.oom_killed;
     // Exit 137 is SIGKILL; whether the memory limit sent it only the kernel's log can say when
     // the engine does not (see `kernel`).
     let kernel_oom_kill = (!running && !oom_killed && state.exit_code == Some(137))
@@ -559,26 +559,19 @@ pub async fn observe<E: Engine>(
         .map(|k| format!("{} (pid {})", k.task, k.pid));
     Ok(Some(Observation {
         container_id: id,
-        name: i
-            .name
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_else(|| container.to_string()),
+        name: if i.name.is_empty() {
+            container.to_string()
+        } else {
+            i.name.clone()
+        },
         running,
         oom_killed,
         kernel_oom_kill,
         exit_code: state.exit_code,
         source,
         usage: files.as_ref().map(CgroupUsage::parse),
-        configured_memory: i
-            .host_config
-            .as_ref()
-            .and_then(|h| h.memory)
-            .filter(|m| *m > 0),
-        configured_pids: i
-            .host_config
-            .as_ref()
-            .and_then(|h| h.pids_limit)
-            .filter(|p| *p > 0),
+        configured_memory: i.resources.memory.filter(|m| *m > 0),
+        configured_pids: i.resources.pids_limit.filter(|p| *p > 0),
     }))
 }
 
