@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::endpoint::Answer;
 use super::{Expect, Outcome, ProbeResult};
+use crate::cgroup;
 
 /// Which in-sandbox paths and mounts one run looks at (derived from the manifest and the
 /// container's actual mounts; never a secret value).
@@ -1371,17 +1372,6 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
     out
 }
 
-/// Treats the kernel's "no limit" values as `None`.
-fn parse_limit(v: &str) -> Option<Option<i64>> {
-    let v = v.trim();
-    if v == "max" {
-        return Some(None);
-    }
-    let n: i64 = v.parse().ok()?;
-    // cgroup v1 reports "unlimited" memory as a page-aligned i64::MAX.
-    Some(if n >= (1 << 62) { None } else { Some(n) })
-}
-
 fn cg<'a>(facts: &'a Facts, paths: &[&str]) -> Option<(&'a str, &'a str)> {
     paths
         .iter()
@@ -1411,7 +1401,7 @@ fn limits(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResult> {
                 Outcome::Inconclusive,
                 "no memory cgroup file readable inside",
             ),
-            Some((f, v)) => match parse_limit(v) {
+            Some((f, v)) => match cgroup::limit(v) {
                 Some(got) if got == want => r(
                     "limits.memory",
                     Outcome::Pass,
@@ -1440,7 +1430,7 @@ fn limits(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResult> {
                 Outcome::Inconclusive,
                 "no pids cgroup file readable inside",
             ),
-            Some((f, v)) => match parse_limit(v) {
+            Some((f, v)) => match cgroup::limit(v) {
                 Some(got) if got == expect.pids => {
                     r("limits.pids", Outcome::Pass, format!("{f} = {}", show(got)))
                 }
@@ -1472,29 +1462,17 @@ fn limits(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResult> {
             "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us",
         ],
     ))
-    .map(|((f, q), (_, p))| (f, q.to_string(), p.to_string()));
-    let v2 = cg(facts, &["/sys/fs/cgroup/cpu.max"]).map(|(f, v)| {
-        let mut it = v.split_whitespace();
-        (
-            f,
-            it.next().unwrap_or("").to_string(),
-            it.next().unwrap_or("").to_string(),
-        )
-    });
+    .map(|((f, q), (_, p))| (f, cgroup::cfs_quota(q, p)));
+    let v2 = cg(facts, &["/sys/fs/cgroup/cpu.max"]).map(|(f, v)| (f, cgroup::cpu_max(v)));
     out.push(match v1.or(v2) {
         None => r(
             "limits.cpu",
             Outcome::Inconclusive,
             "no cpu cgroup file readable inside",
         ),
-        Some((f, q, p)) => {
-            let quota: Option<f64> = if q == "max" || q == "-1" {
-                None
-            } else {
-                q.parse::<f64>().ok()
-            };
-            let period: f64 = p.parse().unwrap_or(0.0);
-            let got = quota.filter(|_| period > 0.0).map(|q| q / period);
+        Some((f, quota)) => {
+            // A value that is no quota reads as no limit, which fails a declared one.
+            let got = quota.flatten().map(cgroup::CpuQuota::cpus);
             let ok = match (got, ctx.cpus) {
                 (None, None) => true,
                 (Some(g), Some(w)) => (g - w).abs() <= 0.01 * w.max(0.01),
