@@ -1,6 +1,7 @@
-//! What the fortress does beside running its sandboxes: adopt rules (a selector with the
-//! limits and egress to enforce on containers it did not create), the cron schedules of its
-//! periodic jobs, backups (whose destination no bind may expose) and the metrics endpoint.
+//! What the fortress does beside running its sandboxes: adopt rules (exactly one selector,
+//! rule 10, with the limits and egress to enforce on containers it did not create), the cron
+//! schedules of its periodic jobs, backups (whose destination no bind may expose: snapshots
+//! hold what the deny lists keep out of sandboxes) and the metrics endpoint.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -1,7 +1,8 @@
 //! One sandbox: its settings layered over `defaults` and the built-in defaults, its binds
 //! (the named bind sets' and its own, each checked against the forbidden list), one mount table
-//! without duplicate targets (rule 4), no root user without `allowRoot`, swap not below memory,
-//! and no egress allow-list beside `network: bridge`.
+//! without duplicate targets (rule 4), no root user without `allowRoot` (rule 8), swap not
+//! below memory, and no egress allow-list beside `network: bridge` (bridge would bypass the
+//! egress proxy).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
