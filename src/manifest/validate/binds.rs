@@ -50,7 +50,7 @@ pub(super) struct Forbidden {
     parents: bool,
 }
 
-const SOCKET_NAMES: &[&str] = &["docker.sock", "podman.sock", "containerd.sock"];
+use crate::engine::socket::ENGINE_SOCKET_NAMES as SOCKET_NAMES;
 
 const KNOWN_SOCKETS: &[&str] = &[
     "/var/run/docker.sock",

@@ -82,16 +82,7 @@ pub const READONLY_PATHS: [&str; 5] = [
 /// TCP endpoints asked for an engine API at most, per run.
 pub const MAX_TCP_ASKS: usize = 32;
 
-/// File names of engine sockets (Docker, Podman, containerd, CRI-O, BuildKit).
-pub const ENGINE_SOCKET_NAMES: [&str; 7] = [
-    "docker.sock",
-    "podman.sock",
-    "containerd.sock",
-    "crio.sock",
-    "cri-dockerd.sock",
-    "buildkitd.sock",
-    "dockershim.sock",
-];
+pub use crate::engine::socket::ENGINE_SOCKET_NAMES;
 
 /// Single-quoted for `sh`: safe for any byte but NUL.
 pub fn sh_quote(s: &str) -> String {
