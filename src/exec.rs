@@ -148,15 +148,8 @@ pub async fn run<E: Engine>(
         .ok_or_else(|| ExecError::Missing(sandbox.into()))?;
     // Only a container this fortress created gets a command, let alone a secret: a container
     // of the same name with copied labels is someone else's (crate::ownership).
-    let id = inspected.id.clone().unwrap_or_default();
-    let labels = inspected
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let ownership = crate::ownership::of(state, &fortress.name, &id, &labels)?;
+    let id = inspected.id.clone();
+    let ownership = crate::ownership::of(state, &fortress.name, &id, &inspected.labels)?;
     if let Some(why) = ownership.refusal(sandbox) {
         return Err(ExecError::NotOwned {
             name: sandbox.into(),
@@ -164,7 +157,7 @@ pub async fn run<E: Engine>(
             why,
         });
     }
-    if inspected.state.and_then(|s| s.running) != Some(true) {
+    if !inspected.is_running() {
         return Err(ExecError::NotRunning(sandbox.into()));
     }
     let mut env = Vec::new();

@@ -28,7 +28,7 @@ pub use decide::{decide, Decision, Outcome, Policy, TargetState};
 pub use store::{TargetKey, TargetKind, TargetStatus};
 pub use watch::{Death, DeathWatch, Seen, DEFAULT_STOP_WINDOW};
 
-use crate::engine::{Engine, Event};
+use crate::engine::{Container, Engine, Event};
 use crate::error::{exit, Coded, ErrorCode};
 use crate::manifest::{Fortress, HealthCheck, Probe, RestartTarget, Sandbox};
 use crate::ownership::{self, Ownership};
@@ -217,18 +217,17 @@ fn refusal(
     state: &State,
     fortress: &Fortress,
     sandbox: &str,
-    inspected: &bollard::models::ContainerInspectResponse,
+    inspected: &Container,
 ) -> Result<Option<(String, String)>, HealError> {
-    let id = inspected.id.clone().unwrap_or_default();
-    let labels = inspected
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let owner = ownership::of(Some(state), &fortress.name, &id, &labels)?;
-    Ok(owner.refusal(sandbox).map(|why| (id, why)))
+    let owner = ownership::of(
+        Some(state),
+        &fortress.name,
+        &inspected.id,
+        &inspected.labels,
+    )?;
+    Ok(owner
+        .refusal(sandbox)
+        .map(|why| (inspected.id.clone(), why)))
 }
 
 /// `Some(why)` when `target` names a declared sandbox whose container this fortress did not
@@ -592,7 +591,7 @@ pub async fn stop_sandbox<E: Engine>(
     let inspected = engine
         .inspect(sandbox)
         .await?
-        .filter(|i| i.id.is_some())
+        .filter(|i| !i.id.is_empty())
         .ok_or_else(|| HealError::Missing(sandbox.into()))?;
     if let Some((id, why)) = refusal(state, fortress, sandbox, &inspected)? {
         return Err(HealError::NotOwned {
@@ -601,7 +600,7 @@ pub async fn stop_sandbox<E: Engine>(
             why,
         });
     }
-    let id = inspected.id.unwrap_or_default();
+    let id = inspected.id;
     let previous = state.last_stop(sandbox)?;
     state.record_stop(sandbox, &id, now_ms)?;
     if let Err(e) = engine.stop(&id, timeout_s).await {

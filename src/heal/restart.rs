@@ -138,11 +138,7 @@ pub async fn restart_container<E: Engine>(engine: &E, container: &str) -> Result
         .await
         .map_err(err)?;
     let inspected = engine.inspect(container).await.map_err(err)?;
-    let running = inspected
-        .as_ref()
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.running)
-        .unwrap_or(false);
+    let running = inspected.as_ref().is_some_and(|c| c.is_running());
     if !running {
         return Err(RestartError::NotRunning(container.to_string()));
     }
@@ -150,9 +146,8 @@ pub async fn restart_container<E: Engine>(engine: &E, container: &str) -> Result
     // symlink since the container was created (crate::pin) would now mount something else.
     let breaches = inspected
         .map(|c| {
-            let pid = c.state.as_ref().and_then(|s| s.pid).unwrap_or(0);
-            let view = engine.security_view(&c);
-            crate::pin::check_restarted(std::path::Path::new("/proc"), pid, &view.mounts)
+            let pid = c.state.pid.unwrap_or(0);
+            crate::pin::check_restarted(std::path::Path::new("/proc"), pid, &c.security.mounts)
         })
         .unwrap_or_default();
     if breaches.is_empty() {
