@@ -132,6 +132,7 @@ pub async fn run<E: Engine>(
     fortress: &Fortress,
     sandbox: &str,
     cmd: Vec<String>,
+    stdin: Option<Vec<u8>>,
     uid: u32,
     state: Option<&State>,
 ) -> Result<ExecOutput, ExecError> {
@@ -205,6 +206,7 @@ pub async fn run<E: Engine>(
     let req = ExecRequest {
         cmd: wrapped(&cmd),
         env,
+        stdin,
         ..Default::default()
     };
     let out = engine.exec(sandbox, &req).await;
