@@ -36,6 +36,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
+step "promtool (tests/agent_engine.rs checks a live scrape with it)"
+# Debian's prometheus package ships promtool; the server it also installs is not started.
+if ! command -v promtool >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 export CLW_TEST_REQUIRE_ENGINE=1
 step "cargo fmt --check"
 cargo fmt --all -- --check

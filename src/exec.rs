@@ -131,6 +131,7 @@ pub async fn run<E: Engine>(
     fortress: &Fortress,
     sandbox: &str,
     cmd: Vec<String>,
+    stdin: Option<Vec<u8>>,
     uid: u32,
     state: Option<&State>,
 ) -> Result<ExecOutput, ExecError> {
@@ -181,6 +182,7 @@ pub async fn run<E: Engine>(
     let req = ExecRequest {
         cmd: wrapped(&cmd),
         env,
+        stdin,
         ..Default::default()
     };
     let out = engine.exec(sandbox, &req).await;

@@ -533,6 +533,41 @@ fn metrics_and_healthz_answer_on_loopback() {
         assert!(body.contains(name), "{name} missing:\n{body}");
     }
     assert_eq!(http_get(port, "/nope").0, 404);
+
+    // Readiness: the engine is connected and the limits sweep ran over it.
+    let (status, body) = poll("the agent to be ready", DEADLINE, || {
+        let (status, body) = http_get(port, "/readyz");
+        (status == 200).then_some((status, body))
+    });
+    assert!(body.contains("engine: up"), "{status} {body}");
+
+    // What a scraper that does not ask for OpenMetrics gets passes Prometheus' own checker.
+    let (_, scrape) = http_get(port, "/metrics");
+    let build_info = format!(
+        r#"clw_fortress_build_info{{version="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(scrape.contains(&build_info), "{scrape}");
+    let file = fx.dir().join("scrape.prom");
+    std::fs::write(&file, &scrape).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("promtool (Debian's prometheus package) must be installed for this test");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And the agent's own metrics carry no lint findings either (promtool prints them).
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool findings: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A dockerd of the test's own (socket, data, exec root, containerd namespaces all private),

@@ -195,6 +195,68 @@ fn a_second_apply_performs_zero_actions() {
 }
 
 #[test]
+fn plan_detailed_exitcode_says_whether_changes_are_pending_and_quiet_prints_nothing() {
+    require_engine();
+    let fx = Fixture::new("pexit");
+    let pending = fx.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(pending.status.code(), Some(1), "{}", describe(&pending));
+    assert!(String::from_utf8_lossy(&pending.stdout).contains("+ create"));
+    // Without the flag a plan with changes is still a success.
+    let plain = fx.run(&["plan"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", describe(&plain));
+
+    let applied = fx.run(&["-q", "apply"]);
+    assert!(applied.status.success(), "{}", describe(&applied));
+    assert!(applied.stdout.is_empty(), "{}", describe(&applied));
+
+    let none = fx.run(&["-q", "plan", "--detailed-exitcode"]);
+    assert_eq!(none.status.code(), Some(0), "{}", describe(&none));
+    assert!(none.stdout.is_empty(), "{}", describe(&none));
+}
+
+#[test]
+fn exec_with_stdin_passes_standard_input_to_the_command() {
+    require_engine();
+    let fx = Fixture::new("stdin");
+    apply_ok(&fx, &[]);
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut child = fx
+        .command(&[
+            "exec",
+            "-i",
+            &fx.sandbox(),
+            "--",
+            "sh",
+            "-c",
+            "cat | wc -c; exit 3",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&data).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        data.len().to_string()
+    );
+    // Without -i the command gets no input (end of file at once).
+    let out = fx.run(&["exec", &fx.sandbox(), "--", "sh", "-c", "cat | wc -c"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
 fn a_limits_only_change_updates_in_place_and_keeps_the_id() {
     require_engine();
     let fx = Fixture::new("limits");

@@ -38,13 +38,53 @@ async fn plan_for(
     Ok((fortress, desired, p, engine))
 }
 
-pub async fn plan(cli: &Cli, prune: bool) -> CmdResult {
+pub async fn plan(cli: &Cli, prune: bool, detailed_exitcode: bool) -> CmdResult {
     let (fortress, _, p, engine) = plan_for(cli, prune).await?;
     match cli.output {
         Output::Json => super::print_json(&p),
+        Output::Text if cli.quiet => {}
         Output::Text => print!("{}", render_plan(&fortress.name, engine.socket(), &p)),
     }
-    Ok(exit::OK)
+    Ok(plan_status(&p, detailed_exitcode))
+}
+
+/// `plan`'s exit status: 0, or with `--detailed-exitcode` 1 when anything would change
+/// (actions, or conflicts that need a person).
+fn plan_status(p: &Plan, detailed: bool) -> u8 {
+    if detailed && !(p.actions.is_empty() && p.conflicts.is_empty()) {
+        exit::FOUND_FAILURES
+    } else {
+        exit::OK
+    }
+}
+
+/// The most standard input `exec -i` passes on: it is read to its end before the exec starts.
+const MAX_STDIN: u64 = 64 << 20;
+
+fn read_stdin() -> Result<Vec<u8>, ErrorReport> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_STDIN + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| {
+            ErrorReport::new(
+                ErrorCode::ConfigInvalid,
+                format!("cannot read standard input: {e}"),
+            )
+        })?;
+    if buf.len() as u64 > MAX_STDIN {
+        return Err(ErrorReport::new(
+            ErrorCode::ConfigInvalid,
+            format!(
+                "standard input is larger than {} MiB, the most `exec -i` passes on",
+                MAX_STDIN >> 20
+            ),
+        )
+        .with_hint("copy large files through a bind mount of the sandbox instead"));
+    }
+    Ok(buf)
 }
 
 pub async fn apply(cli: &Cli, prune: bool) -> CmdResult {
@@ -59,7 +99,8 @@ pub async fn apply(cli: &Cli, prune: bool) -> CmdResult {
             "orphans": p.orphans,
             "unrecorded": p.unrecorded,
         })),
-        Output::Text => print!("{}", render_report(&fortress.name, &p, &report)),
+        Output::Text if !cli.quiet => print!("{}", render_report(&fortress.name, &p, &report)),
+        Output::Text => {}
     }
     Ok(apply_status(&report))
 }
@@ -83,12 +124,13 @@ fn apply_status(r: &Report) -> u8 {
     }
 }
 
-pub async fn exec(cli: &Cli, sandbox: &str, cmd: Vec<String>) -> CmdResult {
+pub async fn exec(cli: &Cli, sandbox: &str, cmd: Vec<String>, stdin: bool) -> CmdResult {
     let fortress = cli.load()?;
+    let stdin = if stdin { Some(read_stdin()?) } else { None };
     let engine = cli.connect(Some(&fortress)).await?;
     let state = cli.open_state(&fortress).ok();
     let uid = nix::unistd::getuid().as_raw();
-    let out = exec::run(&engine, &fortress, sandbox, cmd, uid, state.as_ref())
+    let out = exec::run(&engine, &fortress, sandbox, cmd, stdin, uid, state.as_ref())
         .await
         .map_err(|e| super::report_of(&e))?;
     let _ = std::io::stdout().write_all(&out.stdout);

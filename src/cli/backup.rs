@@ -87,7 +87,8 @@ fn run_backups(cli: &Cli, only: Option<String>) -> CmdResult {
     let r = backup::run(&fortress.backups, &state, &opts).map_err(|e| report(&e))?;
     match cli.output {
         Output::Json => super::print_json(&r),
-        Output::Text => print!("{}", render_run(&r)),
+        Output::Text if !cli.quiet => print!("{}", render_run(&r)),
+        Output::Text => {}
     }
     Ok(r.exit_status())
 }

@@ -48,7 +48,8 @@ pub async fn doctor(cli: &Cli, fix_hints: bool) -> CmdResult {
     .await;
     match cli.output {
         Output::Json => super::print_json(&report),
-        Output::Text => print!("{}", report.render_text(fix_hints)),
+        Output::Text if !cli.quiet => print!("{}", report.render_text(fix_hints)),
+        Output::Text => {}
     }
     Ok(if report.failed() {
         exit::FOUND_FAILURES

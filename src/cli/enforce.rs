@@ -34,7 +34,10 @@ pub async fn run(cli: &Cli) -> CmdResult {
             "unchanged": report.unchanged,
             "failed": report.failed(),
         })),
-        Output::Text => print!("{}", render(&fortress.name, engine.socket(), &report)),
+        Output::Text if !cli.quiet => {
+            print!("{}", render(&fortress.name, engine.socket(), &report))
+        }
+        Output::Text => {}
     }
     Ok(if report.failed() > 0 {
         exit::PARTIAL

@@ -33,7 +33,8 @@ pub async fn run(cli: &Cli, release: Option<&str>) -> CmdResult {
         .map_err(|e| super::report_of(&e))?;
     match cli.output {
         Output::Json => super::print_json(&report),
-        Output::Text => print!("{}", render(&report)),
+        Output::Text if !cli.quiet => print!("{}", render(&report)),
+        Output::Text => {}
     }
     Ok(report.exit_status())
 }

@@ -72,6 +72,10 @@ pub enum Command {
         /// Also plan the removal of managed containers no longer declared.
         #[arg(long)]
         prune: bool,
+        /// Exit 1 when changes are pending (0: none). Terraform uses 2 for this; here 2 is
+        /// invalid input, as for every command.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Converge the engine to the manifest (idempotent).
     Apply {
@@ -81,6 +85,10 @@ pub enum Command {
     },
     /// Run a command in a sandbox with its secretEnv injected for this exec only.
     Exec {
+        /// Pass standard input to the command (read to its end first, at most 64 MiB; not
+        /// an interactive terminal).
+        #[arg(short = 'i', long = "stdin")]
+        stdin: bool,
         sandbox: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
@@ -301,9 +309,16 @@ pub fn run(cli: Cli) -> CmdResult {
 
 async fn run_async(cli: &Cli) -> CmdResult {
     match &cli.command {
-        Command::Plan { prune } => apply::plan(cli, *prune).await,
+        Command::Plan {
+            prune,
+            detailed_exitcode,
+        } => apply::plan(cli, *prune, *detailed_exitcode).await,
         Command::Apply { prune } => apply::apply(cli, *prune).await,
-        Command::Exec { sandbox, cmd } => apply::exec(cli, sandbox, cmd.clone()).await,
+        Command::Exec {
+            sandbox,
+            cmd,
+            stdin,
+        } => apply::exec(cli, sandbox, cmd.clone(), *stdin).await,
         Command::Enforce => enforce::run(cli).await,
         Command::Daemon => daemon::run(cli).await,
         Command::Verify(args) => verify::run(cli, args).await,

@@ -1,5 +1,12 @@
 //! The agent's Prometheus metrics and the tiny HTTP server that serves them (`/metrics`,
-//! `/healthz`) when `metrics.listen` is set.
+//! `/healthz`, `/readyz`) when `metrics.listen` is set.
+//!
+//! `/metrics` speaks OpenMetrics to a client that asks for it (Prometheus does) and the
+//! Prometheus text format 0.0.4 to everyone else (curl, `promtool check metrics`, older
+//! scrapers). prometheus-client encodes OpenMetrics only; the two formats differ in three
+//! mechanical ways for what this agent exports (a counter's HELP/TYPE name carries `_total`,
+//! no `# UNIT`, no `# EOF`), so [`to_prometheus_text`] rewrites those lines rather than
+//! bringing in a second metrics library.
 //!
 //! It owns the metric names (stable: dashboards and alerts are written against them) and the
 //! listener. It must not decide anything: the daemon loop counts, this module only holds and
@@ -8,7 +15,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +60,8 @@ pub struct Metrics {
     /// names it is refused for, so their number is capped (the rest count under `_other`).
     egress_denied_series: parking_lot::Mutex<std::collections::HashSet<(String, String)>>,
     engine_connected: AtomicBool,
+    /// Unix ms of the last limits sweep that ran since the engine was (re)connected; 0: none.
+    last_sweep_ms: AtomicI64,
 }
 
 /// Distinct `host` label values of `egress_denied_total` kept before `_other`.
@@ -134,6 +143,15 @@ impl Metrics {
             "Bytes the egress proxy carried for allowed connections (both ways), by sandbox",
             egress_allowed_bytes.clone(),
         );
+        let build_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "The agent's version; always 1",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
         // Every combination exists from the start at zero, so a dashboard's rate() sees the
         // first increment instead of a series appearing out of nowhere.
         for kind in ["owned", "adopted"] {
@@ -162,6 +180,7 @@ impl Metrics {
             egress_allowed_bytes,
             egress_denied_series: Default::default(),
             engine_connected: AtomicBool::new(false),
+            last_sweep_ms: AtomicI64::new(0),
         }
     }
 
@@ -185,6 +204,23 @@ impl Metrics {
     pub fn set_engine_up(&self, up: bool) {
         self.engine_up.set(i64::from(up));
         self.engine_connected.store(up, Ordering::SeqCst);
+        if !up {
+            // Ready again only after a sweep over the reconnected engine.
+            self.last_sweep_ms.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// A limits sweep ran over the connected engine (whatever it found).
+    pub fn sweep_finished(&self, now_ms: i64) {
+        self.last_sweep_ms.store(now_ms.max(1), Ordering::SeqCst);
+    }
+
+    /// Ready: the engine is connected and a limits sweep ran since it was; the age of that
+    /// sweep in ms.
+    pub fn readiness(&self, now_ms: i64) -> (bool, Option<i64>) {
+        let last = self.last_sweep_ms.load(Ordering::SeqCst);
+        let age = (last > 0).then(|| (now_ms - last).max(0));
+        (self.engine_is_up() && age.is_some(), age)
     }
 
     pub fn engine_is_up(&self) -> bool {
@@ -247,7 +283,7 @@ impl Metrics {
             .inc_by(bytes);
     }
 
-    /// The exposition text (OpenMetrics, which Prometheus scrapes natively).
+    /// The exposition text in OpenMetrics.
     pub fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
@@ -255,10 +291,61 @@ impl Metrics {
     }
 }
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The answer to one request. Pure apart from reading the metrics.
-pub fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<Bytes>> {
+/// Whether the client's `Accept` header asks for OpenMetrics.
+fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|part| {
+            let mut fields = part.split(';').map(str::trim);
+            let media = fields.next().unwrap_or("");
+            // `q=0` means "not this one".
+            let refused = fields.any(|f| matches!(f, "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        })
+    })
+}
+
+/// OpenMetrics text -> Prometheus text format 0.0.4: counters are declared under their
+/// sample name (`x_total`), and `# UNIT` and `# EOF` do not exist there.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let declared = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match declared {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) && !name.ends_with("_total") {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The answer to one request. Pure apart from reading the metrics and the clock.
+pub fn respond(
+    metrics: &Metrics,
+    method: &Method,
+    path: &str,
+    accept: Option<&str>,
+) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, ctype: &str, body: String| {
         Response::builder()
             .status(status)
@@ -274,7 +361,37 @@ pub fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<
         );
     }
     match path {
-        "/metrics" => reply(StatusCode::OK, CONTENT_TYPE, metrics.render()),
+        "/metrics" if wants_openmetrics(accept) => {
+            reply(StatusCode::OK, OPENMETRICS, metrics.render())
+        }
+        "/metrics" => reply(
+            StatusCode::OK,
+            PROMETHEUS_TEXT,
+            to_prometheus_text(&metrics.render()),
+        ),
+        // Readiness: the agent can do its job now: the engine is connected and the limits
+        // sweep ran over it since it connected. 503 otherwise, so a load balancer or an
+        // operator's check sees an agent that is alive but blind.
+        "/readyz" => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let (ready, age) = metrics.readiness(now);
+            let engine = if metrics.engine_is_up() { "up" } else { "down" };
+            let sweep = age.map_or("none since the engine connected".to_string(), |ms| {
+                format!("{} s ago", ms / 1000)
+            });
+            reply(
+                if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                "text/plain",
+                format!(
+                    "{}\nengine: {engine}\nlast limits sweep: {sweep}\n",
+                    if ready { "ready" } else { "not ready" }
+                ),
+            )
+        }
         // Liveness of the agent itself: it answers while its runtime runs. The engine's state
         // is reported, not judged: an engine restart is the agent's job to ride out, and a
         // restart of the agent would not bring the engine back.
@@ -310,7 +427,11 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let r = respond(&metrics, req.method(), req.uri().path());
+                let accept = req
+                    .headers()
+                    .get(hyper::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let r = respond(&metrics, req.method(), req.uri().path(), accept);
                 async move { Ok::<_, Infallible>(r) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
@@ -371,13 +492,79 @@ mod tests {
     #[test]
     fn routes_answer_metrics_health_and_not_found() {
         let m = Metrics::new();
-        let get = |p: &str| respond(&m, &Method::GET, p).status();
+        let get = |p: &str| respond(&m, &Method::GET, p, None).status();
         assert_eq!(get("/metrics"), StatusCode::OK);
         assert_eq!(get("/healthz"), StatusCode::OK);
         assert_eq!(get("/"), StatusCode::NOT_FOUND);
         assert_eq!(
-            respond(&m, &Method::POST, "/metrics").status(),
+            respond(&m, &Method::POST, "/metrics", None).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    #[test]
+    fn readyz_needs_the_engine_and_a_sweep_since_it_connected() {
+        let m = Metrics::new();
+        let ready = |m: &Metrics| respond(m, &Method::GET, "/readyz", None).status();
+        assert_eq!(ready(&m), StatusCode::SERVICE_UNAVAILABLE);
+        m.set_engine_up(true);
+        assert_eq!(ready(&m), StatusCode::SERVICE_UNAVAILABLE, "no sweep yet");
+        m.sweep_finished(chrono::Utc::now().timestamp_millis());
+        assert_eq!(ready(&m), StatusCode::OK);
+        m.set_engine_up(false);
+        assert_eq!(ready(&m), StatusCode::SERVICE_UNAVAILABLE);
+        m.set_engine_up(true);
+        assert_eq!(
+            ready(&m),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reconnected, no sweep"
+        );
+        assert_eq!(m.readiness(5_000), (false, None));
+    }
+
+    #[test]
+    fn the_format_follows_the_accept_header() {
+        let m = Metrics::new();
+        let ctype = |accept| {
+            respond(&m, &Method::GET, "/metrics", accept).headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert!(ctype(None).starts_with("text/plain; version=0.0.4"));
+        assert!(ctype(Some("*/*")).starts_with("text/plain; version=0.0.4"));
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(ctype(Some(prometheus)).starts_with("application/openmetrics-text"));
+        assert!(
+            ctype(Some("application/openmetrics-text;q=0, text/plain")).starts_with("text/plain")
+        );
+    }
+
+    #[test]
+    fn the_prometheus_text_declares_counters_by_their_sample_name() {
+        let m = Metrics::new();
+        m.reconnected();
+        let text = to_prometheus_text(&m.render());
+        assert!(
+            text.contains("# HELP clw_fortress_engine_reconnects_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE clw_fortress_engine_reconnects_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("clw_fortress_engine_reconnects_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE clw_fortress_engine_up gauge"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(text.contains(&format!(
+            r#"clw_fortress_build_info{{version="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION")
+        )));
     }
 }

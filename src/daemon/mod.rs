@@ -189,6 +189,8 @@ impl Shared {
         let report = enforce::sweep(&conn.engine, &policy, Some(&self.state))
             .await
             .map_err(|e| chain(&e))?;
+        self.metrics
+            .sweep_finished(chrono::Utc::now().timestamp_millis());
         for e in &report.enforced {
             self.record(e);
         }
