@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::engine::{Engine, EngineError, Resources};
+use crate::engine::{Engine, EngineError};
 use crate::error::{Coded, ErrorCode};
 use crate::manifest::{Fortress, SeccompSource};
 use crate::plan::{Action, Observed, Plan};
@@ -89,27 +89,20 @@ pub async fn observe<E: Engine>(
         let Some(i) = engine.inspect(&c.id).await? else {
             continue;
         };
-        let security = engine.security_view(&i);
         let recorded = match (state, c.labels.get(spec::LABEL_SANDBOX)) {
             (Some(s), Some(sandbox)) => {
                 s.created_sandbox(fortress, &c.id).ok().flatten().as_ref() == Some(sandbox)
             }
             _ => false,
         };
-        let hc = i.host_config.unwrap_or_default();
         out.push(Observed {
             id: c.id,
             name: c.name,
             labels: c.labels,
             recorded,
-            security: Some(security),
-            running: i.state.and_then(|s| s.running).unwrap_or(false),
-            resources: Resources {
-                memory: hc.memory,
-                memory_swap: hc.memory_swap,
-                nano_cpus: hc.nano_cpus,
-                pids_limit: hc.pids_limit,
-            },
+            running: i.state.running,
+            resources: i.resources,
+            security: Some(i.security),
         });
     }
     Ok(out)
@@ -364,8 +357,7 @@ async fn create_and_start<E: Engine>(engine: &E, d: &Desired) -> Result<String, 
     let pid = engine
         .inspect(&id)
         .await?
-        .and_then(|i| i.state)
-        .and_then(|s| s.pid)
+        .and_then(|i| i.state.pid)
         .unwrap_or(0);
     if pid > 0 {
         let (breaches, unknown) = crate::pin::check_mounted(Path::new("/proc"), pid, &pins);

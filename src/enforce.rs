@@ -294,16 +294,6 @@ impl SweepReport {
     }
 }
 
-fn resources_of_inspect(i: &bollard::models::ContainerInspectResponse) -> Resources {
-    let hc = i.host_config.clone().unwrap_or_default();
-    Resources {
-        memory: hc.memory,
-        memory_swap: hc.memory_swap,
-        nano_cpus: hc.nano_cpus,
-        pids_limit: hc.pids_limit,
-    }
-}
-
 /// Checks one container by id (inspecting it for its current name, labels, state and limits)
 /// and updates its limits when they differ from the policy. An engine error on the update is an
 /// [`Outcome::Enforced`] with `ok: false`; only a failed inspect is an `Err` (the engine is
@@ -317,33 +307,20 @@ pub async fn enforce_one<E: Engine>(
     let Some(i) = engine.inspect(id).await? else {
         return Ok(Outcome::Ignored);
     };
-    let status = i
-        .state
-        .as_ref()
-        .and_then(|s| s.status)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    if !enforceable_state(&status) {
+    if !enforceable_state(&i.state.status) {
         return Ok(Outcome::Ignored);
     }
-    let name = i
-        .name
-        .as_deref()
-        .unwrap_or("")
-        .trim_start_matches('/')
-        .to_string();
-    let labels: BTreeMap<String, String> = i
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let Some(target) = policy.target(&name, &labels) else {
+    let name = i.name.clone();
+    let labels = &i.labels;
+    let Some(target) = policy.target(&name, labels) else {
         return Ok(Outcome::Ignored);
     };
-    let container_id = i.id.clone().unwrap_or_else(|| id.to_string());
-    let before = resources_of_inspect(&i);
+    let container_id = if i.id.is_empty() {
+        id.to_string()
+    } else {
+        i.id.clone()
+    };
+    let before = i.resources;
     let changes = decide(&target, &before);
     if changes.is_empty() {
         return Ok(Outcome::Unchanged(Checked {

@@ -149,12 +149,8 @@ pub async fn run<E: Engine>(
         .ok_or_else(|| ExecError::Missing(sandbox.into()))?;
     // Only a container this fortress created gets a command, let alone a secret: a container
     // of the same name with copied labels is someone else's (crate::ownership).
-    let id = inspected.id.clone().unwrap_or_default();
-    let labels = inspected
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default();
+    let id = inspected.id.clone();
+    let labels = &inspected.labels;
     let recorded = match state {
         Some(s) => s.created_sandbox(&fortress.name, &id)?,
         None => None,
@@ -164,7 +160,7 @@ pub async fn run<E: Engine>(
         id: id.chars().take(12).collect(),
         why,
     };
-    match crate::ownership::classify(&fortress.name, &labels, recorded.as_deref()) {
+    match crate::ownership::classify(&fortress.name, labels, recorded.as_deref()) {
         Ownership::Owned { sandbox: s } if s == sandbox => {}
         Ownership::Owned { sandbox: s } => {
             return Err(not_owned(format!("it was created for sandbox {s}")))
@@ -185,7 +181,7 @@ pub async fn run<E: Engine>(
             return Err(not_owned("it does not carry this fortress's labels".into()))
         }
     }
-    if inspected.state.and_then(|s| s.running) != Some(true) {
+    if !inspected.is_running() {
         return Err(ExecError::NotRunning(sandbox.into()));
     }
     let mut env = Vec::new();

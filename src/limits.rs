@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::cgroup;
 use crate::engine::{Engine, ExecRequest};
 use crate::error::ErrorCode;
 use crate::host::HostPaths;
@@ -49,10 +50,6 @@ use crate::state::{State, StateError};
 pub const CPU_THROTTLED_PERCENT: i64 = 20;
 /// ... and only once at least this many periods were throttled (a short burst is not news).
 pub const CPU_THROTTLED_MIN_PERIODS: i64 = 10;
-
-/// cgroup v1 reports "no limit" as the page counter's maximum (2^63 - page size); anything
-/// this large is unlimited.
-const V1_UNLIMITED: i64 = 1 << 62;
 
 /// The cgroup v1 files read, per controller directory.
 const V1_FILES: [(&str, &[&str]); 3] = [
@@ -218,12 +215,9 @@ fn keyed(s: Option<&str>, key: &str) -> Option<i64> {
     })
 }
 
-/// A limit file holding a number or `max`.
-fn limit_or_max(s: Option<&str>) -> Option<i64> {
-    match s?.trim() {
-        "max" => None,
-        v => v.parse().ok(),
-    }
+/// A limit file's value, `None` when unlimited (or unreadable).
+fn limit(s: Option<&str>) -> Option<i64> {
+    cgroup::limit(s?).flatten()
 }
 
 impl CgroupUsage {
@@ -240,50 +234,47 @@ impl CgroupUsage {
     }
 
     fn parse_v1(f: &CgroupFiles) -> CgroupUsage {
-        let quota = int(f.get("cpu/cpu.cfs_quota_us"));
-        let period = int(f.get("cpu/cpu.cfs_period_us"));
+        let quota = f
+            .get("cpu/cpu.cfs_quota_us")
+            .zip(f.get("cpu/cpu.cfs_period_us"))
+            .and_then(|(q, p)| cgroup::cfs_quota(q, p).flatten());
         let stat = f.get("cpu/cpu.stat");
         CgroupUsage {
             version: Some(CgroupVersion::V1),
             memory_current: int(f.get("memory/memory.usage_in_bytes")),
             memory_peak: int(f.get("memory/memory.max_usage_in_bytes")),
-            memory_limit: int(f.get("memory/memory.limit_in_bytes")).filter(|v| *v < V1_UNLIMITED),
+            memory_limit: limit(f.get("memory/memory.limit_in_bytes")),
             memory_oom_kills: keyed(f.get("memory/memory.oom_control"), "oom_kill"),
             memory_limit_hits: int(f.get("memory/memory.failcnt")),
             pids_current: int(f.get("pids/pids.current")),
             pids_peak: int(f.get("pids/pids.peak")),
-            pids_limit: limit_or_max(f.get("pids/pids.max")),
+            pids_limit: limit(f.get("pids/pids.max")),
             // Not every v1 kernel has pids.events; where it is absent the refusals are unknown.
             pids_refused: keyed(f.get("pids/pids.events"), "max"),
             cpu_periods: keyed(stat, "nr_periods"),
             cpu_throttled_periods: keyed(stat, "nr_throttled"),
             cpu_throttled_usec: keyed(stat, "throttled_time").map(|ns| ns / 1000),
-            cpu_limit: match (quota, period) {
-                (Some(q), Some(p)) if q > 0 && p > 0 => Some(q as f64 / p as f64),
-                _ => None,
-            },
+            cpu_limit: quota.map(cgroup::CpuQuota::cpus),
         }
     }
 
     fn parse_v2(f: &CgroupFiles) -> CgroupUsage {
         let stat = f.get("cpu.stat");
-        let cpu_limit = f.get("cpu.max").and_then(|s| {
-            let mut it = s.split_whitespace();
-            let q: f64 = it.next()?.parse().ok()?;
-            let p: f64 = it.next()?.parse().ok()?;
-            (p > 0.0).then_some(q / p)
-        });
+        let cpu_limit = f
+            .get("cpu.max")
+            .and_then(|s| cgroup::cpu_max(s).flatten())
+            .map(cgroup::CpuQuota::cpus);
         let events = f.get("memory.events");
         CgroupUsage {
             version: Some(CgroupVersion::V2),
             memory_current: int(f.get("memory.current")),
             memory_peak: int(f.get("memory.peak")),
-            memory_limit: limit_or_max(f.get("memory.max")),
+            memory_limit: limit(f.get("memory.max")),
             memory_oom_kills: keyed(events, "oom_kill"),
             memory_limit_hits: keyed(events, "max"),
             pids_current: int(f.get("pids.current")),
             pids_peak: int(f.get("pids.peak")),
-            pids_limit: limit_or_max(f.get("pids.max")),
+            pids_limit: limit(f.get("pids.max")),
             pids_refused: keyed(f.get("pids.events"), "max"),
             cpu_periods: keyed(stat, "nr_periods"),
             cpu_throttled_periods: keyed(stat, "nr_throttled"),
@@ -518,17 +509,17 @@ pub async fn observe<E: Engine>(
     let Some(i) = engine.inspect(container).await? else {
         return Ok(None);
     };
-    let state = i.state.unwrap_or_default();
-    let running = state.running.unwrap_or(false);
-    let id = i.id.unwrap_or_else(|| container.to_string());
+    let state = &i.state;
+    let running = state.running;
+    let id = if i.id.is_empty() {
+        container.to_string()
+    } else {
+        i.id.clone()
+    };
     let mut source = Source::None;
     let mut files = None;
     if running {
-        if let Some(f) = state
-            .pid
-            .filter(|p| *p > 0)
-            .and_then(|p| read_host_of(host, p, &id))
-        {
+        if let Some(f) = state.pid.and_then(|p| read_host_of(host, p, &id)) {
             files = Some(f);
             source = Source::Host;
         } else {
@@ -538,7 +529,7 @@ pub async fn observe<E: Engine>(
             }
         }
     }
-    let oom_killed = state.oom_killed.unwrap_or(false);
+    let oom_killed = state.oom_killed;
     // Exit 137 is SIGKILL; whether the memory limit sent it only the kernel's log can say when
     // the engine does not (see `kernel`).
     let kernel_oom_kill = (!running && !oom_killed && state.exit_code == Some(137))
@@ -559,26 +550,19 @@ pub async fn observe<E: Engine>(
         .map(|k| format!("{} (pid {})", k.task, k.pid));
     Ok(Some(Observation {
         container_id: id,
-        name: i
-            .name
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_else(|| container.to_string()),
+        name: if i.name.is_empty() {
+            container.to_string()
+        } else {
+            i.name.clone()
+        },
         running,
         oom_killed,
         kernel_oom_kill,
         exit_code: state.exit_code,
         source,
         usage: files.as_ref().map(CgroupUsage::parse),
-        configured_memory: i
-            .host_config
-            .as_ref()
-            .and_then(|h| h.memory)
-            .filter(|m| *m > 0),
-        configured_pids: i
-            .host_config
-            .as_ref()
-            .and_then(|h| h.pids_limit)
-            .filter(|p| *p > 0),
+        configured_memory: i.resources.memory.filter(|m| *m > 0),
+        configured_pids: i.resources.pids_limit.filter(|p| *p > 0),
     }))
 }
 

@@ -5,7 +5,7 @@
 //!
 //! Pure: the caller reads the labels from the engine and the record from the state.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::spec::{LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX};
 
@@ -27,7 +27,7 @@ pub enum Ownership {
 /// with that id (`recorded`: the sandbox name, if any).
 pub fn classify(
     fortress: &str,
-    labels: &HashMap<String, String>,
+    labels: &BTreeMap<String, String>,
     recorded: Option<&str>,
 ) -> Ownership {
     let ours = labels.get(LABEL_MANAGED).map(String::as_str) == Some("1")
@@ -53,7 +53,7 @@ pub fn classify(
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

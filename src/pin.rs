@@ -140,12 +140,10 @@ pub async fn recheck_started<E: Engine>(
     let Some(c) = engine.inspect(container).await? else {
         return Ok(Recheck::Gone);
     };
-    let state = c.state.as_ref();
-    if !state.and_then(|s| s.running).unwrap_or(false) {
+    if !c.is_running() {
         return Ok(Recheck::NotRunning);
     }
-    let pid = state.and_then(|s| s.pid).unwrap_or(0);
-    let breaches = check_restarted(proc, pid, &engine.security_view(&c).mounts);
+    let breaches = check_restarted(proc, c.state.pid.unwrap_or(0), &c.security.mounts);
     Ok(if breaches.is_empty() {
         Recheck::Pinned
     } else {

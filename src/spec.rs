@@ -174,13 +174,23 @@ pub fn clamp_cpus(desired: &mut [Desired], host_cpus: i64) -> Vec<String> {
 /// lowers `r`'s CPU limit to `host_cpus` when it is above, and says so (`what (8 -> 2 cpus)`).
 /// An unknown host count (0 or less) caps nothing.
 pub fn cap_cpus(r: &mut Resources, host_cpus: i64, what: &str) -> Option<String> {
-    if host_cpus <= 0 {
+    let n = r.nano_cpus?;
+    let capped = (capped_cpus(n as f64 / 1e9, host_cpus) * 1e9).round() as i64;
+    if capped >= n {
         return None;
     }
-    let max = host_cpus.saturating_mul(1_000_000_000);
-    let n = r.nano_cpus.filter(|n| *n > max)?;
-    r.nano_cpus = Some(max);
+    r.nano_cpus = Some(capped);
     Some(format!("{what} ({} -> {host_cpus} cpus)", n as f64 / 1e9))
+}
+
+/// The CPU cap rule: at most the host's CPU count; an unknown count (0 or less) caps nothing.
+/// `verify` expects the capped figure the same way apply and enforce set it.
+pub fn capped_cpus(cpus: f64, host_cpus: i64) -> f64 {
+    if host_cpus <= 0 {
+        cpus
+    } else {
+        cpus.min(host_cpus as f64)
+    }
 }
 
 #[cfg(test)]

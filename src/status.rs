@@ -287,14 +287,15 @@ async fn target_status<E: Engine>(
     };
     if let Some(c) = &t.container {
         if let Some(i) = engine.inspect(&c.id).await? {
-            let st = i.state.clone().unwrap_or_default();
-            s.container_id = i.id.clone();
-            s.state = st
-                .status
-                .map(|x| x.to_string())
-                .unwrap_or_else(|| c.state.clone());
-            s.restart_count = i.restart_count;
-            if st.running == Some(true) {
+            let st = &i.state;
+            s.container_id = Some(i.id.clone());
+            s.state = if st.status.is_empty() {
+                c.state.clone()
+            } else {
+                st.status.clone()
+            };
+            s.restart_count = Some(i.restart_count);
+            if st.running {
                 s.started_at = st.started_at.clone();
                 s.uptime_s = st.started_at.as_deref().and_then(uptime);
             }

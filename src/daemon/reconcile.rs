@@ -13,7 +13,7 @@
 //! inspect (`engine::snapshot`). It must not decide policy: that is `enforce`, `limits`, `pin`
 //! and `heal`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::react::Work;
 use super::Shared;
@@ -200,17 +200,9 @@ pub(super) async fn reconcile<E: Engine>(
     };
     let fortress = shared.fortress();
     let policy = shared.policy(ncpu);
-    let id = inspected.id.clone().unwrap_or_else(|| work.id.clone());
-    let name = inspected
-        .name
-        .as_deref()
-        .map(|n| n.trim_start_matches('/').to_string())
-        .unwrap_or_else(|| work.name.clone());
-    let labels: HashMap<String, String> = inspected
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default();
+    let id = inspected.id.clone();
+    let name = inspected.name.clone();
+    let labels = inspected.labels.clone();
     // An owned sandbox: labelled as this fortress's, recorded as created by it, and still
     // declared. Only such a container is re-checked, stopped or healed.
     let owned = match shared.state.created_sandbox(&fortress.name, &id) {
@@ -256,8 +248,7 @@ pub(super) async fn reconcile<E: Engine>(
         }
     }
 
-    let btree = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    if work.diagnose && policy.target(&name, &btree).is_some() {
+    if work.diagnose && policy.target(&name, &labels).is_some() {
         let events = crate::limits::diagnose(&view, &id).await;
         for e in &events {
             tracing::warn!(container = %name, "{}", headline(e.code, &e.message));

@@ -1,10 +1,8 @@
 //! Engine checks (version, rootless mode) and the containers checks: no managed or adopted
 //! container may have the engine socket mounted, run privileged or run seccomp=unconfined.
 
-use bollard::models::ContainerInspectResponse;
-
 use super::Check;
-use crate::engine::{EngineInfo, Flavor};
+use crate::engine::{Container, EngineInfo, Flavor};
 use crate::error::ErrorCode;
 use crate::status::TargetKind;
 
@@ -96,14 +94,14 @@ pub fn engine_rootless(i: &EngineInfo) -> Check {
 pub struct Inspected {
     pub name: String,
     pub kind: TargetKind,
-    pub inspect: ContainerInspectResponse,
+    pub inspect: Container,
 }
 
 /// True when `path` is an engine's API socket (Docker, Podman, containerd) or `socket`.
 fn is_engine_socket(path: &str, socket: &str) -> bool {
     let own = socket.strip_prefix("unix://").unwrap_or(socket);
     let name = path.rsplit('/').next().unwrap_or(path);
-    path == own || matches!(name, "docker.sock" | "podman.sock" | "containerd.sock")
+    path == own || crate::engine::socket::ENGINE_SOCKET_NAMES.contains(&name)
 }
 
 fn describe(c: &Inspected) -> String {
@@ -120,25 +118,23 @@ pub fn container_checks(containers: &[Inspected], socket: &str) -> Vec<Check> {
     let mut privileged = Vec::new();
     let mut unconfined = Vec::new();
     for c in containers {
-        for m in c.inspect.mounts.iter().flatten() {
-            for p in [m.source.as_deref(), m.destination.as_deref()]
-                .into_iter()
-                .flatten()
-            {
-                if is_engine_socket(p, socket) {
+        for m in &c.inspect.mounts {
+            for p in [m.source.as_str(), m.destination.as_str()] {
+                if !p.is_empty() && is_engine_socket(p, socket) {
                     socket_hits.push(format!("{}: {p}", describe(c)));
                     break;
                 }
             }
         }
-        let hc = c.inspect.host_config.clone().unwrap_or_default();
-        if hc.privileged == Some(true) {
+        let view = &c.inspect.security;
+        if view.privileged {
             privileged.push(describe(c));
         }
-        if hc.security_opt.iter().flatten().any(|o| {
-            let o = o.replace(':', "=");
-            o == "seccomp=unconfined"
-        }) {
+        if view
+            .seccomp
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("unconfined"))
+        {
             unconfined.push(describe(c));
         }
     }
@@ -189,7 +185,8 @@ pub fn container_checks(containers: &[Inspected], socket: &str) -> Vec<Check> {
 mod tests {
     use super::*;
     use crate::doctor::Outcome;
-    use bollard::models::{HostConfig, MountPoint};
+    use crate::engine::security::SecurityView;
+    use crate::engine::Mount;
 
     fn info(flavor: Flavor, version: &str, api: &str, rootless: bool, cg: &str) -> EngineInfo {
         EngineInfo {
@@ -232,22 +229,20 @@ mod tests {
         assert_eq!(ok.outcome, Outcome::Pass);
     }
 
-    fn container(name: &str, hc: HostConfig, mounts: Vec<(&str, &str)>) -> Inspected {
+    fn container(name: &str, security: SecurityView, mounts: Vec<(&str, &str)>) -> Inspected {
         Inspected {
             name: name.into(),
             kind: TargetKind::Adopted,
-            inspect: ContainerInspectResponse {
-                host_config: Some(hc),
-                mounts: Some(
-                    mounts
-                        .into_iter()
-                        .map(|(s, d)| MountPoint {
-                            source: Some(s.into()),
-                            destination: Some(d.into()),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
+            inspect: Container {
+                security,
+                mounts: mounts
+                    .into_iter()
+                    .map(|(s, d)| Mount {
+                        source: s.into(),
+                        destination: d.into(),
+                        ..Default::default()
+                    })
+                    .collect(),
                 ..Default::default()
             },
         }
@@ -259,7 +254,7 @@ mod tests {
 
     #[test]
     fn clean_containers_pass_all_three() {
-        let c = container("ok", HostConfig::default(), vec![("/h/ws", "/workspace")]);
+        let c = container("ok", SecurityView::default(), vec![("/h/ws", "/workspace")]);
         for check in container_checks(&[c], "unix:///var/run/docker.sock") {
             assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
         }
@@ -269,7 +264,7 @@ mod tests {
     fn a_mounted_engine_socket_fails_no_engine_socket() {
         let c = container(
             "gw",
-            HostConfig::default(),
+            SecurityView::default(),
             vec![("/run/podman/podman.sock", "/var/run/docker.sock")],
         );
         let checks = container_checks(&[c], "unix:///var/run/docker.sock");
@@ -286,7 +281,7 @@ mod tests {
 
     #[test]
     fn the_configured_socket_counts_whatever_its_name() {
-        let c = container("x", HostConfig::default(), vec![("/srv/engine.sk", "/e")]);
+        let c = container("x", SecurityView::default(), vec![("/srv/engine.sk", "/e")]);
         let checks = container_checks(&[c], "unix:///srv/engine.sk");
         assert_eq!(
             by_id(&checks, "containers.no-engine-socket").outcome,
@@ -296,27 +291,25 @@ mod tests {
 
     #[test]
     fn a_privileged_container_fails_not_privileged() {
-        let hc = HostConfig {
-            privileged: Some(true),
+        let view = SecurityView {
+            privileged: true,
             ..Default::default()
         };
-        let checks = container_checks(&[container("p", hc, vec![])], "unix:///x");
+        let checks = container_checks(&[container("p", view, vec![])], "unix:///x");
         let c = by_id(&checks, "containers.not-privileged");
         assert_eq!(c.outcome, Outcome::Fail);
         assert!(c.hint.as_deref().unwrap().contains("--privileged"));
     }
 
     #[test]
-    fn seccomp_unconfined_in_either_spelling_fails_confined() {
-        for opt in ["seccomp=unconfined", "seccomp:unconfined"] {
-            let hc = HostConfig {
-                security_opt: Some(vec!["no-new-privileges:true".into(), opt.into()]),
-                ..Default::default()
-            };
-            let checks = container_checks(&[container("u", hc, vec![])], "unix:///x");
-            let c = by_id(&checks, "containers.confined");
-            assert_eq!(c.outcome, Outcome::Fail, "{opt}");
-            assert!(c.hint.as_deref().unwrap().contains("seccomp profile"));
-        }
+    fn seccomp_unconfined_fails_confined() {
+        let view = SecurityView {
+            seccomp: Some("unconfined".into()),
+            ..Default::default()
+        };
+        let checks = container_checks(&[container("u", view, vec![])], "unix:///x");
+        let c = by_id(&checks, "containers.confined");
+        assert_eq!(c.outcome, Outcome::Fail);
+        assert!(c.hint.as_deref().unwrap().contains("seccomp profile"));
     }
 }

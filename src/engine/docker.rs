@@ -27,8 +27,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::podman::{self, Libpod};
 use super::{
-    ByteStream, ContainerSummary, CreateRequest, Engine, EngineError, EngineInfo, EngineResult,
-    Event, EventKind, EventStream, ExecOutput, ExecRequest, Flavor, Resources,
+    security, ByteStream, Container, ContainerSummary, CreateRequest, Engine, EngineError,
+    EngineInfo, EngineResult, Event, EventKind, EventStream, ExecOutput, ExecRequest, Flavor,
+    Resources,
 };
 
 /// How long one engine request may take before bollard gives up, in seconds.
@@ -451,13 +452,13 @@ impl Engine for DockerEngine {
             .collect())
     }
 
-    async fn inspect(&self, id: &str) -> EngineResult<Option<ContainerInspectResponse>> {
+    async fn inspect(&self, id: &str) -> EngineResult<Option<Container>> {
         match self.docker.inspect_container(id, None).await {
             Ok(mut c) => {
                 if self.server.flavor == Flavor::Podman {
                     self.patch_from_libpod(id, &mut c).await;
                 }
-                Ok(Some(c))
+                Ok(Some(Container::from_inspect(&c, security::read_profile)))
             }
             Err(e) => match request_error("inspect", id, e) {
                 EngineError::NotFound(_) => Ok(None),

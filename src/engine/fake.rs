@@ -187,7 +187,7 @@ impl Engine for FakeEngine {
             .collect())
     }
 
-    async fn inspect(&self, id: &str) -> EngineResult<Option<ContainerInspectResponse>> {
+    async fn inspect(&self, id: &str) -> EngineResult<Option<super::Container>> {
         let Some(name) = self.name_of(id) else {
             return Ok(None);
         };
@@ -205,7 +205,7 @@ impl Engine for FakeEngine {
         let Some(c) = all.get(&name) else {
             return Ok(None);
         };
-        Ok(Some(ContainerInspectResponse {
+        let inspected = ContainerInspectResponse {
             id: Some(c.id.clone()),
             name: Some(format!("/{}", c.req.name)),
             config: Some(bollard::models::ContainerConfig {
@@ -260,7 +260,12 @@ impl Engine for FakeEngine {
                 ..Default::default()
             }),
             ..Default::default()
-        }))
+        };
+        Ok(Some(super::Container::from_inspect(&inspected, |p| {
+            Err(std::io::Error::other(format!(
+                "the fake holds no profile at {p}"
+            )))
+        })))
     }
 
     async fn create(&self, req: &CreateRequest) -> EngineResult<String> {

@@ -5,8 +5,10 @@
 //! wire-level reasons. It must not decide policy (what to create, what to limit): that is the
 //! planner's job.
 
+pub mod container;
 pub mod docker;
 pub mod failure;
+pub mod logging;
 pub mod podman;
 pub mod security;
 pub mod snapshot;
@@ -19,11 +21,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use bollard::models::ContainerInspectResponse;
 use futures_util::Stream;
 
 use crate::error::{Coded, ErrorCode};
 
+pub use container::{Container, Mount, RunState};
 pub use docker::DockerEngine;
 
 /// Which engine answers on the socket, as its `/version` says.
@@ -278,16 +280,12 @@ pub trait Engine: Send + Sync {
         &self,
         labels: &[String],
     ) -> impl Future<Output = EngineResult<Vec<ContainerSummary>>> + Send;
-    /// `Ok(None)` when no such container exists.
+    /// `Ok(None)` when no such container exists. The view is built once here (a seccomp profile
+    /// the engine holds by path is read through the adapter, bounded).
     fn inspect(
         &self,
         id_or_name: &str,
-    ) -> impl Future<Output = EngineResult<Option<ContainerInspectResponse>>> + Send;
-    /// The security view of an inspected container (security::SecurityView); a profile the
-    /// engine holds by path is read through this adapter, bounded.
-    fn security_view(&self, inspected: &ContainerInspectResponse) -> security::SecurityView {
-        security::SecurityView::from_inspect(inspected, security::read_profile)
-    }
+    ) -> impl Future<Output = EngineResult<Option<Container>>> + Send;
     /// Creates (does not start) a container; returns its id.
     fn create(&self, req: &CreateRequest) -> impl Future<Output = EngineResult<String>> + Send;
     fn start(&self, id: &str) -> impl Future<Output = EngineResult<()>> + Send;
@@ -329,11 +327,8 @@ impl<E: Engine> Engine for std::sync::Arc<E> {
     fn inspect(
         &self,
         id_or_name: &str,
-    ) -> impl Future<Output = EngineResult<Option<ContainerInspectResponse>>> + Send {
+    ) -> impl Future<Output = EngineResult<Option<Container>>> + Send {
         (**self).inspect(id_or_name)
-    }
-    fn security_view(&self, inspected: &ContainerInspectResponse) -> security::SecurityView {
-        (**self).security_view(inspected)
     }
     fn create(&self, req: &CreateRequest) -> impl Future<Output = EngineResult<String>> + Send {
         (**self).create(req)

@@ -27,6 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector};
 
 use super::{ContainerSummary, EngineError, EngineResult, Resources};
+use crate::cgroup;
 
 /// Libpod API version prefix; 4.0.0 is the oldest Podman whose compat API we support.
 const LIBPOD_PREFIX: &str = "/v4.0.0/libpod";
@@ -264,21 +265,20 @@ pub fn oci_resources(r: &Resources) -> serde_json::Value {
     serde_json::Value::Object(body)
 }
 
-/// Values at or above this are the kernel's "no limit" for memory (page-rounded i64::MAX).
-const UNLIMITED_BYTES: i64 = 1 << 62;
-
 fn read_trim(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
         .map(|s| s.trim().to_string())
 }
 
-fn int(path: &Path) -> Option<i64> {
-    read_trim(path).and_then(|s| s.parse().ok())
+/// A limit file as the engines' `Resources` hold it: `None` when unlimited or unreadable.
+fn limit(path: &Path) -> Option<i64> {
+    read_trim(path).and_then(|s| cgroup::limit(&s)).flatten()
 }
 
+/// A memory limit in the engines' terms, where `0` means "no limit" rather than "no memory".
 fn bytes_limit(v: Option<i64>) -> Option<i64> {
-    v.filter(|b| *b > 0 && *b < UNLIMITED_BYTES)
+    v.filter(|b| *b > 0)
 }
 
 /// The limits in force for the cgroup at `cgroup_path` (e.g. `/libpod_parent/libpod-<id>`),
@@ -288,21 +288,15 @@ pub fn live_limits(cgroup_root: &Path, cgroup_path: &str) -> Option<Resources> {
     let rel = cgroup_path.trim_start_matches('/');
     let v2 = cgroup_root.join(rel);
     if v2.join("cgroup.controllers").exists() {
-        let memory = read_trim(&v2.join("memory.max")).and_then(|s| s.parse().ok());
-        let swap = read_trim(&v2.join("memory.swap.max")).and_then(|s| s.parse::<i64>().ok());
-        let cpu = read_trim(&v2.join("cpu.max")).and_then(|s| {
-            let mut it = s.split_whitespace();
-            let quota: i64 = it.next()?.parse().ok()?;
-            let period: i64 = it.next()?.parse().ok()?;
-            (period > 0).then(|| quota * 1_000_000_000 / period)
-        });
-        let pids = read_trim(&v2.join("pids.max")).and_then(|s| s.parse().ok());
+        let memory = bytes_limit(limit(&v2.join("memory.max")));
+        let swap = limit(&v2.join("memory.swap.max"));
+        let cpu = read_trim(&v2.join("cpu.max")).and_then(|s| cgroup::cpu_max(&s).flatten());
         return Some(Resources {
-            memory: bytes_limit(memory),
+            memory,
             // v2 counts swap separately; the engines' MemorySwap is memory + swap.
-            memory_swap: bytes_limit(memory).zip(swap).map(|(m, s)| m + s),
-            nano_cpus: cpu,
-            pids_limit: pids,
+            memory_swap: memory.zip(swap).map(|(m, s)| m + s),
+            nano_cpus: cpu.map(cgroup::CpuQuota::nano_cpus),
+            pids_limit: limit(&v2.join("pids.max")),
         });
     }
     let mem = cgroup_root.join("memory").join(rel);
@@ -311,13 +305,14 @@ pub fn live_limits(cgroup_root: &Path, cgroup_path: &str) -> Option<Resources> {
     if !mem.exists() && !pids.exists() && !cpu.exists() {
         return None;
     }
-    let quota = int(&cpu.join("cpu.cfs_quota_us")).filter(|q| *q > 0);
-    let period = int(&cpu.join("cpu.cfs_period_us")).filter(|p| *p > 0);
+    let quota = read_trim(&cpu.join("cpu.cfs_quota_us"))
+        .zip(read_trim(&cpu.join("cpu.cfs_period_us")))
+        .and_then(|(q, p)| cgroup::cfs_quota(&q, &p).flatten());
     Some(Resources {
-        memory: bytes_limit(int(&mem.join("memory.limit_in_bytes"))),
-        memory_swap: bytes_limit(int(&mem.join("memory.memsw.limit_in_bytes"))),
-        nano_cpus: quota.zip(period).map(|(q, p)| q * 1_000_000_000 / p),
-        pids_limit: read_trim(&pids.join("pids.max")).and_then(|s| s.parse().ok()),
+        memory: bytes_limit(limit(&mem.join("memory.limit_in_bytes"))),
+        memory_swap: bytes_limit(limit(&mem.join("memory.memsw.limit_in_bytes"))),
+        nano_cpus: quota.map(cgroup::CpuQuota::nano_cpus),
+        pids_limit: limit(&pids.join("pids.max")),
     })
 }
 

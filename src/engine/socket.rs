@@ -43,6 +43,18 @@ pub struct Inputs<'a> {
     pub xdg_runtime_dir: Option<&'a Path>,
 }
 
+/// File names of engine API sockets (Docker, Podman, containerd, CRI-O, cri-dockerd,
+/// BuildKit, dockershim): one list for validation, verify and doctor.
+pub const ENGINE_SOCKET_NAMES: [&str; 7] = [
+    "docker.sock",
+    "podman.sock",
+    "containerd.sock",
+    "crio.sock",
+    "cri-dockerd.sock",
+    "buildkitd.sock",
+    "dockershim.sock",
+];
+
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const ROOTFUL_PODMAN_SOCKET: &str = "/run/podman/podman.sock";
 

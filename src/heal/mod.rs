@@ -501,7 +501,7 @@ pub async fn stop_sandbox<E: Engine>(
     let id = engine
         .inspect(sandbox)
         .await?
-        .and_then(|i| i.id)
+        .map(|i| i.id)
         .ok_or_else(|| HealError::Missing(sandbox.into()))?;
     let previous = state.last_stop(sandbox)?;
     state.record_stop(sandbox, &id, now_ms)?;

@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
-
 use super::decide::Outcome;
-use crate::engine::{Engine, ExecRequest};
+use crate::engine::{Container, Engine, ExecRequest};
 
 /// What the sandbox's container looks like to the liveness probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,28 +26,23 @@ pub enum Observed {
 }
 
 /// Classifies an inspect result. Pure.
-pub fn observe(inspect: Option<&ContainerInspectResponse>) -> Observed {
+pub fn observe(inspect: Option<&Container>) -> Observed {
     let Some(c) = inspect else {
         return Observed::Missing;
     };
-    let st = c.state.as_ref();
-    let running = st.and_then(|s| s.running).unwrap_or(false);
-    if !running {
+    let st = &c.state;
+    if !st.running {
         return Observed::Down {
-            exit_code: st.and_then(|s| s.exit_code).unwrap_or(-1),
-            oom: st.and_then(|s| s.oom_killed).unwrap_or(false),
-            started_at_ms: st
-                .and_then(|s| s.started_at.as_deref())
-                .and_then(parse_engine_time),
+            exit_code: st.exit_code.unwrap_or(-1),
+            oom: st.oom_killed,
+            started_at_ms: st.started_at.as_deref().and_then(parse_engine_time),
         };
     }
     // `starting` (inside the start period) and `none` (no healthcheck) are not failures.
-    let health = st.and_then(|s| s.health.as_ref());
-    if health.and_then(|h| h.status) == Some(HealthStatusEnum::UNHEALTHY) {
-        let last = health
-            .and_then(|h| h.log.as_ref())
-            .and_then(|l| l.last())
-            .and_then(|r| r.output.as_deref())
+    if let Some(h) = st.health.as_ref().filter(|h| h.unhealthy()) {
+        let last = h
+            .last_output
+            .as_deref()
             .map(|o| one_line(o, 120))
             .unwrap_or_default();
         return Observed::EngineUnhealthy(last);
@@ -160,52 +153,43 @@ pub async fn exec<E: Engine>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerState, Health, HealthcheckResult};
+    use crate::engine::container::Health;
+    use crate::engine::RunState;
 
-    fn container(state: ContainerState) -> ContainerInspectResponse {
-        ContainerInspectResponse {
-            state: Some(state),
+    fn container(state: RunState) -> Container {
+        Container {
+            state,
             ..Default::default()
         }
     }
 
     #[test]
     fn inspect_results_classify_into_liveness_observations() {
-        let running = ContainerState {
-            running: Some(true),
+        let running = RunState {
+            running: true,
             ..Default::default()
         };
-        let with_health = |status| ContainerState {
+        let with_health = |status: &str| RunState {
             health: Some(Health {
-                status: Some(status),
-                log: Some(vec![HealthcheckResult {
-                    output: Some("curl: (7) refused\n".into()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
+                status: status.into(),
+                last_output: Some("curl: (7) refused\n".into()),
             }),
             ..running.clone()
         };
         let cases = [
             (None, Observed::Missing),
             (Some(container(running.clone())), Observed::Running),
+            (Some(container(with_health("healthy"))), Observed::Running),
+            (Some(container(with_health("starting"))), Observed::Running),
             (
-                Some(container(with_health(HealthStatusEnum::HEALTHY))),
-                Observed::Running,
-            ),
-            (
-                Some(container(with_health(HealthStatusEnum::STARTING))),
-                Observed::Running,
-            ),
-            (
-                Some(container(with_health(HealthStatusEnum::UNHEALTHY))),
+                Some(container(with_health("unhealthy"))),
                 Observed::EngineUnhealthy("curl: (7) refused".into()),
             ),
             (
-                Some(container(ContainerState {
-                    running: Some(false),
+                Some(container(RunState {
+                    running: false,
                     exit_code: Some(137),
-                    oom_killed: Some(true),
+                    oom_killed: true,
                     started_at: Some("2024-05-01T10:00:00.5Z".into()),
                     ..Default::default()
                 })),
@@ -216,8 +200,8 @@ mod tests {
                 },
             ),
             (
-                Some(container(ContainerState {
-                    running: Some(false),
+                Some(container(RunState {
+                    running: false,
                     exit_code: Some(0),
                     started_at: Some("0001-01-01T00:00:00Z".into()),
                     ..Default::default()

@@ -19,7 +19,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use bollard::models::MountPoint;
+use crate::engine::Mount;
 
 /// The request every engine API answers (Docker, Podman's compat and libpod APIs).
 pub const PING: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n";
@@ -92,12 +92,12 @@ fn relative(path: &Path) -> Option<PathBuf> {
 
 /// Where to ask the socket at `path` (inside the sandbox): through the deepest bind mount
 /// holding it, else through `container_root` when there is one.
-pub fn place(path: &str, mounts: &[MountPoint], container_root: Option<&Path>) -> Option<Place> {
+pub fn place(path: &str, mounts: &[Mount], container_root: Option<&Path>) -> Option<Place> {
     let p = Path::new(path);
     let bind = mounts
         .iter()
-        .filter(|m| m.typ.as_deref().is_none_or(|t| t == "bind"))
-        .filter_map(|m| Some((m.destination.as_deref()?, m.source.as_deref()?)))
+        .filter(|m| m.is_bind() && !m.source.is_empty() && !m.destination.is_empty())
+        .map(|m| (m.destination.as_str(), m.source.as_str()))
         .filter(|(dst, _)| p.starts_with(dst))
         .max_by_key(|(dst, _)| Path::new(dst).components().count());
     if let Some((dst, src)) = bind {
@@ -265,11 +265,11 @@ mod tests {
         }
     }
 
-    fn bind(src: &str, dst: &str) -> MountPoint {
-        MountPoint {
-            typ: Some("bind".into()),
-            source: Some(src.into()),
-            destination: Some(dst.into()),
+    fn bind(src: &str, dst: &str) -> Mount {
+        Mount {
+            kind: "bind".into(),
+            source: src.into(),
+            destination: dst.into(),
             ..Default::default()
         }
     }

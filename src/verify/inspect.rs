@@ -1,17 +1,16 @@
 //! The engine-side half of `verify`: checks over what the engine says it was asked for
-//! (`docker inspect`), pure over [`ContainerInspectResponse`].
+//! (`docker inspect`), pure over the engine adapter's [`Container`] view.
 //!
 //! These complement the in-sandbox probes (which prove what a process can do); they must not
 //! talk to the engine themselves.
 
 use std::path::{Path, PathBuf};
 
-use bollard::models::{ContainerInspectResponse, MountPoint};
-
 use crate::engine::security::{seccomp_drift, SecurityView};
+use crate::engine::Container;
 
-use super::probes::ENGINE_SOCKET_NAMES;
 use super::{Expect, Outcome, ProbeResult};
+use crate::engine::socket::ENGINE_SOCKET_NAMES;
 
 fn r(probe: &str, outcome: Outcome, detail: impl Into<String>) -> ProbeResult {
     ProbeResult::new(probe, outcome, detail)
@@ -23,11 +22,6 @@ fn pass_or_fail(probe: &str, bad: Vec<String>, ok: &str) -> ProbeResult {
     } else {
         r(probe, Outcome::Fail, bad.join("; "))
     }
-}
-
-/// The mounts the engine holds for the container.
-pub fn mounts(c: &ContainerInspectResponse) -> Vec<MountPoint> {
-    c.mounts.clone().unwrap_or_default()
 }
 
 /// What makes a host path sensitive for this fortress.
@@ -172,36 +166,26 @@ fn profile_diff(want: &str, seen: Option<&str>) -> String {
     }
 }
 
-/// Every engine-side check, in a stable order. `view` is the engine's security view of the
-/// container, with a profile held by path already read.
-pub fn check(
-    c: &ContainerInspectResponse,
-    expect: &Expect,
-    s: &Sensitive,
-    view: &SecurityView,
-) -> Vec<ProbeResult> {
-    let hc = c.host_config.clone().unwrap_or_default();
-    let sec = hc.security_opt.clone().unwrap_or_default();
+/// Every engine-side check, in a stable order, over the engine's view of the container (its
+/// security view holds a profile kept by path already read).
+pub fn check(c: &Container, expect: &Expect, s: &Sensitive) -> Vec<ProbeResult> {
+    let view = &c.security;
+    let sec = &c.security_opt;
     let mut out = Vec::new();
 
-    out.push(if hc.privileged == Some(true) {
+    out.push(if view.privileged {
         r("config.not-privileged", Outcome::Fail, "Privileged: true")
     } else {
         r("config.not-privileged", Outcome::Pass, "not privileged")
     });
 
     let mut bad = Vec::new();
-    let modes = [
-        ("network", hc.network_mode.clone()),
-        ("pid", hc.pid_mode.clone()),
-        ("ipc", hc.ipc_mode.clone()),
-        ("uts", hc.uts_mode.clone()),
-        ("userns", hc.userns_mode.clone()),
-    ];
-    for (ns, mode) in &modes {
-        if mode.as_deref() == Some("host") {
-            bad.push(format!("{ns} namespace is the host's"));
-        }
+    let host_network = (view.network_mode == "host").then_some("network");
+    for ns in host_network
+        .into_iter()
+        .chain(view.host_namespaces.iter().map(String::as_str))
+    {
+        bad.push(format!("{ns} namespace is the host's"));
     }
     out.push(pass_or_fail(
         "config.namespaces",
@@ -217,7 +201,7 @@ pub fn check(
     };
     out.push(seccomp_confined(expect, view));
 
-    let aa = c.app_armor_profile.clone().unwrap_or_default();
+    let aa = c.apparmor_profile.as_str();
     out.push(if unconfined("apparmor") || aa == "unconfined" {
         r("config.apparmor", Outcome::Fail, "AppArmor unconfined")
     } else if aa.is_empty() {
@@ -230,18 +214,12 @@ pub fn check(
         r("config.apparmor", Outcome::Pass, format!("profile {aa}"))
     });
 
-    let bad: Vec<String> = mounts(c)
+    let bad: Vec<String> = c
+        .mounts
         .iter()
         .filter_map(|m| {
-            let src = m.source.clone().unwrap_or_default();
-            let bind = m.typ.as_deref().is_none_or(|t| t == "bind");
-            sensitive_reason(&src, bind, s).map(|why| {
-                format!(
-                    "{} -> {} ({why})",
-                    src,
-                    m.destination.clone().unwrap_or_default()
-                )
-            })
+            sensitive_reason(&m.source, m.is_bind(), s)
+                .map(|why| format!("{} -> {} ({why})", m.source, m.destination))
         })
         .collect();
     out.push(pass_or_fail(
@@ -251,13 +229,14 @@ pub fn check(
     ));
 
     let mut bad = Vec::new();
-    if hc.memory.unwrap_or(0) <= 0 {
+    let res = &c.resources;
+    if res.memory.unwrap_or(0) <= 0 {
         bad.push("no memory limit".to_string());
     }
-    if hc.nano_cpus.unwrap_or(0) <= 0 && hc.cpu_quota.unwrap_or(0) <= 0 {
+    if res.nano_cpus.unwrap_or(0) <= 0 && c.cpu_quota.unwrap_or(0) <= 0 {
         bad.push("no cpu limit".to_string());
     }
-    if hc.pids_limit.unwrap_or(0) <= 0 {
+    if res.pids_limit.unwrap_or(0) <= 0 {
         bad.push("no pids limit".to_string());
     }
     out.push(pass_or_fail(
@@ -266,13 +245,13 @@ pub fn check(
         "memory, cpu and pids limits set",
     ));
 
-    out.push(match (expect.read_only_root, hc.readonly_rootfs) {
+    out.push(match (expect.read_only_root, view.readonly_rootfs) {
         (false, _) => r(
             "config.readonly-root",
             Outcome::Pass,
             "not required (readOnlyRoot: false)",
         ),
-        (true, Some(true)) => r("config.readonly-root", Outcome::Pass, "ReadonlyRootfs"),
+        (true, true) => r("config.readonly-root", Outcome::Pass, "ReadonlyRootfs"),
         (true, _) => r(
             "config.readonly-root",
             Outcome::Fail,
@@ -280,11 +259,7 @@ pub fn check(
         ),
     });
 
-    let nnp = sec.iter().any(|o| {
-        let o = o.replace(':', "=");
-        o == "no-new-privileges" || o == "no-new-privileges=true"
-    });
-    out.push(match (expect.no_new_privileges, nnp) {
+    out.push(match (expect.no_new_privileges, view.no_new_privileges) {
         (false, _) => r(
             "config.no-new-privileges",
             Outcome::Pass,
@@ -304,26 +279,17 @@ pub fn check(
 
     let norm = |c: &String| crate::spec::capability(c);
     let allowed: Vec<String> = expect.cap_add.iter().map(norm).collect();
-    let added: Vec<String> = hc
+    let added: Vec<&str> = view
         .cap_add
-        .clone()
-        .unwrap_or_default()
         .iter()
-        .map(norm)
         .filter(|c| !allowed.contains(c))
-        .collect();
-    let dropped: Vec<String> = hc
-        .cap_drop
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .map(norm)
+        .map(String::as_str)
         .collect();
     let mut bad = Vec::new();
     if !added.is_empty() {
         bad.push(format!("added beyond capAdd: {}", added.join(",")));
     }
-    if expect.cap_drop_all && !dropped.iter().any(|c| c == "ALL") {
+    if expect.cap_drop_all && !view.cap_drop.contains("ALL") {
         bad.push("CapDrop lacks ALL".into());
     }
     out.push(pass_or_fail(
@@ -333,50 +299,22 @@ pub fn check(
     ));
 
     let mut bad = Vec::new();
-    let devices = hc.devices.clone().unwrap_or_default();
-    if !devices.is_empty() {
-        bad.push(format!(
-            "devices: {}",
-            devices
-                .iter()
-                .map(|d| d.path_on_host.clone().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
+    if !c.devices.is_empty() {
+        bad.push(format!("devices: {}", c.devices.join(",")));
     }
-    if !hc.device_requests.clone().unwrap_or_default().is_empty() {
+    if c.device_requests > 0 {
         bad.push("device requests (GPUs)".into());
     }
-    if !hc
-        .device_cgroup_rules
-        .clone()
-        .unwrap_or_default()
-        .is_empty()
-    {
+    if c.device_cgroup_rules > 0 {
         bad.push("device cgroup rules".into());
     }
     out.push(pass_or_fail("config.no-devices", bad, "no host devices"));
 
-    let bad: Vec<String> = mounts(c)
+    let bad: Vec<String> = c
+        .mounts
         .iter()
-        .filter(|m| {
-            let p = m
-                .propagation
-                .clone()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            p == "shared" || p == "rshared"
-        })
-        .map(|m| {
-            format!(
-                "{} is {}",
-                m.destination.clone().unwrap_or_default(),
-                m.propagation
-                    .clone()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default()
-            )
-        })
+        .filter(|m| m.propagation == "shared" || m.propagation == "rshared")
+        .map(|m| format!("{} is {}", m.destination, m.propagation))
         .collect();
     out.push(pass_or_fail(
         "config.propagation",
@@ -389,29 +327,32 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::HostConfig;
+    use crate::engine::{Mount, Resources};
 
-    fn good() -> ContainerInspectResponse {
-        ContainerInspectResponse {
-            host_config: Some(HostConfig {
-                privileged: Some(false),
-                network_mode: Some("none".into()),
-                ipc_mode: Some("private".into()),
-                readonly_rootfs: Some(true),
-                security_opt: Some(vec!["no-new-privileges:true".into(), "seccomp={}".into()]),
-                cap_drop: Some(vec!["ALL".into()]),
+    fn good() -> Container {
+        Container {
+            security: SecurityView {
+                network_mode: "none".into(),
+                readonly_rootfs: true,
+                no_new_privileges: true,
+                seccomp: Some("{}".into()),
+                cap_drop: ["ALL".to_string()].into(),
+                ..Default::default()
+            },
+            security_opt: vec!["no-new-privileges:true".into(), "seccomp={}".into()],
+            resources: Resources {
                 memory: Some(64 << 20),
                 nano_cpus: Some(500_000_000),
                 pids_limit: Some(64),
                 ..Default::default()
-            }),
-            mounts: Some(vec![MountPoint {
-                typ: Some("bind".into()),
-                source: Some("/home/u/.openclaw/workspace".into()),
-                destination: Some("/agent-workspace".into()),
-                rw: Some(true),
-                ..Default::default()
-            }]),
+            },
+            mounts: vec![Mount {
+                kind: "bind".into(),
+                source: "/home/u/.openclaw/workspace".into(),
+                destination: "/agent-workspace".into(),
+                read_only: false,
+                propagation: String::new(),
+            }],
             ..Default::default()
         }
     }
@@ -432,16 +373,21 @@ mod tests {
         }
     }
 
-    fn view(c: &ContainerInspectResponse) -> SecurityView {
-        SecurityView::from_inspect(c, |p| Err(std::io::Error::other(format!("no file {p}"))))
-    }
-
-    fn failing(c: &ContainerInspectResponse) -> Vec<String> {
-        check(c, &expect(), &sensitive(), &view(c))
+    fn failing(c: &Container) -> Vec<String> {
+        check(c, &expect(), &sensitive())
             .into_iter()
             .filter(|p| p.outcome != Outcome::Pass)
             .map(|p| p.probe)
             .collect()
+    }
+
+    fn bind(source: &str, destination: &str) -> Mount {
+        Mount {
+            source: source.into(),
+            destination: destination.into(),
+            read_only: true,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -451,65 +397,48 @@ mod tests {
 
     #[test]
     fn each_weakness_fails_exactly_its_check() {
-        type Weaken = fn(&mut ContainerInspectResponse);
+        type Weaken = fn(&mut Container);
         let cases: Vec<(&str, Weaken)> = vec![
-            ("config.not-privileged", |c| {
-                c.host_config.as_mut().unwrap().privileged = Some(true)
+            ("config.not-privileged", |c| c.security.privileged = true),
+            ("config.namespaces", |c| {
+                c.security.host_namespaces = vec!["pid".into()]
             }),
             ("config.namespaces", |c| {
-                c.host_config.as_mut().unwrap().pid_mode = Some("host".into())
+                c.security.network_mode = "host".into()
             }),
             ("config.seccomp-confined", |c| {
-                c.host_config.as_mut().unwrap().security_opt = Some(vec![
-                    "no-new-privileges:true".into(),
-                    "seccomp=unconfined".into(),
-                ])
+                c.security.seccomp = Some("unconfined".into())
             }),
             ("config.apparmor", |c| {
-                c.app_armor_profile = Some("unconfined".into())
+                c.apparmor_profile = "unconfined".into()
+            }),
+            ("config.apparmor", |c| {
+                c.security_opt.push("apparmor:unconfined".into())
             }),
             ("config.no-sensitive-mounts", |c| {
-                c.mounts.as_mut().unwrap().push(MountPoint {
-                    source: Some("/var/run/docker.sock".into()),
-                    destination: Some("/run/d.sock".into()),
-                    ..Default::default()
-                })
+                c.mounts.push(bind("/var/run/docker.sock", "/run/d.sock"))
             }),
             ("config.no-sensitive-mounts", |c| {
-                c.mounts.as_mut().unwrap().push(MountPoint {
-                    source: Some("/home/u/.config".into()),
-                    destination: Some("/cfg".into()),
-                    ..Default::default()
-                })
+                c.mounts.push(bind("/home/u/.config", "/cfg"))
             }),
             ("config.no-sensitive-mounts", |c| {
-                c.mounts.as_mut().unwrap().push(MountPoint {
-                    source: Some("/home/u/.openclaw/credentials/x".into()),
-                    destination: Some("/x".into()),
-                    ..Default::default()
-                })
+                c.mounts.push(bind("/home/u/.openclaw/credentials/x", "/x"))
             }),
-            ("config.limits-set", |c| {
-                c.host_config.as_mut().unwrap().pids_limit = None
-            }),
+            ("config.limits-set", |c| c.resources.pids_limit = None),
             ("config.readonly-root", |c| {
-                c.host_config.as_mut().unwrap().readonly_rootfs = Some(false)
+                c.security.readonly_rootfs = false
             }),
             ("config.no-new-privileges", |c| {
-                c.host_config.as_mut().unwrap().security_opt = Some(vec!["seccomp={}".into()])
+                c.security.no_new_privileges = false
             }),
             ("config.caps", |c| {
-                c.host_config.as_mut().unwrap().cap_add = Some(vec!["SYS_ADMIN".into()])
+                c.security.cap_add = ["SYS_ADMIN".to_string()].into()
             }),
-            ("config.no-devices", |c| {
-                c.host_config.as_mut().unwrap().devices =
-                    Some(vec![bollard::models::DeviceMapping {
-                        path_on_host: Some("/dev/kvm".into()),
-                        ..Default::default()
-                    }])
-            }),
+            ("config.caps", |c| c.security.cap_drop.clear()),
+            ("config.no-devices", |c| c.devices = vec!["/dev/kvm".into()]),
+            ("config.no-devices", |c| c.device_requests = 1),
             ("config.propagation", |c| {
-                c.mounts.as_mut().unwrap()[0].propagation = Some("rshared".into())
+                c.mounts[0].propagation = "rshared".into()
             }),
         ];
         for (probe, weaken) in cases {
@@ -520,12 +449,21 @@ mod tests {
     }
 
     #[test]
+    fn a_cpu_quota_is_a_cpu_limit() {
+        let mut c = good();
+        c.resources.nano_cpus = None;
+        assert_eq!(failing(&c), ["config.limits-set"]);
+        c.cpu_quota = Some(50_000);
+        assert_eq!(failing(&c), Vec::<String>::new());
+    }
+
+    #[test]
     fn declared_capabilities_are_not_a_failure() {
         let mut c = good();
-        c.host_config.as_mut().unwrap().cap_add = Some(vec!["CAP_NET_BIND_SERVICE".into()]);
+        c.security.cap_add = ["NET_BIND_SERVICE".to_string()].into();
         let mut e = expect();
-        e.cap_add = vec!["NET_BIND_SERVICE".into()];
-        assert!(check(&c, &e, &sensitive(), &view(&c))
+        e.cap_add = vec!["CAP_NET_BIND_SERVICE".into()];
+        assert!(check(&c, &e, &sensitive())
             .iter()
             .all(|p| p.outcome == Outcome::Pass));
     }
@@ -538,8 +476,8 @@ mod tests {
         }
     }
 
-    fn seccomp_result(c: &ContainerInspectResponse, e: &Expect) -> ProbeResult {
-        check(c, e, &sensitive(), &view(c))
+    fn seccomp_result(c: &Container, e: &Expect) -> ProbeResult {
+        check(c, e, &sensitive())
             .into_iter()
             .find(|p| p.probe == "config.seccomp-confined")
             .unwrap()
@@ -556,17 +494,11 @@ mod tests {
         let pretty = crate::seccomp::Profile::from_json(&generated)
             .unwrap()
             .to_pretty_json();
-        c.host_config.as_mut().unwrap().security_opt = Some(vec![
-            "no-new-privileges:true".into(),
-            format!("seccomp={pretty}"),
-        ]);
+        c.security.seccomp = Some(pretty);
         assert_eq!(seccomp_result(&c, &e).outcome, Outcome::Pass);
 
         let weak = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["unshare","mount","umount2","setns"],"action":"SCMP_ACT_ERRNO"}]}"#;
-        c.host_config.as_mut().unwrap().security_opt = Some(vec![
-            "no-new-privileges:true".into(),
-            format!("seccomp={weak}"),
-        ]);
+        c.security.seccomp = Some(weak.into());
         let r = seccomp_result(&c, &e);
         assert_eq!(r.outcome, Outcome::Fail);
         assert!(
@@ -588,14 +520,13 @@ mod tests {
         );
 
         // The engine default is not the generated profile either.
-        c.host_config.as_mut().unwrap().security_opt = Some(vec!["no-new-privileges:true".into()]);
+        c.security.seccomp = None;
         let r = seccomp_result(&c, &e);
         assert_eq!(r.outcome, Outcome::Fail);
         assert!(r.detail.contains("engine default"), "{}", r.detail);
 
         // A profile held by path that cannot be read says nothing: inconclusive.
-        c.host_config.as_mut().unwrap().security_opt =
-            Some(vec!["seccomp=/var/lib/x/seccomp.json".into()]);
+        c.security.seccomp_unreadable = Some("/var/lib/x/seccomp.json: denied".into());
         assert_eq!(seccomp_result(&c, &e).outcome, Outcome::Inconclusive);
     }
 
@@ -603,9 +534,9 @@ mod tests {
     fn an_adopted_container_fails_only_when_unconfined() {
         let mut c = good();
         assert_eq!(seccomp_result(&c, &expect()).outcome, Outcome::Pass);
-        c.host_config.as_mut().unwrap().security_opt = Some(vec![]);
+        c.security.seccomp = None;
         assert_eq!(seccomp_result(&c, &expect()).outcome, Outcome::Pass);
-        c.host_config.as_mut().unwrap().security_opt = Some(vec!["seccomp=unconfined".into()]);
+        c.security.seccomp = Some("unconfined".into());
         assert_eq!(seccomp_result(&c, &expect()).outcome, Outcome::Fail);
     }
 }

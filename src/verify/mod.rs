@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::models::ContainerInspectResponse;
+use crate::engine::Container;
 use futures_util::StreamExt;
 use serde::Serialize;
 
@@ -399,14 +399,14 @@ pub async fn targets<E: Engine>(
 
 /// Where `host` appears inside the container, through each bind mount whose source contains
 /// it, plus `host` itself (a container could hold the same path).
-fn inside_paths(host: &Path, c: &ContainerInspectResponse) -> Vec<String> {
+fn inside_paths(host: &Path, c: &Container) -> Vec<String> {
     let mut out = vec![host.display().to_string()];
-    for m in inspect::mounts(c) {
-        let (Some(src), Some(dst)) = (m.source.as_deref(), m.destination.as_deref()) else {
+    for m in &c.mounts {
+        if m.source.is_empty() || m.destination.is_empty() {
             continue;
-        };
-        if let Ok(rel) = host.strip_prefix(src) {
-            let p = Path::new(dst).join(rel);
+        }
+        if let Ok(rel) = host.strip_prefix(&m.source) {
+            let p = Path::new(&m.destination).join(rel);
             out.push(p.display().to_string());
         }
     }
@@ -415,18 +415,10 @@ fn inside_paths(host: &Path, c: &ContainerInspectResponse) -> Vec<String> {
     out
 }
 
-fn tmpfs_mounts(c: &ContainerInspectResponse) -> Vec<String> {
-    let mut out: BTreeSet<String> = c
-        .host_config
-        .as_ref()
-        .and_then(|h| h.tmpfs.clone())
-        .unwrap_or_default()
-        .into_keys()
-        .collect();
-    for m in inspect::mounts(c) {
-        if m.typ.as_deref() == Some("tmpfs") {
-            out.extend(m.destination);
-        }
+fn tmpfs_mounts(c: &Container) -> Vec<String> {
+    let mut out: BTreeSet<String> = c.tmpfs.keys().cloned().collect();
+    for m in c.mounts.iter().filter(|m| m.is_tmpfs()) {
+        out.insert(m.destination.clone());
     }
     // The engine's own /dev/shm is a writable tmpfs in every container.
     out.insert("/dev/shm".into());
@@ -439,17 +431,16 @@ const DELETED_MAX: u64 = 64 << 20;
 /// Places the syscall probe may be written to and run from, in order: the tmpfs mounts
 /// (`/dev/shm` last: engines mount it `noexec`), then every writable mount (Docker mounts
 /// tmpfs `noexec` by default; a bind usually is not). The probe file is removed after its run.
-fn exec_dirs(c: &ContainerInspectResponse, tmpfs: &[String]) -> Vec<String> {
+fn exec_dirs(c: &Container, tmpfs: &[String]) -> Vec<String> {
     let mut out: Vec<String> = tmpfs
         .iter()
         .filter(|t| t.as_str() != "/dev/shm")
         .cloned()
         .collect();
     out.push("/dev/shm".into());
-    for m in inspect::mounts(c) {
-        let dst = m.destination.unwrap_or_default();
-        if m.rw == Some(true) && m.typ.as_deref() != Some("tmpfs") && !out.contains(&dst) {
-            out.push(dst);
+    for m in &c.mounts {
+        if !m.read_only && !m.is_tmpfs() && !out.contains(&m.destination) {
+            out.push(m.destination.clone());
         }
     }
     out
@@ -460,22 +451,14 @@ const MAX_SOCKET_ASKS: usize = 32;
 
 /// Asks every unix socket the script found (files and listeners) for the engine API, from
 /// the host, all at once.
-async fn ask_sockets(
-    c: &ContainerInspectResponse,
-    facts: &probes::Facts,
-) -> Vec<(String, endpoint::Answer)> {
+async fn ask_sockets(c: &Container, facts: &probes::Facts) -> Vec<(String, endpoint::Answer)> {
     let paths = probes::sockets_to_ask(facts);
     if paths.is_empty() {
         return Vec::new();
     }
     let proc_root = Path::new("/proc");
-    let mounts = inspect::mounts(c);
-    let id = c.id.clone().unwrap_or_default();
-    let pid = endpoint::container_pid(
-        proc_root,
-        c.state.as_ref().and_then(|s| s.pid).unwrap_or(0),
-        &id,
-    );
+    let mounts = c.mounts.clone();
+    let pid = endpoint::container_pid(proc_root, c.state.pid.unwrap_or(0), &c.id);
     let root = pid.map(|p| proc_root.join(p.to_string()).join("root"));
     let asks = paths.iter().take(MAX_SOCKET_ASKS).map(|p| {
         let p = p.clone();
@@ -706,10 +689,8 @@ async fn verify_inner<E: Engine>(
         secrets_file: inputs.secrets_file.clone(),
         deny: inputs.deny.clone(),
     };
-    let view = engine.security_view(&c);
-    let config = inspect::check(&c, expect, &sensitive, &view);
-    let running = c.state.as_ref().and_then(|s| s.running) == Some(true);
-    if !running {
+    let config = inspect::check(&c, expect, &sensitive);
+    if !c.is_running() {
         let mut out = vec![ProbeResult::new(
             "sandbox.running",
             Outcome::Fail,
@@ -870,21 +851,12 @@ async fn verify_inner<E: Engine>(
     findings.dedup();
 
     let ctx = Context {
-        command: c
-            .path
-            .iter()
-            .cloned()
-            .chain(c.args.clone().unwrap_or_default())
-            .collect(),
+        command: c.command.clone(),
         secret_names: names,
         archive_name_hits: name_hits,
-        cpus: expect.cpus.map(|c| {
-            if inputs.host_cpus > 0 {
-                c.min(inputs.host_cpus as f64)
-            } else {
-                c
-            }
-        }),
+        cpus: expect
+            .cpus
+            .map(|c| crate::spec::capped_cpus(c, inputs.host_cpus)),
         sockets: ask_sockets(&c, &split.facts).await,
     };
     let mut results = probes::evaluate(expect, &ctx, &split.facts);
@@ -950,7 +922,7 @@ async fn verify_inner<E: Engine>(
 /// into its own process only and ends everything it started before it returns, and verify's
 /// own exec carries none.
 fn env_clean(
-    c: &ContainerInspectResponse,
+    c: &Container,
     split: &probes::Output,
     secrets: Option<&SecretMap>,
     problem: Option<&str>,
@@ -971,12 +943,7 @@ fn env_clean(
         );
     }
     let mut findings = Vec::new();
-    let env = c
-        .config
-        .as_ref()
-        .and_then(|c| c.env.clone())
-        .unwrap_or_default()
-        .join("\n");
+    let env = c.env.0.join("\n");
     for key in needles.find_in(env.as_bytes()) {
         findings.push(Finding {
             key,
@@ -1122,12 +1089,12 @@ mod tests {
 
     #[test]
     fn a_host_path_is_mapped_through_every_mount_that_contains_it() {
-        let c = ContainerInspectResponse {
-            mounts: Some(vec![bollard::models::MountPoint {
-                source: Some("/home/u/.config".into()),
-                destination: Some("/cfg".into()),
+        let c = Container {
+            mounts: vec![crate::engine::Mount {
+                source: "/home/u/.config".into(),
+                destination: "/cfg".into(),
                 ..Default::default()
-            }]),
+            }],
             ..Default::default()
         };
         assert_eq!(

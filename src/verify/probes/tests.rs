@@ -280,36 +280,6 @@ fn adopted_containers_skip_the_bind_probes() {
 }
 
 #[test]
-fn mountinfo_lines_are_parsed_with_escapes() {
-    let m =
-        parse_mountinfo("36 35 98:0 /mnt\\040x /a\\040b ro,noatime master:1 - ext3 /dev/root rw")
-            .unwrap();
-    assert_eq!(m.root, "/mnt x");
-    assert_eq!(m.mount_point, "/a b");
-    assert!(m.read_only);
-    assert_eq!(m.fstype, "ext3");
-}
-
-#[test]
-fn output_sections_are_split_at_the_nonce_markers() {
-    let mut out = b"TOOL\ttar\nEND\n".to_vec();
-    out.extend_from_slice(b"\n--clw-n1-env 1--\nA=1\0B=2\0");
-    out.extend_from_slice(b"\n--clw-n1-env 7--\n");
-    out.extend_from_slice(b"\n--clw-n1-unreadable 7--\n");
-    out.extend_from_slice(b"\n--clw-n1-tar--\nTARBYTES\n--clw-n1-env 9--\nstill tar");
-    out.extend_from_slice(b"\n--clw-n1-tarrc 0--\n");
-    let o = split_output(&out, "n1");
-    assert!(o.facts.complete);
-    assert_eq!(o.environ, vec![("1".to_string(), b"A=1\0B=2\0".to_vec())]);
-    assert_eq!(o.unreadable, ["7"]);
-    assert_eq!(
-        o.tar.as_deref(),
-        Some(&b"TARBYTES\n--clw-n1-env 9--\nstill tar"[..])
-    );
-    assert_eq!(o.tar_rc.as_deref(), Some("0"));
-}
-
-#[test]
 fn the_script_quotes_every_path_and_carries_no_value() {
     let s = script(&ScriptInput {
         nonce: "abc".into(),
@@ -387,17 +357,4 @@ FIND\tsock\t/ws/b.sock\n{GOOD}"
         sockets_to_ask(&parse_facts(&text)),
         ["/ws/b.sock", "@abstract"]
     );
-}
-
-#[test]
-fn deleted_files_and_argv_are_split_out_of_the_stream() {
-    let mut out = b"END\n".to_vec();
-    out.extend_from_slice(b"\n--clw-n1-env 7--\nA=1\0");
-    out.extend_from_slice(b"\n--clw-n1-cmd 7--\nsleep\0x\0");
-    out.extend_from_slice(b"\n--clw-n1-del 7--\nheld content");
-    out.extend_from_slice(b"\n--clw-n1-delcut 8--\n");
-    let o = split_output(&out, "n1");
-    assert_eq!(o.cmdline, vec![("7".to_string(), b"sleep\0x\0".to_vec())]);
-    assert_eq!(o.deleted, vec![("7".to_string(), b"held content".to_vec())]);
-    assert_eq!(o.deleted_cut, ["8"]);
 }

@@ -1,0 +1,193 @@
+//! One sandbox: its settings layered over `defaults` and the built-in defaults, its binds
+//! (the named bind sets' and its own, each checked against the forbidden list), one mount table
+//! without duplicate targets (rule 4), no root user without `allowRoot` (rule 8), swap not
+//! below memory, and no egress allow-list beside `network: bridge` (bridge would bypass the
+//! egress proxy).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::super::raw::RawSandbox;
+use super::super::{LoadContext, Network, Sandbox};
+use super::binds::{check_forbidden, resolve_bind, Forbidden, LoadedBindSet, Resolved};
+use super::health::liveness;
+use super::settings::{merge_limits, partial_settings, pick, Partial};
+use super::{suggest, valid_container_name, Report};
+
+/// `0`, `0:*`, `root`, `root:*`.
+fn is_root(user: &str) -> bool {
+    let uid = user.split(':').next().unwrap_or("").trim();
+    uid == "0" || uid == "root"
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sandbox(
+    r: &mut Report,
+    file: &Path,
+    dir: &Path,
+    prefix: &str,
+    raw: &RawSandbox,
+    inherited: [&Partial; 2],
+    (bind_sets, all_sets_loaded): (&[LoadedBindSet], bool),
+    forbidden: &[Forbidden],
+    all_binds: &mut Vec<Resolved>,
+    ctx: &LoadContext,
+) -> Option<Sandbox> {
+    if !valid_container_name(&raw.name) {
+        r.invalid(
+            file,
+            format!("{prefix}.name"),
+            &raw.name,
+            "not a valid container name: [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+        );
+    }
+    let own = partial_settings(r, file, dir, prefix, &raw.settings(), ctx);
+    let layers = [inherited[0], inherited[1], &own];
+
+    let image = layers.iter().rev().find_map(|l| l.image.clone());
+    if image.is_none() {
+        r.invalid(
+            file,
+            format!("{prefix}.image"),
+            "",
+            "no image: set defaults.image or an image on the sandbox",
+        );
+    }
+    let (user, user_field) = layers
+        .iter()
+        .rev()
+        .find_map(|l| l.user.clone())
+        .unwrap_or_default();
+    if is_root(&user) && !raw.allow_root {
+        r.invalid(
+            file,
+            &user_field,
+            &user,
+            format!(
+                "sandbox `{}` would run as root; set `allowRoot: true` on the sandbox if it must",
+                raw.name
+            ),
+        );
+    }
+    let tmpfs = layers
+        .iter()
+        .rev()
+        .find_map(|l| l.tmpfs.clone())
+        .unwrap_or_default();
+    let limits = merge_limits(&[&inherited[0].limits, &inherited[1].limits, &own.limits]);
+    if let (Some(memory), Some(swap)) = (limits.memory, limits.memory_swap) {
+        if swap < memory {
+            r.invalid(
+                file,
+                format!("{prefix}.limits.memorySwap"),
+                swap.to_string(),
+                format!("memorySwap ({swap} bytes) is below memory ({memory} bytes)"),
+            );
+        }
+    }
+
+    // Binds: every named bind set's, then the sandbox's own.
+    let mut binds: Vec<Resolved> = Vec::new();
+    for (j, name) in raw.bind_sets.iter().enumerate() {
+        match bind_sets.iter().find(|b| &b.set.name == name) {
+            Some(loaded) => binds.extend(loaded.binds.iter().cloned()),
+            None if !all_sets_loaded => {}
+            None => {
+                let hint = if r.may_suggest() {
+                    let known: Vec<&str> = bind_sets.iter().map(|b| b.set.name.as_str()).collect();
+                    suggest(name, &known)
+                } else {
+                    String::new()
+                };
+                r.invalid(
+                    file,
+                    format!("{prefix}.bindSets[{j}]"),
+                    name,
+                    format!("no loaded bind set is named `{name}`{hint}"),
+                );
+            }
+        }
+    }
+    for (j, b) in raw.binds.iter().enumerate() {
+        if let Some(resolved) = resolve_bind(r, file, &format!("{prefix}.binds[{j}]"), dir, b, ctx)
+        {
+            check_forbidden(r, &resolved, forbidden);
+            all_binds.push(resolved.clone());
+            binds.push(resolved);
+        }
+    }
+
+    // Rule 4 (uniqueness): binds and tmpfs mounts share the sandbox's mount table.
+    let mut seen: BTreeMap<PathBuf, String> = BTreeMap::new();
+    for (mount, (_, field)) in &tmpfs {
+        seen.insert(PathBuf::from(mount), field.clone());
+    }
+    for b in &binds {
+        let here = format!("{}.target", b.origin.field);
+        if let Some(earlier) = seen.get(&b.bind.target) {
+            r.invalid(
+                &b.origin.file,
+                &here,
+                b.bind.target.display().to_string(),
+                format!(
+                    "target {} is already mounted by {earlier} in sandbox `{}`",
+                    b.bind.target.display(),
+                    raw.name
+                ),
+            );
+        } else {
+            seen.insert(b.bind.target.clone(), here);
+        }
+    }
+
+    let liveness = raw
+        .liveness
+        .as_ref()
+        .and_then(|l| liveness(r, file, &format!("{prefix}.liveness"), l));
+
+    // The sandbox's own egress block replaces the defaults' as a whole: an allow-list that
+    // grows by inheritance is hard to read off the sandbox.
+    let egress = layers.iter().rev().find_map(|l| l.egress.clone());
+    if let Some((_, field)) = &egress {
+        if pick(&layers, |l| l.network.clone()) == Some(Network::Bridge) {
+            r.invalid(
+                file,
+                field,
+                "network: bridge",
+                format!(
+                    "sandbox `{}` has an egress allow-list and `network: bridge`; egress puts the \
+                     sandbox on the fortress's internal network, and bridge would bypass the \
+                     proxy: remove `network` (or the egress block)",
+                    raw.name
+                ),
+            );
+        }
+    }
+
+    Some(Sandbox {
+        name: raw.name.clone(),
+        image: image?,
+        user,
+        allow_root: raw.allow_root,
+        network: pick(&layers, |l| l.network.clone())?,
+        read_only_root: pick(&layers, |l| l.read_only_root)?,
+        tmpfs: tmpfs.into_iter().map(|(k, (v, _))| (k, v)).collect(),
+        cap_drop: pick(&layers, |l| l.cap_drop.clone())?,
+        cap_add: pick(&layers, |l| l.cap_add.clone())?,
+        no_new_privileges: pick(&layers, |l| l.no_new_privileges)?,
+        init: pick(&layers, |l| l.init)?,
+        seccomp: pick(&layers, |l| l.seccomp.clone())?,
+        limits,
+        binds: binds.into_iter().map(|b| b.bind).collect(),
+        bind_sets: raw.bind_sets.clone(),
+        env: raw
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
+        secret_env: raw.secret_env.clone(),
+        command: raw.command.clone(),
+        liveness,
+        egress: egress.and_then(|(policy, _)| policy),
+    })
+}
