@@ -181,6 +181,18 @@ pub struct Limits {
     pub pids: Option<i64>,
 }
 
+/// The built-in default limits (manifest.md): 8 GiB, 4 CPUs but never more than the host has
+/// (a default should not itself trigger the "cpus above the host's count" warning on a small
+/// machine), 512 pids. One place: the loader's defaults and `openclaw harden` use it.
+pub fn builtin_limits(host_cpus: usize) -> Limits {
+    Limits {
+        memory: Some(8 << 30),
+        memory_swap: None,
+        cpus: Some(host_cpus.clamp(1, 4) as f64),
+        pids: Some(512),
+    }
+}
+
 impl Limits {
     /// CPUs as the engine's `NanoCpus`.
     pub fn nano_cpus(&self) -> Option<i64> {

@@ -185,10 +185,11 @@ pub struct Limits {
 impl Limits {
     /// The manifest's built-in defaults (8Gi, 4 CPUs but no more than the host has, 512).
     pub fn builtin(host_cpus: usize) -> Limits {
+        let b = crate::manifest::builtin_limits(host_cpus);
         Limits {
-            memory: 8 << 30,
-            cpus: host_cpus.clamp(1, 4) as f64,
-            pids: 512,
+            memory: b.memory.unwrap_or_default(),
+            cpus: b.cpus.unwrap_or_default(),
+            pids: b.pids.unwrap_or_default(),
         }
     }
 }

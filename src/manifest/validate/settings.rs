@@ -79,14 +79,15 @@ pub(super) fn builtin_settings(ctx: &LoadContext) -> Partial {
             allow: vec![],
             deny: vec![],
         }),
-        limits: PartialLimits {
-            memory: Some(Some(8 << 30)),
-            // Unset: follows `memory` after the merge (no swap).
-            memory_swap: None,
-            // 4 CPUs, but never more than the host has: a default should not itself trigger
-            // the "cpus above the host's count" warning on a small machine.
-            cpus: Some(Some(ctx.host_cpus.clamp(1, 4) as f64)),
-            pids: Some(Some(512)),
+        limits: {
+            let b = crate::manifest::builtin_limits(ctx.host_cpus);
+            PartialLimits {
+                memory: Some(b.memory),
+                // Unset: follows `memory` after the merge (no swap).
+                memory_swap: None,
+                cpus: Some(b.cpus),
+                pids: Some(b.pids),
+            }
         },
         egress: None,
     }
