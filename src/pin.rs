@@ -10,12 +10,14 @@
 //! breach, never left running.
 //!
 //! The comparison is pure over what the caller reads; the host's `/proc` comes in as a
-//! parameter so tests can use a tempdir.
+//! parameter so tests can use a tempdir. [`recheck_started`] is the one re-check after a start,
+//! whoever started the container: a heal restart, or a `start` the daemon sees (a plain
+//! `docker start` included).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::engine::BindMount;
+use crate::engine::{BindMount, Engine, EngineResult};
 
 /// One bind source as it was when pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +114,41 @@ pub fn check_restarted(
         return Vec::new();
     }
     check_mounted(proc, pid, &pins).0
+}
+
+/// What the re-check of a started container found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recheck {
+    /// No such container (any more).
+    Gone,
+    /// Not running: nothing is mounted now; its next start is checked again.
+    NotRunning,
+    /// Every bind mount is the pinned object.
+    Pinned,
+    /// One sentence per bind whose source is not what the container was created with.
+    Breached(Vec<String>),
+}
+
+/// Inspects `container` and, when it runs, re-checks every bind mount it has
+/// ([`check_restarted`] over the engine's mount list, `proc` being the host's `/proc`). The
+/// caller decides what to do about a breach (stop it, and report `clw-isolation-breach`).
+pub async fn recheck_started<E: Engine>(
+    engine: &E,
+    container: &str,
+    proc: &Path,
+) -> EngineResult<Recheck> {
+    let Some(c) = engine.inspect(container).await? else {
+        return Ok(Recheck::Gone);
+    };
+    if !c.is_running() {
+        return Ok(Recheck::NotRunning);
+    }
+    let breaches = check_restarted(proc, c.state.pid.unwrap_or(0), &c.security.mounts);
+    Ok(if breaches.is_empty() {
+        Recheck::Pinned
+    } else {
+        Recheck::Breached(breaches)
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! create/start events (no sweep: the manifest schedules it yearly), puts back limits loosened
 //! with `docker update`, keeps enforcing the old manifest after a SIGHUP with a broken one,
 //! stops with status 0 on SIGTERM, serves /metrics and /healthz, rides out an engine restart
-//! (a private dockerd, never the shared one), and `enforce` reaches the same end state.
+//! (a private dockerd, never the shared one), stops an owned sandbox a plain `docker start`
+//! brought up with a swapped bind source, and `enforce` reaches the same end state.
 //!
 //! Every adopt label and name prefix is unique per test, so tests and other users of the
 //! engine never match each other's containers.
@@ -886,6 +887,63 @@ fn a_managed_sandbox_killed_with_docker_kill_is_restarted_by_the_agent_and_a_sto
         inspect(&sandbox)["State"]["Running"],
         false,
         "a deliberately stopped sandbox was restarted; agent log:\n{}",
+        agent.log()
+    );
+}
+
+/// Finding 3 of the integrity review, the agent's part: the engine resolves every bind source
+/// again at each start, whoever starts the container. A plain `docker start` of an owned sandbox
+/// whose workspace was swapped for a symlink to another directory is caught on the `start`
+/// event: the agent stops the sandbox and audits the breach.
+#[test]
+fn a_docker_start_after_a_bind_source_was_swapped_for_a_symlink_is_stopped_by_the_agent() {
+    require_engine();
+    let fx = Fixture::new("pinstart");
+    write_manifest(&fx, &unique("clwt-unused"), "clwt-unused-prefix-", None);
+    let out = fx.run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", describe(&out));
+    let sandbox = fx.sandbox();
+    let agent = Agent::spawn(&fx, &[]);
+    // Stopped the documented way: recorded as deliberate, so nothing heals it meanwhile.
+    let out = fx.run(&["stop", "--time", "1", &sandbox]);
+    assert!(out.status.success(), "stop: {}", describe(&out));
+
+    // The workspace becomes a symlink to a directory holding something that is not the
+    // sandbox's to read.
+    let loot = fx.dir().join("loot");
+    std::fs::create_dir(&loot).unwrap();
+    std::fs::write(loot.join("secret.txt"), "not for the sandbox\n").unwrap();
+    let ws = fx.openclaw_dir().join("workspace");
+    std::fs::rename(&ws, fx.openclaw_dir().join("workspace-moved")).unwrap();
+    std::os::unix::fs::symlink(&loot, &ws).unwrap();
+    docker_ok(&["start", &sandbox]);
+
+    let breach = poll("the agent to audit the breach", DEADLINE, || {
+        let state = clw_fortress::state::State::open(&fx.state_path()).ok()?;
+        let audit = state.recent_audit(Some(&sandbox), 20).ok()?;
+        audit
+            .into_iter()
+            .find(|a| a.action == "stop" && a.outcome == "clw-isolation-breach")
+    });
+    assert_eq!(breach.actor, "daemon", "{breach:?}");
+    assert!(
+        breach.detail.contains("replaced by a symlink"),
+        "{breach:?}"
+    );
+    // The entry is written after the engine's stop returned.
+    assert_eq!(
+        inspect(&sandbox)["State"]["Running"],
+        false,
+        "the sandbox runs with the swapped source; agent log:\n{}",
+        agent.log()
+    );
+    agent.wait_log("the breach in the log", "error[clw-isolation-breach]");
+    // Stopped for good: neither the crash path nor a liveness pass starts it again.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        inspect(&sandbox)["State"]["Running"],
+        false,
+        "the breached sandbox was started again; agent log:\n{}",
         agent.log()
     );
 }

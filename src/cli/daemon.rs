@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::{Cli, CmdResult};
-use crate::daemon::{self, Loader, Options};
+use crate::daemon::{self, connect::DockerConnect, Loader, Options};
 use crate::engine::socket;
 use crate::error::exit;
+use crate::host::HostPaths;
 use crate::manifest::{self, LoadContext};
 
 pub async fn run(cli: &Cli) -> CmdResult {
@@ -29,13 +30,19 @@ pub async fn run(cli: &Cli) -> CmdResult {
         .parent()
         .map(|p| p.join("profiles"))
         .unwrap_or_else(std::env::temp_dir);
-    daemon::run(Options {
-        flavor: super::declared_flavor(&fortress),
-        fortress,
-        load,
+    let connect = DockerConnect {
         socket: resolved.url,
+        flavor: super::declared_flavor(&fortress),
         profile_dir,
-    })
+    };
+    daemon::run(
+        Options {
+            fortress,
+            load,
+            host: HostPaths::real(),
+        },
+        connect,
+    )
     .await?;
     Ok(exit::OK)
 }

@@ -16,9 +16,65 @@ use std::time::Instant;
 use chrono::{DateTime, TimeZone};
 
 use super::metrics::Metrics;
+use crate::engine::EngineError;
+use crate::error::{Coded, ErrorCode};
+use crate::report::{chain, headline, ErrorReport};
+
+/// Why a job run failed. Each variant carries the typed error or the per-item reports, so the
+/// log line and the metrics say which `clw-*` code it was.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("the engine is not connected")]
+    NotConnected,
+    #[error("cannot list or inspect the engine's containers")]
+    Engine(#[source] EngineError),
+    /// The run went through, but some items failed (one report each).
+    #[error("{summary}; {}", problems.iter().map(ErrorReport::headline).collect::<Vec<_>>().join("; "))]
+    Problems {
+        summary: String,
+        problems: Vec<ErrorReport>,
+    },
+}
+
+impl Coded for JobError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            JobError::NotConnected => ErrorCode::EngineUnreachable,
+            JobError::Engine(e) => e.code(),
+            // The first problem's code: problems are listed in the order the run met them.
+            JobError::Problems { problems, .. } => problems
+                .first()
+                .map(|p| p.code)
+                .unwrap_or(ErrorCode::SandboxFailure),
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            JobError::Engine(e) => e.hint(),
+            JobError::Problems { problems, .. } => problems.first().and_then(|p| p.hint.clone()),
+            JobError::NotConnected => None,
+        }
+    }
+}
+
+/// A cron expression of a job that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("schedule of job {job} ({expr:?}) does not parse")]
+pub struct ScheduleError {
+    pub job: String,
+    pub expr: String,
+    #[source]
+    pub source: cron::error::Error,
+}
+
+impl Coded for ScheduleError {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::ConfigInvalid
+    }
+}
 
 /// What a job run says about itself: a one-line summary, or why it failed.
-pub type JobResult = Result<String, String>;
+pub type JobResult = Result<String, JobError>;
 pub type JobFuture = Pin<Box<dyn Future<Output = JobResult> + Send>>;
 
 /// A named unit of periodic work.
@@ -50,11 +106,14 @@ pub struct Timetable<Tz: TimeZone> {
 impl<Tz: TimeZone> Timetable<Tz> {
     /// `specs` are (job name, cron expression); expressions were validated with the manifest,
     /// so one that does not parse here is a bug, reported as an error.
-    pub fn new(specs: &[(String, String)], now: &DateTime<Tz>) -> Result<Self, String> {
+    pub fn new(specs: &[(String, String)], now: &DateTime<Tz>) -> Result<Self, ScheduleError> {
         let mut entries = Vec::new();
         for (name, expr) in specs {
-            let s = cron::Schedule::from_str(expr)
-                .map_err(|e| format!("schedule of job {name} ({expr:?}): {e}"))?;
+            let s = cron::Schedule::from_str(expr).map_err(|source| ScheduleError {
+                job: name.clone(),
+                expr: expr.clone(),
+                source,
+            })?;
             let next = s.after(now).next();
             entries.push((name.clone(), s, next));
         }
@@ -148,8 +207,13 @@ impl JobRunner {
                     tracing::info!(job = name, seconds = took.as_secs_f64(), "{summary}");
                     metrics.job_run(name, "ok", Some(took));
                 }
-                Err(why) => {
-                    tracing::warn!(job = name, seconds = took.as_secs_f64(), "failed: {why}");
+                Err(e) => {
+                    tracing::warn!(
+                        job = name,
+                        seconds = took.as_secs_f64(),
+                        "failed: {}",
+                        headline(e.code(), &chain(e))
+                    );
                     metrics.job_run(name, "failed", Some(took));
                 }
             }
@@ -206,7 +270,8 @@ mod tests {
             Err(e) => e,
             Ok(_) => panic!("accepted a bogus schedule"),
         };
-        assert!(err.contains("limits"), "{err}");
+        assert!(err.to_string().contains("limits"), "{err}");
+        assert_eq!(err.code(), ErrorCode::ConfigInvalid);
     }
 
     #[tokio::test]
@@ -221,7 +286,7 @@ mod tests {
                 async move {
                     runs.fetch_add(1, Ordering::SeqCst);
                     while !*rx.borrow() {
-                        rx.changed().await.map_err(|e| e.to_string())?;
+                        rx.changed().await.map_err(|_| JobError::NotConnected)?;
                     }
                     Ok("done".to_string())
                 }
@@ -234,7 +299,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(runner.try_start("slow").is_none(), "second run skipped");
         release_tx.send(true).unwrap();
-        assert_eq!(first.await.unwrap(), Ok("done".to_string()));
+        assert_eq!(first.await.unwrap().unwrap(), "done");
         // Finished: the next fire starts a run again.
         let again = runner
             .try_start("slow")

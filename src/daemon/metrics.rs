@@ -48,6 +48,7 @@ pub struct Metrics {
     enforcements: Family<Labels, Counter>,
     drift_corrections: Counter,
     engine_reconnects: Counter,
+    isolation_breaches: Counter,
     engine_up: Gauge,
     events: Counter,
     event_lag: Histogram,
@@ -93,6 +94,12 @@ impl Metrics {
             "engine_reconnects",
             "Times the agent got the engine back after losing it",
             engine_reconnects.clone(),
+        );
+        let isolation_breaches = Counter::default();
+        registry.register(
+            "isolation_breaches",
+            "Owned sandboxes the agent stopped because a bind source changed since they were created",
+            isolation_breaches.clone(),
         );
         let engine_up = Gauge::default();
         registry.register(
@@ -170,6 +177,7 @@ impl Metrics {
             enforcements,
             drift_corrections,
             engine_reconnects,
+            isolation_breaches,
             engine_up,
             events,
             event_lag,
@@ -199,6 +207,10 @@ impl Metrics {
 
     pub fn reconnected(&self) {
         self.engine_reconnects.inc();
+    }
+
+    pub fn isolation_breach(&self) {
+        self.isolation_breaches.inc();
     }
 
     pub fn set_engine_up(&self, up: bool) {
@@ -453,6 +465,7 @@ mod tests {
     fn every_metric_family_is_exported_with_its_stable_name() {
         let m = Metrics::new();
         m.reconnected();
+        m.isolation_breach();
         m.event(0.002);
         m.job_run("limits", "ok", Some(Duration::from_millis(30)));
         m.egress_denied("sbx", "evil.test");
@@ -462,6 +475,7 @@ mod tests {
             "clw_fortress_enforcements_total",
             "clw_fortress_drift_corrections_total",
             "clw_fortress_engine_reconnects_total 1",
+            "clw_fortress_isolation_breaches_total 1",
             "clw_fortress_engine_up",
             "clw_fortress_engine_events_total 1",
             "clw_fortress_event_lag_seconds_bucket",

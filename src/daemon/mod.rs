@@ -1,38 +1,43 @@
 //! The long-running agent (`clw-fortress daemon`): one tokio process that watches engine
 //! events, runs the periodic jobs, reloads the manifest on SIGHUP and stops on SIGTERM/SIGINT.
 //!
-//! It owns the process lifecycle: the engine connection (reconnect with capped backoff, resync
-//! with a full sweep), the job timetable, signals, systemd notifications and the metrics
-//! endpoint. It must not decide what to enforce or how: that is `enforce` (policy and driver)
-//! and the pure parts here (`react`, `backoff`, `jobs::Timetable`); this file is the thin shell
-//! that wires them to the engine, the clock and the state database.
+//! It owns the process lifecycle: signals, systemd notifications, the metrics endpoint, the
+//! job timetable and the manifest reload. The engine connection and the event path are in
+//! `events` (connect through a [`connect::Connect`] factory, resync, classify each event once)
+//! and `reconcile` (one reconcile per container, concurrent and de-duplicated). It must not
+//! decide what to enforce or how: that is `enforce` (policy and driver) and the pure parts here
+//! (`react`, `backoff`, `jobs::Timetable`, `reconcile::Queue`); this module is the thin shell
+//! that wires them to the engine, the clock and the state database. Generic over the engine,
+//! so the unit tests below drive it with the fake.
 
 pub mod backoff;
+pub mod connect;
+mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod react;
+pub mod reconcile;
 pub mod tick;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Local;
-use futures_util::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
-use crate::enforce::{self, Enforcement, Outcome, Policy};
-use crate::engine::{DockerEngine, Engine, Event, Flavor};
+use crate::enforce::{self, Enforcement, Policy};
+use crate::engine::Engine;
 use crate::error::{Coded, ErrorCode};
+use crate::host::HostPaths;
 use crate::manifest::Fortress;
 use crate::report::{chain, ErrorReport};
 use crate::state::State;
 
-use backoff::Backoff;
-use jobs::{Job, JobResult, JobRunner, Timetable};
+use connect::Connect;
+use jobs::{Job, JobError, JobResult, JobRunner, Timetable};
 use metrics::Metrics;
 
 /// The limits sweep when `schedules.limits` is not set: every five minutes.
@@ -84,18 +89,14 @@ impl Coded for DaemonError {
 /// Loads and validates the manifest: at start and on every SIGHUP.
 pub type Loader = Arc<dyn Fn() -> Result<Fortress, ErrorReport> + Send + Sync>;
 
-/// What the command line hands the daemon.
+/// What the command line hands the daemon (the engine comes as a [`Connect`] beside it).
 pub struct Options {
     /// The manifest as loaded at start.
     pub fortress: Fortress,
     /// Loads it again on SIGHUP.
     pub load: Loader,
-    /// The engine socket URL, resolved once at start (a change needs a restart).
-    pub socket: String,
-    /// The declared `engine.flavor` at start; `None` for `auto` (a change needs a restart).
-    pub flavor: Option<Flavor>,
-    /// Where Podman-bound seccomp profiles would go (the engine adapter wants one).
-    pub profile_dir: PathBuf,
+    /// Where the host's `/proc` is (the pinned-bind re-check looks into containers through it).
+    pub host: HostPaths,
 }
 
 /// The jobs and their cron expressions for `fortress`. Heal, backup and verify join here as
@@ -114,32 +115,42 @@ pub fn job_schedules(fortress: &Fortress) -> Vec<(String, String)> {
     ]
 }
 
-#[derive(Clone)]
-struct Conn {
-    engine: DockerEngine,
+/// The engine while connected, and its host's CPU count.
+struct Conn<E> {
+    engine: Arc<E>,
     ncpu: i64,
 }
 
+impl<E> Clone for Conn<E> {
+    fn clone(&self) -> Self {
+        Conn {
+            engine: self.engine.clone(),
+            ncpu: self.ncpu,
+        }
+    }
+}
+
 /// What the tasks of the daemon share.
-struct Shared {
+struct Shared<E> {
     fortress: RwLock<Arc<Fortress>>,
-    conn: RwLock<Option<Conn>>,
+    conn: RwLock<Option<Conn<E>>>,
     state: State,
     /// When each health check, liveness, backup and verify last ran (see `tick`).
     due: Mutex<tick::Due>,
     metrics: Arc<Metrics>,
+    host: HostPaths,
 }
 
-impl Shared {
+impl<E: Engine> Shared<E> {
     fn fortress(&self) -> Arc<Fortress> {
         self.fortress.read().expect("fortress lock").clone()
     }
 
-    fn conn(&self) -> Option<Conn> {
+    fn conn(&self) -> Option<Conn<E>> {
         self.conn.read().expect("conn lock").clone()
     }
 
-    fn set_conn(&self, c: Option<Conn>) {
+    fn set_conn(&self, c: Option<Conn<E>>) {
         self.metrics.set_engine_up(c.is_some());
         *self.conn.write().expect("conn lock") = c;
     }
@@ -165,12 +176,10 @@ impl Shared {
     /// Health probes, liveness, backups and verify that are due (the same code as `heal`,
     /// `backup run` and `verify` in timer mode).
     async fn tick(&self) -> JobResult {
-        let conn = self
-            .conn()
-            .ok_or_else(|| "the engine is not connected".to_string())?;
+        let conn = self.conn().ok_or(JobError::NotConnected)?;
         let fortress = self.fortress();
         tick::run(
-            &conn.engine,
+            &*conn.engine,
             &self.state,
             &fortress,
             &self.due,
@@ -182,13 +191,11 @@ impl Shared {
 
     /// The limits sweep: the same code as `clw-fortress enforce`.
     async fn sweep(&self) -> JobResult {
-        let conn = self
-            .conn()
-            .ok_or_else(|| "the engine is not connected".to_string())?;
+        let conn = self.conn().ok_or(JobError::NotConnected)?;
         let policy = self.policy(conn.ncpu);
-        let report = enforce::sweep(&conn.engine, &policy, Some(&self.state))
+        let report = enforce::sweep(&*conn.engine, &policy, Some(&self.state))
             .await
-            .map_err(|e| chain(&e))?;
+            .map_err(JobError::Engine)?;
         self.metrics
             .sweep_finished(chrono::Utc::now().timestamp_millis());
         for e in &report.enforced {
@@ -200,16 +207,78 @@ impl Shared {
             report.failed(),
             report.unchanged.len()
         );
-        if report.failed() > 0 {
-            Err(summary)
-        } else {
+        let problems: Vec<ErrorReport> = report
+            .enforced
+            .iter()
+            .filter_map(|e| {
+                e.error.as_ref().map(|f| ErrorReport {
+                    message: format!("{}: {}", e.name, f.message),
+                    ..f.report()
+                })
+            })
+            .collect();
+        if problems.is_empty() {
             Ok(summary)
+        } else {
+            Err(JobError::Problems { summary, problems })
         }
     }
 }
 
-/// Runs the agent until SIGTERM or SIGINT. Returns an error only when it cannot start.
-pub async fn run(opts: Options) -> Result<(), ErrorReport> {
+/// The agent without its process plumbing (signals, schedules, metrics server): the state it
+/// shares and its jobs. What the unit tests drive.
+struct Agent<E> {
+    shared: Arc<Shared<E>>,
+    runner: Arc<JobRunner>,
+}
+
+impl<E: Engine + 'static> Agent<E> {
+    fn new(fortress: Fortress, state: State, host: HostPaths, metrics: Arc<Metrics>) -> Agent<E> {
+        let shared = Arc::new(Shared {
+            fortress: RwLock::new(Arc::new(fortress)),
+            conn: RwLock::new(None),
+            state,
+            due: Mutex::new(tick::Due::new(Local::now())),
+            metrics: metrics.clone(),
+            host,
+        });
+        let limits_job = {
+            let shared = shared.clone();
+            Job::new(LIMITS_JOB, move || {
+                let shared = shared.clone();
+                async move { shared.sweep().await }
+            })
+        };
+        let tick_job = {
+            let shared = shared.clone();
+            Job::new(TICK_JOB, move || {
+                let shared = shared.clone();
+                async move { shared.tick().await }
+            })
+        };
+        let runner = Arc::new(JobRunner::new(vec![limits_job, tick_job], metrics));
+        Agent { shared, runner }
+    }
+
+    /// Connects through `connect` and handles the engine's events until aborted; `ready`
+    /// fires after the first resync.
+    fn watch<C: Connect<Engine = E>>(
+        &self,
+        connect: C,
+        ready: oneshot::Sender<()>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(events::watch_engine(
+            self.shared.clone(),
+            self.runner.clone(),
+            connect,
+            ready,
+        ))
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT, with the engine `connect` gives. Returns an error
+/// only when it cannot start.
+pub async fn run<C: Connect>(opts: Options, connect: C) -> Result<(), ErrorReport> {
     let fortress = opts.fortress.clone();
     let state = State::open(&fortress.state_path).map_err(|e| ErrorReport::from_error(&e))?;
     let metrics = Arc::new(Metrics::new());
@@ -240,49 +309,22 @@ pub async fn run(opts: Options) -> Result<(), ErrorReport> {
         None => None,
     };
 
-    let shared = Arc::new(Shared {
-        fortress: RwLock::new(Arc::new(fortress.clone())),
-        conn: RwLock::new(None),
-        state,
-        due: Mutex::new(tick::Due::new(Local::now())),
-        metrics: metrics.clone(),
-    });
-    let limits_job = {
-        let shared = shared.clone();
-        Job::new(LIMITS_JOB, move || {
-            let shared = shared.clone();
-            async move { shared.sweep().await }
-        })
-    };
-    let tick_job = {
-        let shared = shared.clone();
-        Job::new(TICK_JOB, move || {
-            let shared = shared.clone();
-            async move { shared.tick().await }
-        })
-    };
-    let runner = Arc::new(JobRunner::new(vec![limits_job, tick_job], metrics.clone()));
+    let agent: Agent<C::Engine> =
+        Agent::new(fortress.clone(), state, opts.host.clone(), metrics.clone());
     let (schedules_tx, schedules_rx) = watch::channel(job_schedules(&fortress));
     let (ready_tx, mut ready_rx) = oneshot::channel::<()>();
-
-    let watcher = tokio::spawn(watch_engine(
-        shared.clone(),
-        runner.clone(),
-        opts.socket.clone(),
-        opts.flavor,
-        opts.profile_dir.clone(),
-        ready_tx,
-    ));
-    let scheduler = tokio::spawn(schedule_loop(runner.clone(), schedules_rx));
+    let socket = connect.socket().to_string();
+    let watcher = agent.watch(connect, ready_tx);
+    let scheduler = tokio::spawn(schedule_loop(agent.runner.clone(), schedules_rx));
 
     let watchdog = notify::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut ready = false;
-    notify::status(&format!("waiting for the engine at {}", opts.socket));
+    notify::status(&format!("waiting for the engine at {socket}"));
     tracing::info!(
         fortress = %fortress.name,
-        socket = %opts.socket,
-        jobs = ?runner.names(),
+        socket = %socket,
+        jobs = ?agent.runner.names(),
         "agent started"
     );
 
@@ -296,11 +338,19 @@ pub async fn run(opts: Options) -> Result<(), ErrorReport> {
                 tracing::info!("SIGINT: stopping");
                 break;
             }
-            _ = hup.recv() => reload(&shared, &opts, &schedules_tx, &runner),
+            _ = hup.recv() => {
+                notify::reloading();
+                reload(&agent, &opts.load, &socket, &schedules_tx);
+                let f = agent.shared.fortress();
+                notify::ready(&format!(
+                    "enforcing fortress {}: {} sandbox(es), {} adopt rule(s)",
+                    f.name, f.sandboxes.len(), f.adopt.len()
+                ));
+            }
             r = &mut ready_rx, if !ready => {
                 ready = true;
                 if r.is_ok() {
-                    let f = shared.fortress();
+                    let f = agent.shared.fortress();
                     notify::ready(&format!(
                         "enforcing fortress {}: {} sandbox(es), {} adopt rule(s)",
                         f.name, f.sandboxes.len(), f.adopt.len()
@@ -320,21 +370,21 @@ pub async fn run(opts: Options) -> Result<(), ErrorReport> {
     Ok(())
 }
 
-/// SIGHUP: load the manifest again; an invalid one keeps the previous one in force.
-fn reload(
-    shared: &Shared,
-    opts: &Options,
+/// SIGHUP: load the manifest again; an invalid one keeps the previous one in force. Returns
+/// whether the new one took over.
+fn reload<E: Engine + 'static>(
+    agent: &Agent<E>,
+    load: &Loader,
+    socket: &str,
     schedules: &watch::Sender<Vec<(String, String)>>,
-    runner: &JobRunner,
-) {
-    notify::reloading();
+) -> bool {
+    let shared = &agent.shared;
     let old = shared.fortress();
-    match (opts.load)() {
+    match load() {
         Ok(new) => {
             if new.engine.socket != old.engine.socket {
                 tracing::warn!(
-                    "engine.socket changed; the agent keeps {} until it is restarted",
-                    opts.socket
+                    "engine.socket changed; the agent keeps {socket} until it is restarted"
                 );
             }
             if new.engine.flavor != old.engine.flavor {
@@ -364,7 +414,8 @@ fn reload(
             *shared.fortress.write().expect("fortress lock") = Arc::new(new);
             shared.metrics.reload(true);
             // New limits take effect now, not at the next scheduled sweep.
-            runner.try_start(LIMITS_JOB);
+            agent.runner.try_start(LIMITS_JOB);
+            true
         }
         Err(r) => {
             let mut lines = vec![r.headline()];
@@ -374,15 +425,9 @@ fn reload(
                 lines.join("; ")
             );
             shared.metrics.reload(false);
+            false
         }
     }
-    let f = shared.fortress();
-    notify::ready(&format!(
-        "enforcing fortress {}: {} sandbox(es), {} adopt rule(s)",
-        f.name,
-        f.sandboxes.len(),
-        f.adopt.len()
-    ));
 }
 
 /// Fires the jobs on their schedules (wall clock, local time, like systemd timers).
@@ -392,7 +437,10 @@ async fn schedule_loop(runner: Arc<JobRunner>, mut specs: watch::Receiver<Vec<(S
         let mut table = match Timetable::new(&current, &Local::now()) {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!("no periodic jobs run: {e}");
+                tracing::error!(
+                    "no periodic jobs run: {}",
+                    crate::report::headline(e.code(), &chain(&e))
+                );
                 if specs.changed().await.is_err() {
                     return;
                 }
@@ -427,208 +475,16 @@ async fn schedule_loop(runner: Arc<JobRunner>, mut specs: watch::Receiver<Vec<(S
     }
 }
 
-/// Connects, resyncs with a full sweep, then handles events until the engine goes away; then
-/// reconnects with capped exponential backoff. Runs until aborted.
-async fn watch_engine(
-    shared: Arc<Shared>,
-    runner: Arc<JobRunner>,
-    socket: String,
-    flavor: Option<Flavor>,
-    profile_dir: PathBuf,
-    ready: oneshot::Sender<()>,
-) {
-    let mut ready = Some(ready);
-    let mut backoff = Backoff::engine();
-    let mut lost_once = false;
-    loop {
-        let connected =
-            match DockerEngine::connect_expecting(&socket, profile_dir.clone(), flavor).await {
-                Ok(engine) => engine.info().await.map(|i| (engine, i.ncpu)),
-                Err(e) => Err(e),
-            };
-        let (engine, ncpu) = match connected {
-            Ok(c) => c,
-            Err(e) => {
-                let delay = backoff.next_delay();
-                // Unreachable, or another flavor than engine.flavor declares: both may be a
-                // moment of an engine being switched, so both are retried.
-                let what = e.code().as_str();
-                tracing::warn!(
-                    "engine at {socket} not usable ({}: {}); retrying in {delay:?}",
-                    what,
-                    chain(&e)
-                );
-                notify::status(&format!(
-                    "engine at {socket} not usable ({what}); retrying in {delay:?}"
-                ));
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-        };
-        backoff.reset();
-        // Subscribe before the sweep, so a container created while the sweep runs is seen by
-        // one or the other. The pump polls the stream at once; events queue in the channel.
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut stream = engine.events();
-        let pump = tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                let failed = item.is_err();
-                if tx.send(item).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        shared.set_conn(Some(Conn {
-            engine: engine.clone(),
-            ncpu,
-        }));
-        let policy = shared.policy(ncpu);
-        for c in &policy.clamped {
-            tracing::warn!("cpus above the engine host's count, clamped: {c}");
-        }
-        if lost_once {
-            shared.metrics.reconnected();
-            tracing::warn!("engine reconnected at {socket}; resyncing with a full sweep");
-        } else {
-            tracing::info!("engine connected at {socket}; initial sweep");
-        }
-        resync(&runner).await;
-        if let Some(r) = ready.take() {
-            let _ = r.send(());
-        }
-        notify::status(&format!("watching engine events at {socket}"));
-
-        let mut deaths = crate::heal::DeathWatch::default();
-        let why = loop {
-            // A `die` is healed once its stop window has passed without a `stop` (a deliberate
-            // `docker stop` is not a crash); sleep until the earliest such deadline.
-            let deadline = deaths.next_deadline();
-            let wait = deadline
-                .map(|d| Duration::from_millis((d - crate::state::now_ms()).max(0) as u64))
-                .unwrap_or(MAX_SCHEDULER_SLEEP);
-            tokio::select! {
-                m = rx.recv() => match m {
-                    Some(Ok(ev)) => {
-                        // Who gets which limits, decided once per event for both uses.
-                        let policy = shared.policy(ncpu);
-                        observe_death(&shared, &mut deaths, &ev);
-                        diagnose_limits(&shared, &engine, &policy, &ev).await;
-                        handle_event(&shared, &engine, &policy, ev).await;
-                    }
-                    Some(Err(e)) => break chain(&e),
-                    None => break "the event stream ended".to_string(),
-                },
-                _ = tokio::time::sleep(wait), if deadline.is_some() => {
-                    heal_deaths(&shared, &engine, &mut deaths).await;
-                }
-            }
-        };
-        pump.abort();
-        shared.set_conn(None);
-        lost_once = true;
-        let delay = backoff.next_delay();
-        tracing::warn!("lost the engine at {socket} ({why}); reconnecting in {delay:?}");
-        notify::status(&format!("lost the engine at {socket}; reconnecting"));
-        tokio::time::sleep(delay).await;
-    }
-}
-
-/// A full sweep through the limits job, waiting for a run already going to finish first (it
-/// may have started before the engine was back and found nothing to talk to).
-async fn resync(runner: &JobRunner) {
-    loop {
-        if !runner.is_running(LIMITS_JOB) {
-            if let Some(h) = runner.try_start(LIMITS_JOB) {
-                let _ = h.await;
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Feeds an event to the crash detector (records deliberate stops of managed sandboxes).
-fn observe_death(shared: &Shared, deaths: &mut crate::heal::DeathWatch, ev: &Event) {
-    if let Err(e) = crate::heal::observe_event(&shared.state, deaths, ev, crate::state::now_ms()) {
-        tracing::warn!(container = %ev.name, "cannot record the event for healing: {}", chain(&e));
-    }
-}
-
-/// Restarts the sandboxes that died and were not stopped on purpose, under the heal policy.
-async fn heal_deaths(shared: &Shared, engine: &DockerEngine, deaths: &mut crate::heal::DeathWatch) {
-    let fortress = shared.fortress();
-    match crate::heal::on_due(
-        engine,
-        &shared.state,
-        &fortress,
-        deaths,
-        crate::state::now_ms(),
-    )
-    .await
-    {
-        Ok(reports) => {
-            for r in reports {
-                tracing::warn!("crashed sandbox handled: {r:?}");
-            }
-        }
-        Err(e) => tracing::error!("cannot heal a crashed sandbox: {}", chain(&e)),
-    }
-}
-
-/// On `die` and `oom` of an owned or adopted container, finds which limit it ran into (OOM
-/// kill, pids exhaustion, CPU throttling) and records it as `clw-sandbox-limit-exceeded`.
-async fn diagnose_limits(shared: &Shared, engine: &DockerEngine, policy: &Policy, ev: &Event) {
-    use crate::engine::EventKind;
-    if !matches!(ev.kind, EventKind::Die | EventKind::Oom) {
-        return;
-    }
-    if !policy.may_cover(&ev.name, &ev.labels) {
-        return;
-    }
-    let events = crate::limits::diagnose(engine, &ev.id).await;
-    if events.is_empty() {
-        return;
-    }
-    for e in &events {
-        tracing::warn!(container = %ev.name, "{}", crate::report::headline(e.code, &e.message));
-    }
-    if let Err(e) = crate::limits::record_limit_events(&shared.state, &ev.id, &ev.name, &events) {
-        tracing::warn!(
-            "cannot record the limit events of {}: {}",
-            ev.name,
-            chain(&e)
-        );
-    }
-}
-
-fn now_nano() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-}
-
-async fn handle_event(shared: &Shared, engine: &DockerEngine, policy: &Policy, ev: Event) {
-    shared
-        .metrics
-        .event(react::lag_seconds(ev.time_nano, now_nano()));
-    let Some(trigger) = react::reaction(policy, &ev) else {
-        return;
-    };
-    match enforce::enforce_one(engine, policy, Some(&shared.state), &ev.id, trigger).await {
-        Ok(Outcome::Enforced(e)) => shared.record(&e),
-        Ok(Outcome::Unchanged(_) | Outcome::Ignored) => {}
-        Err(e) => tracing::warn!(
-            container = %ev.name,
-            "cannot check the limits after a {:?} event: {}",
-            ev.kind,
-            chain(&e)
-        ),
-    }
-    // Engine::socket is only for the log line's sake: which engine the event came from.
-    tracing::trace!(socket = engine.socket(), id = %ev.id, "event handled");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::fake::{Call, FakeEngine};
+    use crate::engine::{CreateRequest, EngineError, EngineResult, Event, EventKind};
+    use crate::manifest::{Adopt, Limits, Selector};
+    use crate::spec::{LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX};
+    use std::collections::{BTreeMap, VecDeque};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::time::Instant;
 
     #[test]
     fn the_limits_sweep_runs_every_five_minutes_unless_scheduled() {
@@ -644,5 +500,400 @@ mod tests {
         assert_eq!(job_schedules(&f)[1].0, TICK_JOB);
         f.schedules.limits = Some("0 0 * * * *".into());
         assert_eq!(job_schedules(&f)[0].1, "0 0 * * * *");
+    }
+
+    /// A connect factory over one shared fake: each attempt fails or succeeds as scripted
+    /// (`true` fails; once the script is used up every attempt succeeds).
+    struct Scripted {
+        engine: Arc<FakeEngine>,
+        fail: Mutex<VecDeque<bool>>,
+        attempts: Arc<AtomicUsize>,
+    }
+
+    impl Connect for Scripted {
+        type Engine = Arc<FakeEngine>;
+        async fn connect(&self) -> EngineResult<Arc<FakeEngine>> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            if self.fail.lock().unwrap().pop_front().unwrap_or(false) {
+                return Err(EngineError::BadSocket("fake://gone".into()));
+            }
+            Ok(self.engine.clone())
+        }
+        fn socket(&self) -> &str {
+            "fake://"
+        }
+    }
+
+    const ADOPT_LABEL: &str = "agent";
+
+    /// Adopts containers labelled `agent=1` with a pids limit; one declared sandbox `sbx`.
+    fn fortress(pids: i64) -> Fortress {
+        Fortress {
+            sandboxes: vec![crate::spec::tests::sandbox("sbx")],
+            adopt: vec![Adopt {
+                selector: Selector::Label {
+                    key: ADOPT_LABEL.into(),
+                    value: Some("1".into()),
+                },
+                limits: Limits {
+                    pids: Some(pids),
+                    ..Default::default()
+                },
+                egress: None,
+            }],
+            ..Fortress::for_tests()
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn adopted() -> BTreeMap<String, String> {
+        labels(&[(ADOPT_LABEL, "1")])
+    }
+
+    fn owned() -> BTreeMap<String, String> {
+        labels(&[
+            (LABEL_MANAGED, "1"),
+            (LABEL_FORTRESS, "f"),
+            (LABEL_SANDBOX, "sbx"),
+        ])
+    }
+
+    /// A running container on the fake, without limits; returns its id.
+    async fn add(
+        fake: &FakeEngine,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        binds: Vec<crate::engine::BindMount>,
+    ) -> String {
+        let id = fake
+            .create(&CreateRequest {
+                name: name.into(),
+                labels,
+                binds,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        fake.set_running(name, true);
+        id
+    }
+
+    fn event(kind: EventKind, id: &str, name: &str, labels: BTreeMap<String, String>) -> Event {
+        Event {
+            kind,
+            id: id.into(),
+            name: name.into(),
+            labels,
+            time_nano: 1,
+        }
+    }
+
+    fn updated(calls: &[Call], id: &str, pids: i64) -> bool {
+        calls
+            .iter()
+            .any(|c| matches!(c, Call::Update(i, r) if i == id && r.pids_limit == Some(pids)))
+    }
+
+    /// Fails the test instead of hanging: on paused time this fires only once nothing else
+    /// can happen before it.
+    async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(600), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what} never happened"))
+    }
+
+    struct Harness {
+        agent: Agent<Arc<FakeEngine>>,
+        fake: Arc<FakeEngine>,
+        attempts: Arc<AtomicUsize>,
+        metrics: Arc<Metrics>,
+        watcher: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            self.watcher.abort();
+        }
+    }
+
+    /// An agent over `fake` with `fortress`, connecting as `fail` says; returns once the first
+    /// resync is done.
+    async fn start(fake: Arc<FakeEngine>, fortress: Fortress, fail: &[bool]) -> Harness {
+        start_with(fake, fortress, fail, |_| {}).await
+    }
+
+    /// [`start`], with `prepare` run on the state database before the agent connects.
+    async fn start_with(
+        fake: Arc<FakeEngine>,
+        fortress: Fortress,
+        fail: &[bool],
+        prepare: impl FnOnce(&State),
+    ) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("state.db")).unwrap();
+        prepare(&state);
+        let metrics = Arc::new(Metrics::new());
+        let host = HostPaths::under(dir.path());
+        let agent = Agent::new(fortress, state, host, metrics.clone());
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let watcher = agent.watch(
+            Scripted {
+                engine: fake.clone(),
+                fail: Mutex::new(fail.iter().copied().collect()),
+                attempts: attempts.clone(),
+            },
+            ready_tx,
+        );
+        within("the first resync", ready_rx).await.unwrap();
+        Harness {
+            agent,
+            fake,
+            attempts,
+            metrics,
+            watcher,
+            _dir: dir,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_engine_goes_away_the_agent_reconnects_and_resyncs_with_a_sweep() {
+        let fake = Arc::new(FakeEngine::default());
+        let a = add(&fake, "a", adopted(), vec![]).await;
+        let first = fake.event_feed();
+        let second = fake.event_feed();
+        // The engine is not there at start, then is; later it goes away and is not there for
+        // one more attempt.
+        let h = start(fake.clone(), fortress(64), &[true, false, true, false]).await;
+        assert_eq!(h.attempts.load(Ordering::SeqCst), 2);
+        assert!(updated(&h.fake.calls(), &a, 64), "the first sweep limits a");
+
+        // Created without an event reaching the agent: only a sweep can find it.
+        let b = add(&fake, "b", adopted(), vec![]).await;
+        drop(first);
+        within(
+            "the resync sweep after the reconnect",
+            h.fake.until(|c| updated(c, &b, 64)),
+        )
+        .await;
+        assert_eq!(
+            h.attempts.load(Ordering::SeqCst),
+            4,
+            "failed once, then connected"
+        );
+        assert!(h
+            .metrics
+            .render()
+            .contains("clw_fortress_engine_reconnects_total 1"));
+
+        // The new connection's events are handled.
+        let c = add(&fake, "c", adopted(), vec![]).await;
+        second
+            .send(Ok(event(EventKind::Start, &c, "c", adopted())))
+            .unwrap();
+        within(
+            "the start event of c",
+            h.fake.until(|calls| updated(calls, &c, 64)),
+        )
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_puts_the_new_manifest_in_force_and_a_broken_one_keeps_the_old() {
+        let fake = Arc::new(FakeEngine::default());
+        let a = add(&fake, "a", adopted(), vec![]).await;
+        let feed = fake.event_feed();
+        let h = start(fake.clone(), fortress(64), &[]).await;
+        assert!(updated(&h.fake.calls(), &a, 64));
+
+        let next: Arc<Mutex<Result<Fortress, ErrorReport>>> =
+            Arc::new(Mutex::new(Ok(fortress(32))));
+        let load: Loader = {
+            let next = next.clone();
+            Arc::new(move || next.lock().unwrap().clone())
+        };
+        let (schedules, _rx) = watch::channel(Vec::new());
+        assert!(reload(&h.agent, &load, "fake://", &schedules));
+        within("the new limits on a", h.fake.until(|c| updated(c, &a, 32))).await;
+
+        *next.lock().unwrap() = Err(ErrorReport::new(ErrorCode::ConfigInvalid, "broken"));
+        assert!(!reload(&h.agent, &load, "fake://", &schedules));
+        // Still the second manifest: a new container gets its limits.
+        let b = add(&fake, "b", adopted(), vec![]).await;
+        feed.send(Ok(event(EventKind::Start, &b, "b", adopted())))
+            .unwrap();
+        within("the start event of b", h.fake.until(|c| updated(c, &b, 32))).await;
+        assert!(!updated(&h.fake.calls(), &b, 64));
+        let text = h.metrics.render();
+        assert!(
+            text.contains(r#"clw_fortress_manifest_reloads_total{outcome="ok"} 1"#)
+                && text.contains(r#"clw_fortress_manifest_reloads_total{outcome="failed"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_whose_inspect_is_slow_does_not_delay_another_containers_limits() {
+        let fake = Arc::new(FakeEngine::default());
+        let feed = fake.event_feed();
+        let h = start(fake.clone(), fortress(64), &[]).await;
+        let slow = add(&fake, "slow", adopted(), vec![]).await;
+        let quick = add(&fake, "quick", adopted(), vec![]).await;
+        fake.delay_inspect("slow", Duration::from_secs(30));
+        let t0 = Instant::now();
+        for (id, name) in [(&slow, "slow"), (&quick, "quick")] {
+            feed.send(Ok(event(EventKind::Start, id, name, adopted())))
+                .unwrap();
+        }
+        // Paused time: the timeout fires before the slow inspect returns, unless quick's limits
+        // are applied while slow's inspect is still going.
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            h.fake.until(|c| updated(c, &quick, 64)),
+        )
+        .await
+        .expect("quick was limited without waiting for slow");
+        assert!(!updated(&h.fake.calls(), &slow, 64));
+        within("slow's limits", h.fake.until(|c| updated(c, &slow, 64))).await;
+        assert!(t0.elapsed() >= Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_of_an_owned_sandbox_whose_bind_source_moved_stops_it_as_a_breach() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = std::fs::canonicalize(dir.path()).unwrap();
+        for sub in ["ws", "other"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        let bind = |name: &str| crate::engine::BindMount {
+            source: d.join(name).display().to_string(),
+            target: "/ws".into(),
+            read_only: false,
+        };
+        let fake = Arc::new(FakeEngine::default());
+        let feed = fake.event_feed();
+        let h = start(fake.clone(), fortress(64), &[]).await;
+        let sbx = add(&fake, "sbx", owned(), vec![bind("ws")]).await;
+        h.agent
+            .shared
+            .state
+            .record_created("f", "sbx", &sbx)
+            .unwrap();
+        // Labelled like the sandbox but not created by this fortress: not ours to stop, and
+        // limited only because an adopt rule matches it (crate::ownership).
+        let mut forged_labels = owned();
+        forged_labels.extend(adopted());
+        let forged = add(&fake, "forged", forged_labels.clone(), vec![bind("ws")]).await;
+
+        // Its sources as created: started, limited, left running.
+        feed.send(Ok(event(EventKind::Start, &sbx, "sbx", owned())))
+            .unwrap();
+        within("the limits of sbx", h.fake.until(|c| updated(c, &sbx, 64))).await;
+
+        std::fs::rename(d.join("ws"), d.join("ws-old")).unwrap();
+        std::os::unix::fs::symlink(d.join("other"), d.join("ws")).unwrap();
+        for (id, name, l) in [(&forged, "forged", forged_labels), (&sbx, "sbx", owned())] {
+            feed.send(Ok(event(EventKind::Start, id, name, l))).unwrap();
+        }
+        within(
+            "the stop of sbx",
+            h.fake.until(|c| c.contains(&Call::Stop(sbx.clone()))),
+        )
+        .await;
+        within(
+            "the forged container's limits",
+            h.fake.until(|c| updated(c, &forged, 64)),
+        )
+        .await;
+        assert!(!h.fake.calls().contains(&Call::Stop(forged.clone())));
+
+        let state = &h.agent.shared.state;
+        let audit = state.recent_audit(Some("sbx"), 10).unwrap();
+        let entry = audit
+            .iter()
+            .find(|a| a.action == "stop")
+            .expect("the stop is audited");
+        assert_eq!(entry.outcome, "clw-isolation-breach");
+        assert_eq!(entry.actor, "daemon");
+        assert!(entry.detail.contains("replaced by a symlink"), "{entry:?}");
+        assert!(
+            state.last_stop("sbx").unwrap().is_some(),
+            "recorded as a deliberate stop, so nothing heals it"
+        );
+        assert!(h
+            .metrics
+            .render()
+            .contains("clw_fortress_isolation_breaches_total 1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sandbox_started_while_the_agent_was_away_is_rechecked_when_it_connects() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(d.join("other")).unwrap();
+        std::os::unix::fs::symlink(d.join("other"), d.join("ws")).unwrap();
+        let fake = Arc::new(FakeEngine::default());
+        let sbx = add(
+            &fake,
+            "sbx",
+            owned(),
+            vec![crate::engine::BindMount {
+                source: d.join("ws").display().to_string(),
+                target: "/ws".into(),
+                read_only: false,
+            }],
+        )
+        .await;
+        let _feed = fake.event_feed();
+        // The record exists before the agent connects (apply wrote it); the agent's own
+        // state handle is the same database file.
+        let h = start_with(fake.clone(), fortress(64), &[], |state| {
+            state.record_created("f", "sbx", &sbx).unwrap()
+        })
+        .await;
+        within(
+            "the stop of sbx",
+            h.fake.until(|c| c.contains(&Call::Stop(sbx.clone()))),
+        )
+        .await;
+        let audit = h.agent.shared.state.recent_audit(Some("sbx"), 10).unwrap();
+        assert!(
+            audit.iter().any(|a| a.outcome == "clw-isolation-breach"),
+            "{audit:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crashed_owned_sandbox_is_reconciled_once_for_diagnosis_and_healing() {
+        let fake = Arc::new(FakeEngine::default());
+        let feed = fake.event_feed();
+        let h = start(fake.clone(), fortress(64), &[]).await;
+        let sbx = add(&fake, "sbx", owned(), vec![]).await;
+        h.agent
+            .shared
+            .state
+            .record_created("f", "sbx", &sbx)
+            .unwrap();
+        fake.set_running("sbx", false);
+        let before = fake.inspect_count("sbx");
+        let mut died = owned();
+        died.insert("exitCode".into(), "3".into());
+        feed.send(Ok(event(EventKind::Die, &sbx, "sbx", died)))
+            .unwrap();
+        within(
+            "the heal restart",
+            h.fake.until(|c| c.contains(&Call::Restart("sbx".into()))),
+        )
+        .await;
+        // One inspect for the death (diagnosis and healing share it), one after the restart
+        // to see the sandbox run with its binds pinned.
+        assert_eq!(fake.inspect_count("sbx") - before, 2);
     }
 }

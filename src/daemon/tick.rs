@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local};
 
-use crate::engine::{DockerEngine, Engine};
-use crate::error::ErrorCode;
+use super::jobs::JobError;
+use crate::engine::Engine;
+use crate::error::{Coded, ErrorCode};
 use crate::manifest::{Fortress, Schedule};
-use crate::report::chain;
+use crate::report::{chain, ErrorReport};
 use crate::state::{now_ms, State};
 
 /// How often the tick fires (cron, seconds first): the granularity of every per-target
@@ -72,12 +73,21 @@ pub struct TickReport {
     pub probes: usize,
     pub backups: usize,
     pub verified: usize,
-    pub problems: Vec<String>,
+    /// One report per target that failed, each with its own code.
+    pub problems: Vec<ErrorReport>,
+}
+
+/// `e` as a problem of the target `what` (`health web`, `backup memory`, ...).
+fn problem(what: String, e: &(impl Coded + ?Sized)) -> ErrorReport {
+    ErrorReport {
+        hint: e.hint(),
+        ..ErrorReport::new(e.code(), format!("{what}: {}", chain(e)))
+    }
 }
 
 impl TickReport {
     /// The job's result: empty when nothing was due (the runner logs that at debug only).
-    pub fn summary(&self) -> Result<String, String> {
+    pub fn summary(self) -> Result<String, JobError> {
         if self.probes == 0 && self.backups == 0 && self.verified == 0 && self.problems.is_empty() {
             return Ok(String::new());
         }
@@ -88,14 +98,17 @@ impl TickReport {
         if self.problems.is_empty() {
             Ok(s)
         } else {
-            Err(format!("{s}; {}", self.problems.join("; ")))
+            Err(JobError::Problems {
+                summary: s,
+                problems: self.problems,
+            })
         }
     }
 }
 
 /// Runs every target that is due at `now`.
-pub async fn run(
-    engine: &DockerEngine,
+pub async fn run<E: Engine>(
+    engine: &E,
     state: &State,
     fortress: &Fortress,
     due: &Mutex<Due>,
@@ -114,7 +127,7 @@ pub async fn run(
             if let Err(e) = crate::heal::run_check(engine, state, fortress, check, now_ms()).await {
                 report
                     .problems
-                    .push(format!("health {}: {}", check.name, chain(&e)));
+                    .push(problem(format!("health {}", check.name), &e));
             }
         }
     }
@@ -134,7 +147,7 @@ pub async fn run(
             {
                 report
                     .problems
-                    .push(format!("liveness {}: {}", sandbox.name, chain(&e)));
+                    .push(problem(format!("liveness {}", sandbox.name), &e));
             }
         }
     }
@@ -159,15 +172,14 @@ pub async fn run(
             )
             .await
             {
-                Ok(r) if r.failed() > 0 => report.problems.push(format!(
-                    "backup {}: {} source(s) failed",
-                    entry.name,
-                    r.failed()
+                Ok(r) if r.failed() > 0 => report.problems.push(ErrorReport::new(
+                    ErrorCode::BackupFailed,
+                    format!("backup {}: {} source(s) failed", entry.name, r.failed()),
                 )),
                 Ok(_) => {}
                 Err(e) => report
                     .problems
-                    .push(format!("backup {}: {}", entry.name, chain(&e))),
+                    .push(problem(format!("backup {}", entry.name), &e)),
             }
         }
     }
@@ -177,13 +189,13 @@ pub async fn run(
                 Ok((n, failing)) => {
                     report.verified += n;
                     if !failing.is_empty() {
-                        report.problems.push(crate::report::headline(
+                        report.problems.push(ErrorReport::new(
                             ErrorCode::IsolationBreach,
-                            &format!("verify failed for {}", failing.join(", ")),
+                            format!("verify failed for {}", failing.join(", ")),
                         ));
                     }
                 }
-                Err(e) => report.problems.push(format!("verify: {e}")),
+                Err(e) => report.problems.push(problem("verify".into(), &e)),
             }
         }
     }
@@ -192,16 +204,14 @@ pub async fn run(
 
 /// The verify suite over every declared sandbox, recorded in the state database (as `verify`
 /// does). Returns how many were verified and which did not pass.
-async fn verify_all(
-    engine: &DockerEngine,
+async fn verify_all<E: Engine>(
+    engine: &E,
     state: &State,
     fortress: &Fortress,
-) -> Result<(usize, Vec<String>), String> {
+) -> Result<(usize, Vec<String>), crate::verify::VerifyError> {
     use crate::verify;
-    let info = engine.info().await.map_err(|e| chain(&e))?;
-    let targets = verify::targets(engine, fortress, Some(state), None, false)
-        .await
-        .map_err(|e| chain(&e))?;
+    let info = engine.info().await?;
+    let targets = verify::targets(engine, fortress, Some(state), None, false).await?;
     let inputs = verify::inputs_for(
         fortress,
         info.ncpu,
@@ -267,20 +277,26 @@ mod tests {
     #[test]
     fn a_tick_with_problems_is_a_failed_run() {
         let idle = TickReport::default();
-        assert_eq!(
-            idle.summary(),
-            Ok(String::new()),
-            "an idle tick says nothing"
-        );
+        assert_eq!(idle.summary().unwrap(), "", "an idle tick says nothing");
         let ok = TickReport {
             probes: 2,
             ..Default::default()
         };
         assert!(ok.summary().unwrap().contains("2 probe(s)"));
         let bad = TickReport {
-            problems: vec!["health web: down".into()],
+            probes: 1,
+            problems: vec![ErrorReport::new(
+                ErrorCode::HealthFailed,
+                "health web: down",
+            )],
             ..Default::default()
         };
-        assert!(bad.summary().unwrap_err().contains("health web"));
+        let err = bad.summary().unwrap_err();
+        assert_eq!(err.code(), ErrorCode::HealthFailed);
+        assert_eq!(
+            err.to_string(),
+            "tick: 1 probe(s), 0 backup run(s), 0 sandbox(es) verified; \
+             error[clw-health-failed]: health web: down"
+        );
     }
 }

@@ -1,8 +1,16 @@
 //! A recording in-memory engine for unit tests of pure-ish drivers. Integration tests never use
 //! it: they talk to a real engine.
+//!
+//! For the daemon's event loop it can also be scripted: an event stream per connection fed by
+//! the test ([`FakeEngine::event_feed`]), an inspect that takes a while for one container
+//! ([`FakeEngine::delay_inspect`], on tokio's clock so paused-time tests stay instant), and a
+//! way to wait until a call happened ([`FakeEngine::until`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
 
 use bollard::models::{ContainerInspectResponse, ContainerState, HostConfig};
 
@@ -27,6 +35,16 @@ struct Container {
     resources: Resources,
 }
 
+/// The pid every running container of the fake has (nothing on the host: a `/proc` in a test
+/// directory has no such entry).
+pub const FAKE_PID: i64 = 4242;
+
+fn tokio_stream_of(
+    mut rx: mpsc::UnboundedReceiver<EngineResult<Event>>,
+) -> impl futures_util::Stream<Item = EngineResult<Event>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
 #[derive(Default)]
 pub struct FakeEngine {
     containers: Mutex<BTreeMap<String, Container>>,
@@ -34,6 +52,14 @@ pub struct FakeEngine {
     fail_create: Mutex<BTreeSet<String>>,
     fail_start: Mutex<BTreeSet<String>>,
     next_id: Mutex<u64>,
+    /// Container name -> how long its inspect takes.
+    inspect_delay: Mutex<BTreeMap<String, Duration>>,
+    /// Container name -> how many times it was inspected.
+    inspects: Mutex<BTreeMap<String, usize>>,
+    /// The event streams of the next connections, in order.
+    feeds: Mutex<VecDeque<mpsc::UnboundedReceiver<EngineResult<Event>>>>,
+    /// Bumped on every recorded call, for [`FakeEngine::until`].
+    changed: watch::Sender<u64>,
 }
 
 fn refused(op: &'static str, target: &str) -> EngineError {
@@ -61,6 +87,57 @@ impl FakeEngine {
     }
     fn record(&self, c: Call) {
         self.calls.lock().unwrap().push(c);
+        self.changed.send_modify(|n| *n += 1);
+    }
+    /// Waits until `pred` holds for the calls so far (re-checked after every call).
+    pub async fn until(&self, pred: impl Fn(&[Call]) -> bool) {
+        let mut rx = self.changed.subscribe();
+        loop {
+            if pred(&self.calls()) {
+                return;
+            }
+            rx.changed()
+                .await
+                .expect("the fake lives as long as its waiters");
+        }
+    }
+    /// Makes every inspect of `name` take `delay` (tokio time).
+    pub fn delay_inspect(&self, name: &str, delay: Duration) {
+        self.inspect_delay
+            .lock()
+            .unwrap()
+            .insert(name.into(), delay);
+    }
+    /// How many times the container `name` was inspected.
+    pub fn inspect_count(&self, name: &str) -> usize {
+        self.inspects
+            .lock()
+            .unwrap()
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+    /// A new event stream: the next call of `events` (the next connection) returns what is
+    /// sent here; dropping the sender ends that stream (the engine went away). Without a feed,
+    /// `events` returns a stream that stays open and quiet.
+    pub fn event_feed(&self) -> mpsc::UnboundedSender<EngineResult<Event>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.feeds.lock().unwrap().push_back(rx);
+        tx
+    }
+    /// Sets whether `name` runs, without recording a call (something outside the product did
+    /// it: a crash, `docker start`).
+    pub fn set_running(&self, name: &str, running: bool) {
+        self.containers
+            .lock()
+            .unwrap()
+            .get_mut(name)
+            .expect("a container of the fake")
+            .running = running;
+    }
+    /// The id of the container `name`.
+    pub fn id_of(&self, name: &str) -> String {
+        self.containers.lock().unwrap()[name].id.clone()
     }
     fn name_of(&self, id: &str) -> Option<String> {
         self.containers
@@ -114,8 +191,20 @@ impl Engine for FakeEngine {
         let Some(name) = self.name_of(id) else {
             return Ok(None);
         };
+        *self
+            .inspects
+            .lock()
+            .unwrap()
+            .entry(name.clone())
+            .or_default() += 1;
+        let delay = self.inspect_delay.lock().unwrap().get(&name).copied();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
         let all = self.containers.lock().unwrap();
-        let c = &all[&name];
+        let Some(c) = all.get(&name) else {
+            return Ok(None);
+        };
         let inspected = ContainerInspectResponse {
             id: Some(c.id.clone()),
             name: Some(format!("/{}", c.req.name)),
@@ -141,6 +230,7 @@ impl Engine for FakeEngine {
             ),
             state: Some(ContainerState {
                 running: Some(c.running),
+                pid: Some(if c.running { FAKE_PID } else { 0 }),
                 status: Some(if c.running {
                     bollard::models::ContainerStateStatusEnum::RUNNING
                 } else {
@@ -271,7 +361,10 @@ impl Engine for FakeEngine {
     }
 
     fn events(&self) -> EventStream {
-        Box::pin(futures_util::stream::empty())
+        match self.feeds.lock().unwrap().pop_front() {
+            Some(rx) => Box::pin(tokio_stream_of(rx)),
+            None => Box::pin(futures_util::stream::pending()),
+        }
     }
 
     fn archive(&self, _id: &str, _path: &str) -> ByteStream {

@@ -11,6 +11,7 @@ pub mod failure;
 pub mod logging;
 pub mod podman;
 pub mod security;
+pub mod snapshot;
 pub mod socket;
 
 #[cfg(test)]
@@ -306,4 +307,62 @@ pub trait Engine: Send + Sync {
     fn events(&self) -> EventStream;
     /// A tar stream of `path` inside the container (bind mounts included, tmpfs not).
     fn archive(&self, id: &str, path: &str) -> ByteStream;
+}
+
+/// An engine shared between tasks is still the engine: the daemon keeps its connection in an
+/// `Arc` so each per-container reconcile can hold it.
+impl<E: Engine> Engine for std::sync::Arc<E> {
+    fn socket(&self) -> &str {
+        (**self).socket()
+    }
+    fn info(&self) -> impl Future<Output = EngineResult<EngineInfo>> + Send {
+        (**self).info()
+    }
+    fn list(
+        &self,
+        labels: &[String],
+    ) -> impl Future<Output = EngineResult<Vec<ContainerSummary>>> + Send {
+        (**self).list(labels)
+    }
+    fn inspect(
+        &self,
+        id_or_name: &str,
+    ) -> impl Future<Output = EngineResult<Option<Container>>> + Send {
+        (**self).inspect(id_or_name)
+    }
+    fn create(&self, req: &CreateRequest) -> impl Future<Output = EngineResult<String>> + Send {
+        (**self).create(req)
+    }
+    fn start(&self, id: &str) -> impl Future<Output = EngineResult<()>> + Send {
+        (**self).start(id)
+    }
+    fn stop(&self, id: &str, timeout_s: i64) -> impl Future<Output = EngineResult<()>> + Send {
+        (**self).stop(id, timeout_s)
+    }
+    fn restart(&self, id: &str, timeout_s: i64) -> impl Future<Output = EngineResult<()>> + Send {
+        (**self).restart(id, timeout_s)
+    }
+    fn remove(&self, id: &str) -> impl Future<Output = EngineResult<()>> + Send {
+        (**self).remove(id)
+    }
+    fn update_resources(
+        &self,
+        id: &str,
+        resources: &Resources,
+    ) -> impl Future<Output = EngineResult<()>> + Send {
+        (**self).update_resources(id, resources)
+    }
+    fn exec(
+        &self,
+        id: &str,
+        req: &ExecRequest,
+    ) -> impl Future<Output = EngineResult<ExecOutput>> + Send {
+        (**self).exec(id, req)
+    }
+    fn events(&self) -> EventStream {
+        (**self).events()
+    }
+    fn archive(&self, id: &str, path: &str) -> ByteStream {
+        (**self).archive(id, path)
+    }
 }

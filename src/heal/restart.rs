@@ -12,6 +12,7 @@ use tokio::process::Command;
 use crate::engine::{Engine, EngineError};
 use crate::error::{Coded, ErrorCode};
 use crate::manifest::RestartTarget;
+use crate::pin::Recheck;
 
 /// How long the engine may take to stop a container before it kills it, in seconds.
 pub const CONTAINER_STOP_TIMEOUT_S: i64 = 10;
@@ -137,27 +138,23 @@ pub async fn restart_container<E: Engine>(engine: &E, container: &str) -> Result
         .restart(container, CONTAINER_STOP_TIMEOUT_S)
         .await
         .map_err(err)?;
-    let inspected = engine.inspect(container).await.map_err(err)?;
-    let running = inspected.as_ref().is_some_and(|c| c.is_running());
-    if !running {
-        return Err(RestartError::NotRunning(container.to_string()));
-    }
     // The engine resolved every bind source again for this start: a source swapped for a
     // symlink since the container was created (crate::pin) would now mount something else.
-    let breaches = inspected
-        .map(|c| {
-            let pid = c.state.pid.unwrap_or(0);
-            crate::pin::check_restarted(std::path::Path::new("/proc"), pid, &c.security.mounts)
-        })
-        .unwrap_or_default();
-    if breaches.is_empty() {
-        return Ok(());
+    let proc = std::path::Path::new("/proc");
+    match crate::pin::recheck_started(engine, container, proc)
+        .await
+        .map_err(err)?
+    {
+        Recheck::Gone | Recheck::NotRunning => Err(RestartError::NotRunning(container.to_string())),
+        Recheck::Pinned => Ok(()),
+        Recheck::Breached(breaches) => {
+            let _ = engine.stop(container, 0).await;
+            Err(RestartError::MountedOther {
+                container: container.to_string(),
+                breaches,
+            })
+        }
     }
-    let _ = engine.stop(container, 0).await;
-    Err(RestartError::MountedOther {
-        container: container.to_string(),
-        breaches,
-    })
 }
 
 /// Restarts what `target` names.
