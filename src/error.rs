@@ -32,6 +32,17 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     pub const ENGINE: u8 = 3;
     pub const PARTIAL: u8 = 4;
+
+    /// The status of a command made of independent operations (`apply`, `enforce`,
+    /// `backup run`): 0 when none failed; 4 (partial) when some failed and others were done;
+    /// the first failure's own status when nothing could be done.
+    pub fn of_operations(done: usize, first_failure: Option<super::ErrorCode>) -> u8 {
+        match first_failure {
+            None => OK,
+            Some(_) if done > 0 => PARTIAL,
+            Some(code) => code.exit_status(),
+        }
+    }
 }
 
 impl ErrorCode {
@@ -147,6 +158,24 @@ pub trait Coded: std::error::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn independent_operations_exit_partial_only_when_some_were_done() {
+        assert_eq!(exit::of_operations(3, None), exit::OK);
+        assert_eq!(exit::of_operations(0, None), exit::OK);
+        assert_eq!(
+            exit::of_operations(2, Some(ErrorCode::EngineUnreachable)),
+            exit::PARTIAL
+        );
+        assert_eq!(
+            exit::of_operations(0, Some(ErrorCode::EngineUnreachable)),
+            exit::ENGINE
+        );
+        assert_eq!(
+            exit::of_operations(0, Some(ErrorCode::BackupFailed)),
+            exit::FOUND_FAILURES
+        );
+    }
 
     #[test]
     fn every_code_round_trips_through_its_name() {

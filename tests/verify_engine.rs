@@ -66,6 +66,13 @@ fn verify(fx: &Fixture, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
     }
     let v = json(&out);
     assert_eq!(v["version"], 1, "the JSON report is versioned: {v}");
+    if let Some(code) = v["summary"]["code"].as_str() {
+        assert!(
+            String::from_utf8_lossy(&text.stderr).contains(&format!("error[{code}]")),
+            "{}",
+            describe(&text)
+        );
+    }
     assert_eq!(v["fortress"], fx.name());
     let results = v["results"]
         .as_array()
@@ -263,7 +270,14 @@ fn assert_failures(fx: &Fixture, want: &[&str]) -> Vec<serde_json::Value> {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(outcomes(&results, "fail"), set(want), "{results:#?}");
     assert_eq!(outcomes(&results, "inconclusive"), set(&[]), "{results:#?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("error[clw-isolation-breach]"));
+    // The JSON report on standard output is the one document there, and names the code;
+    // the text run prints the error on standard error.
+    assert_eq!(
+        json(&out)["summary"]["code"],
+        "clw-isolation-breach",
+        "{}",
+        describe(&out)
+    );
     results
 }
 
@@ -1201,4 +1215,43 @@ fn unmasked_system_paths_are_caught() {
         },
         &["fs.masked-paths"],
     );
+}
+
+#[test]
+fn a_sandbox_that_cannot_do_its_job_is_a_sandbox_failure_not_a_breach() {
+    require_engine();
+    let fx = Fixture::new("oper");
+    apply_ok(&fx);
+    // A declared rw bind its user can no longer write (changed after apply).
+    let ws = fx.home().join(".openclaw/workspace");
+    std::os::unix::fs::chown(&ws, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&ws, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (out, results) = verify(&fx, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        outcomes(&results, "fail"),
+        set(&["fs.rw-binds"]),
+        "{results:#?}"
+    );
+    assert_eq!(json(&out)["summary"]["code"], "clw-sandbox-failure");
+    // And validation now refuses that bind, naming owner and mode.
+    let v = fx.run(&["validate"]);
+    assert_eq!(v.status.code(), Some(2), "{}", describe(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("owned by 0:0 with mode 0755"),
+        "{}",
+        describe(&v)
+    );
+    std::os::unix::fs::chown(&ws, Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
+
+    // A sandbox stopped is down, not breached.
+    docker_ok(&["stop", "-t", "1", &fx.sandbox()]);
+    let (out, results) = verify(&fx, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        outcomes(&results, "fail"),
+        set(&["sandbox.running"]),
+        "{results:#?}"
+    );
+    assert_eq!(json(&out)["summary"]["code"], "clw-sandbox-failure");
 }

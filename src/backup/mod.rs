@@ -187,14 +187,13 @@ impl RunReport {
         self.snapshots.len() - self.failed()
     }
 
-    /// 0 when every source was snapshotted, 4 (partial) when any failed: the failures are
-    /// isolated per source and every other source was done.
+    /// 0 when every source was snapshotted, 4 (partial) when some failed and others were
+    /// done, `clw-backup-failed`'s status (1) when none could be.
     pub fn exit_status(&self) -> u8 {
-        if self.failed() == 0 {
-            exit::OK
-        } else {
-            exit::PARTIAL
-        }
+        exit::of_operations(
+            self.succeeded(),
+            (self.failed() > 0).then_some(ErrorCode::BackupFailed),
+        )
     }
 }
 

@@ -108,20 +108,14 @@ pub async fn apply(cli: &Cli, prune: bool) -> CmdResult {
 /// 0 when everything converged; 4 when some operations failed and others were done; the
 /// failure's own status when nothing could be done.
 fn apply_status(r: &Report) -> u8 {
-    if r.failed() == 0 {
-        exit::OK
-    } else if r.succeeded() > 0 {
-        exit::PARTIAL
-    } else if let Some(code) = r
+    let first = r
         .outcomes
         .iter()
         .find_map(|o| o.error.as_ref())
-        .map(|f| f.code)
-    {
-        code.exit_status()
-    } else {
-        exit::ENGINE
-    }
+        .map(|f| f.code);
+    // A failure always carries its code; an outcome marked failed without one is the engine's.
+    let first = first.or((r.failed() > 0).then_some(ErrorCode::EngineUnreachable));
+    exit::of_operations(r.succeeded(), first)
 }
 
 pub async fn exec(cli: &Cli, sandbox: &str, cmd: Vec<String>, stdin: bool) -> CmdResult {

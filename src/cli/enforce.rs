@@ -4,7 +4,7 @@
 use super::{Cli, CmdResult, Output};
 use crate::enforce::{self, Enforcement, Policy, SweepReport};
 use crate::engine::Engine;
-use crate::error::exit;
+use crate::error::{exit, ErrorCode};
 
 pub async fn run(cli: &Cli) -> CmdResult {
     let fortress = cli.load()?;
@@ -39,11 +39,19 @@ pub async fn run(cli: &Cli) -> CmdResult {
         }
         Output::Text => {}
     }
-    Ok(if report.failed() > 0 {
-        exit::PARTIAL
-    } else {
-        exit::OK
-    })
+    let first = report
+        .enforced
+        .iter()
+        .filter(|e| !e.ok)
+        .map(|e| {
+            e.error
+                .as_ref()
+                .map_or(ErrorCode::EngineUnreachable, |f| f.code)
+        })
+        .next();
+    // Containers already as declared count as done.
+    let done = report.succeeded() + report.unchanged.len();
+    Ok(exit::of_operations(done, first))
 }
 
 fn line(e: &Enforcement) -> String {

@@ -14,7 +14,8 @@ use crate::report::ErrorReport;
 #[derive(Debug, Subcommand)]
 pub enum OpenclawCommand {
     /// Move the secrets out of the state directory, narrow the sandbox binds and limits in
-    /// openclaw.json (keeping a .bak), all or nothing; --undo reverses it.
+    /// openclaw.json (keeping its own pre-harden copy in the secrets directory), all or
+    /// nothing; --undo reverses it.
     Harden(HardenArgs),
 }
 
@@ -23,14 +24,17 @@ pub struct HardenArgs {
     /// The OpenClaw state directory.
     #[arg(long, default_value = "~/.openclaw")]
     state_dir: String,
-    /// Where secrets.env moves to (created 0700).
+    /// Where the secrets move to (created 0700): openclaw-secrets.json (the credentials of
+    /// openclaw.json, behind a `file` secrets provider), OpenClaw's .env and a legacy
+    /// secrets.env.
     #[arg(long, default_value = "~/.config/openclaw-secrets")]
     secrets_dir: String,
     /// Print every move and the diff of openclaw.json; change nothing.
     #[arg(long)]
     dry_run: bool,
     /// Reverse a previous harden: secrets back, drop-in and profile removed, openclaw.json
-    /// restored from its .bak.
+    /// restored byte for byte from harden's own pre-harden copy (never OpenClaw's .bak
+    /// files).
     #[arg(long, conflicts_with = "write_manifest")]
     undo: bool,
     /// Also write a fortress manifest for this host to FILE.

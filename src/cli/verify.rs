@@ -149,14 +149,28 @@ pub async fn run(cli: &Cli, args: &VerifyArgs) -> CmdResult {
             .filter(|r| r.outcome == verify::Outcome::Fail)
             .map(|r| format!("{}/{}", r.sandbox, r.probe))
             .collect();
-        let mut r = ErrorReport::new(
-            ErrorCode::IsolationBreach,
-            format!("{f} probe(s) failed, {i} inconclusive"),
-        )
-        .with_hint("`clw-fortress explain clw-isolation-breach` describes each probe and its fix");
+        let code = verify::failure_code(&results);
+        let (message, hint) = if code == ErrorCode::SandboxFailure {
+            (
+                format!("{f} probe(s) failed: the sandbox cannot do its job (not an isolation breach)"),
+                "`clw-fortress status` shows why it is down; a declared rw bind must be writable by the sandbox's user",
+            )
+        } else {
+            (
+                format!("{f} probe(s) failed, {i} inconclusive"),
+                "`clw-fortress explain clw-isolation-breach` describes each probe and its fix",
+            )
+        };
+        let mut r = ErrorReport::new(code, message).with_hint(hint);
         r.details = failing;
         if !cli.quiet {
-            eprint!("{}", r.render_text());
+            match (cli.output, &args.out, format) {
+                // Standard output holds no report: the error is the one JSON document there.
+                (super::Output::Json, Some(_), _) => println!("{}", r.render_json()),
+                // A machine-readable report on standard output says it all (its summary).
+                (_, None, f) if f != Format::Text => {}
+                _ => eprint!("{}", r.render_text()),
+            }
         }
         return Ok(exit::FOUND_FAILURES);
     }

@@ -458,7 +458,7 @@ pub struct RawHealth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawHttpProbe {
-    /// `http://` or `https://` URL; 2xx is healthy.
+    /// `http://` or `https://` URL; a status of 200-399 is healthy.
     pub url: String,
     /// Skip certificate verification (loopback hosts only).
     #[serde(default)]

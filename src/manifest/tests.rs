@@ -39,6 +39,10 @@ impl Fixture {
         ] {
             std::fs::create_dir_all(oc.join(d)).unwrap();
         }
+        // The sandbox's user (1000) writes its rw binds, as on a real host.
+        for d in ["workspace", "memory"] {
+            std::os::unix::fs::chown(oc.join(d), Some(1000), Some(1000)).ok();
+        }
         std::fs::write(oc.join("openclaw.json"), "{}").unwrap();
         let secrets_dir = home.join(".config/openclaw-secrets");
         std::fs::create_dir_all(&secrets_dir).unwrap();
@@ -686,8 +690,10 @@ fn root_users_are_rejected_unless_allow_root_is_set() {
             &fx.manifest_path(),
             "sandboxes[0].user",
         );
+        // Root without DAC_OVERRIDE (capDrop: ALL) could not write the uid-1000 workspace:
+        // the rw rule holds root to the mode bits too; granting it makes the bind writable.
         fx.fortress(&manifest(
-            &format!("    user: {user}\n    allowRoot: true"),
+            &format!("    user: {user}\n    allowRoot: true\n    capAdd: [DAC_OVERRIDE]"),
             "",
         ));
     }
@@ -701,6 +707,31 @@ fn root_users_are_rejected_unless_allow_root_is_set() {
         &fx.manifest_path(),
         "defaults.user",
     );
+}
+
+#[test]
+fn an_rw_bind_the_sandbox_user_cannot_write_is_refused_naming_owner_and_mode() {
+    let fx = Fixture::new();
+    let ws = fx.home.join(".openclaw/workspace");
+    std::os::unix::fs::chown(&ws, Some(0), Some(0)).unwrap();
+    chmod(&ws, 0o755);
+    let problems = fx.problems(&manifest("", ""));
+    let p = find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &fx.root.join("binds/openclaw.yaml"),
+        "binds[0].mode",
+    );
+    assert!(p.message.contains("runs as 1000:1000"), "{}", p.message);
+    assert!(
+        p.message.contains("owned by 0:0 with mode 0755"),
+        "{}",
+        p.message
+    );
+    // Group-writable for the sandbox's group is enough.
+    std::os::unix::fs::chown(&ws, Some(0), Some(1000)).unwrap();
+    chmod(&ws, 0o775);
+    fx.fortress(&manifest("", ""));
 }
 
 // Rule 9.

@@ -99,6 +99,8 @@ impl Fx {
         for d in ["agents/main/agent", "state", "workspace", "credentials"] {
             fs::create_dir_all(oc.join(d)).unwrap();
         }
+        // The sandbox's user (1000) writes the workspace, as on a real host.
+        std::os::unix::fs::chown(oc.join("workspace"), Some(1000), Some(1000)).ok();
         fs::write(oc.join("credentials/telegram.json"), "{}\n").unwrap();
         fs::write(oc.join("state/openclaw.sqlite"), "sqlite").unwrap();
         fs::write(oc.join(".env"), DOTENV).unwrap();

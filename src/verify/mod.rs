@@ -204,6 +204,28 @@ pub async fn targets<E: Engine>(
     Ok(out)
 }
 
+/// Probes whose failure means the sandbox cannot do what it must (it is down, a declared `rw`
+/// bind cannot be written), not that it can do more than it may.
+pub const OPERATIONAL_PROBES: [&str; 2] = ["sandbox.running", "fs.rw-binds"];
+
+/// The code of a failed run: `clw-sandbox-failure` when every failed probe is operational,
+/// `clw-isolation-breach` as soon as one is not (inconclusive alone is a breach not ruled out).
+pub fn failure_code(results: &[ProbeResult]) -> ErrorCode {
+    let failed: Vec<&ProbeResult> = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Fail)
+        .collect();
+    if !failed.is_empty()
+        && failed
+            .iter()
+            .all(|r| OPERATIONAL_PROBES.contains(&r.probe.as_str()))
+    {
+        ErrorCode::SandboxFailure
+    } else {
+        ErrorCode::IsolationBreach
+    }
+}
+
 /// Pass, fail and inconclusive counts.
 pub fn counts(results: &[ProbeResult]) -> (usize, usize, usize) {
     let n = |o| results.iter().filter(|r| r.outcome == o).count();

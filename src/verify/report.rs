@@ -109,6 +109,10 @@ struct Summary {
     probes: usize,
     /// `pass` or `fail`, as the exit status says (inconclusive counts per `allowInconclusive`).
     verdict: &'static str,
+    /// The error code of a failed run (`clw-isolation-breach`, or `clw-sandbox-failure` when
+    /// only operational probes failed); absent when it passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
     allow_inconclusive: bool,
 }
 
@@ -125,17 +129,15 @@ struct JsonResult<'a> {
 
 fn summary(results: &[ProbeResult], allow_inconclusive: bool) -> Summary {
     let (p, f, i) = counts(results);
+    let ok = passed(results, allow_inconclusive);
     Summary {
         passed: p,
         failed: f,
         inconclusive: i,
         sandboxes: grouped(results).len(),
         probes: results.len(),
-        verdict: if passed(results, allow_inconclusive) {
-            "pass"
-        } else {
-            "fail"
-        },
+        verdict: if ok { "pass" } else { "fail" },
+        code: (!ok).then(|| super::failure_code(results).to_string()),
         allow_inconclusive,
     }
 }
@@ -442,7 +444,8 @@ mod tests {
         assert_eq!(
             v["summary"],
             serde_json::json!({"passed": 1, "failed": 1, "inconclusive": 1, "sandboxes": 2,
-                "probes": 3, "verdict": "fail", "allowInconclusive": false})
+                "probes": 3, "verdict": "fail", "code": "clw-isolation-breach",
+                "allowInconclusive": false})
         );
         let r = &v["results"];
         assert_eq!(r[1]["sandbox"], "a");

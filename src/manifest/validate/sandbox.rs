@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::super::raw::RawSandbox;
-use super::super::{LoadContext, Network, Sandbox};
+use super::super::{LoadContext, Mode, Network, Sandbox};
 use super::binds::{check_forbidden, resolve_bind, Forbidden, LoadedBindSet, Resolved};
 use super::health::liveness;
 use super::settings::{merge_limits, partial_settings, pick, Partial};
@@ -20,7 +20,58 @@ fn is_root(user: &str) -> bool {
     uid == "0" || uid == "root"
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Why `user` (`uid[:gid]`, numeric) cannot write the directory or file at `source`, if it
+/// cannot; `None` when it can or this cannot be told (a user name, a missing source).
+fn rw_unwritable(
+    source: &Path,
+    user: &str,
+    (cap_drop, cap_add): &(Vec<String>, Vec<String>),
+) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = user.split_once(':').unwrap_or((user, ""));
+    let uid: u32 = uid.trim().parse().ok()?;
+    let gid: Option<u32> = gid.trim().parse().ok();
+    let meta = std::fs::metadata(source).ok()?;
+    let has = |cap: &str, list: &[String]| {
+        list.iter()
+            .any(|c| crate::spec::capability(c) == cap || crate::spec::capability(c) == "ALL")
+    };
+    // DAC_OVERRIDE lets a process write past the mode bits; engines keep it for root unless
+    // dropped, and grant it to any uid that adds it.
+    let dac_override = has("DAC_OVERRIDE", cap_add) || (uid == 0 && !has("DAC_OVERRIDE", cap_drop));
+    if writable(meta.uid(), meta.gid(), meta.mode(), uid, gid, dac_override) {
+        return None;
+    }
+    Some(format!(
+        "owned by {}:{} with mode {:04o}",
+        meta.uid(),
+        meta.gid(),
+        meta.mode() & 0o7777
+    ))
+}
+
+/// The mode bits' answer (no ACLs) to "may `uid`/`gid` write it?"
+fn writable(
+    owner: u32,
+    group: u32,
+    mode: u32,
+    uid: u32,
+    gid: Option<u32>,
+    dac_override: bool,
+) -> bool {
+    if dac_override {
+        return true;
+    }
+    if owner == uid {
+        mode & 0o200 != 0
+    } else if gid == Some(group) {
+        mode & 0o020 != 0
+    } else {
+        mode & 0o002 != 0
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the loader's shared state, passed down once
 pub(super) fn sandbox(
     r: &mut Report,
     file: &Path,
@@ -140,6 +191,32 @@ pub(super) fn sandbox(
         }
     }
 
+    // An `rw` bind the sandbox's user cannot write is a sandbox that cannot do its job, found
+    // now rather than as a failing probe later.
+    let caps = (
+        pick(&layers, |l| l.cap_drop.clone()).unwrap_or_default(),
+        pick(&layers, |l| l.cap_add.clone()).unwrap_or_default(),
+    );
+    for b in binds
+        .iter()
+        .filter(|b| b.bind.mode == Mode::Rw && !b.bind.create)
+    {
+        if let Some(why) = rw_unwritable(&b.bind.source, &user, &caps) {
+            r.invalid(
+                &b.origin.file,
+                format!("{}.mode", b.origin.field),
+                "rw",
+                format!(
+                    "sandbox `{}` runs as {user}, which cannot write {}: {why}; chown it to the \
+                     sandbox's user, make it writable for its group, or mount it ro \
+                     (POSIX ACLs are not read)",
+                    raw.name,
+                    b.bind.source.display()
+                ),
+            );
+        }
+    }
+
     let liveness = raw
         .liveness
         .as_ref()
@@ -190,4 +267,32 @@ pub(super) fn sandbox(
         liveness,
         egress: egress.and_then(|(policy, _)| policy),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writable;
+
+    #[test]
+    fn the_mode_bits_decide_who_may_write() {
+        // (owner, group, mode, uid, gid, dac_override) -> may write
+        let cases = [
+            (1000, 1000, 0o700, 1000, Some(1000), false, true),
+            (0, 0, 0o755, 1000, Some(1000), false, false),
+            (0, 1000, 0o775, 1000, Some(1000), false, true),
+            (0, 1000, 0o775, 1000, None, false, false),
+            (0, 0, 0o777, 1000, Some(1000), false, true),
+            (1000, 1000, 0o500, 1000, Some(1000), false, false),
+            (0, 0, 0o755, 1000, Some(1000), true, true),
+            // Root without DAC_OVERRIDE (capDrop: ALL) is held to the mode bits too.
+            (1000, 1000, 0o755, 0, Some(0), false, false),
+        ];
+        for (owner, group, mode, uid, gid, dac, want) in cases {
+            assert_eq!(
+                writable(owner, group, mode, uid, gid, dac),
+                want,
+                "{owner}:{group} {mode:o} as {uid}:{gid:?} dac={dac}"
+            );
+        }
+    }
 }

@@ -23,7 +23,7 @@ pub(super) fn probes(expect: &Expect, facts: &Facts) -> Vec<ProbeResult> {
 }
 
 /// `fs.ro-binds` and `fs.rw-binds`: each declared target is mounted, and a write into it fails
-/// with EROFS (read-only) or succeeds (writable) as declared.
+/// on a read-only mount (read-only) or succeeds (writable) as declared.
 fn bind_modes(binds: &[BindExpect], facts: &Facts) -> Vec<ProbeResult> {
     let mut out = Vec::new();
     let mounted = |t: &str| facts.mounts.iter().rev().find(|m| m.mount_point == t);
@@ -44,13 +44,13 @@ fn bind_modes(binds: &[BindExpect], facts: &Facts) -> Vec<ProbeResult> {
                 (None, _) => Some(format!("{t}: not probed")),
                 (Some(WriteResult::Missing), _) | (_, None) => Some(format!("{t}: not mounted")),
                 (Some(WriteResult::Ok), _) if want_ro => Some(format!("{t}: writable")),
-                (Some(WriteResult::Err(e)), Some(m)) if want_ro => {
-                    if e.contains("Read-only") && m.read_only {
-                        None
-                    } else {
-                        Some(format!("{t}: write failed but not read-only ({e})"))
-                    }
-                }
+                // Read-only is what mountinfo says plus a failed write: a write refused for
+                // another reason (EACCES for the sandbox's uid) on an `ro` mount is still
+                // read-only; on a mount that is not, it is writable for someone else.
+                (Some(WriteResult::Err(_)), Some(m)) if want_ro && m.read_only => None,
+                (Some(WriteResult::Err(e)), Some(_)) if want_ro => Some(format!(
+                    "{t}: mounted read-write; the write failed only ({e})"
+                )),
                 (Some(WriteResult::Err(e)), _) => Some(format!("{t}: write failed ({e})")),
                 (Some(WriteResult::Ok), Some(m)) if m.read_only => {
                     Some(format!("{t}: mounted read-only"))
