@@ -678,3 +678,50 @@ async fn a_bind_source_swapped_before_a_heal_restart_stops_the_sandbox() {
         "the sandbox was stopped"
     );
 }
+
+/// The daemon's heal path (it holds the manifest loaded before the swap; every command that
+/// loads it now refuses it): the pass that finds the other source mounted stops the sandbox
+/// and records the stop, so no later pass starts it again with that source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heal_pass_that_finds_a_swapped_source_stops_the_sandbox_for_good() {
+    use clw_fortress::{engine::DockerEngine, heal, manifest, state::State};
+    require_engine();
+    let fx = Fixture::new("pinned-heal");
+    apply_ok(&fx, &[]);
+    let fortress = manifest::load(&fx.manifest_path(), &manifest::LoadContext::from_process())
+        .expect("the fixture manifest loads");
+    let sandbox = fortress.sandboxes[0].clone();
+    let ws = fx.openclaw_dir().join("workspace");
+    std::fs::rename(&ws, fx.openclaw_dir().join("workspace-moved")).unwrap();
+    std::os::unix::fs::symlink(fx.secrets_dir(), &ws).unwrap();
+    docker_ok(&["kill", &fx.sandbox()]);
+
+    let engine = DockerEngine::connect(&engine_socket(), fx.dir().join("profiles"))
+        .await
+        .unwrap();
+    let state = State::open(&fx.state_path()).unwrap();
+    let now = || chrono::Utc::now().timestamp_millis();
+    let first = heal::run_sandbox(&engine, &state, &fortress, &sandbox, now())
+        .await
+        .unwrap();
+    let shown = format!("{first:?}");
+    assert!(shown.contains("replaced by a symlink"), "{shown}");
+    assert_eq!(inspect(&fx.sandbox())["State"]["Running"], false);
+    let started = inspect(&fx.sandbox())["State"]["StartedAt"].clone();
+
+    // An hour later: past any backoff, so only the recorded stop keeps it down.
+    let second = heal::run_sandbox(&engine, &state, &fortress, &sandbox, now() + 3_600_000)
+        .await
+        .unwrap();
+    let shown = format!("{second:?}");
+    assert!(
+        !shown.contains("replaced by a symlink"),
+        "restarted again: {shown}"
+    );
+    assert_eq!(inspect(&fx.sandbox())["State"]["Running"], false);
+    assert_eq!(
+        inspect(&fx.sandbox())["State"]["StartedAt"],
+        started,
+        "started again"
+    );
+}

@@ -289,10 +289,19 @@ async fn act<E: Engine>(
                 }
                 None => {
                     tracing::warn!(target = %key, %reason, "restarting {what}");
-                    restart::restart(engine, t)
-                        .await
-                        .err()
-                        .map(|e| crate::report::chain(&e).to_string())
+                    match restart::restart(engine, t).await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            if let restart::RestartError::MountedOther { container, .. } = &e {
+                                // Stopped with another source mounted: recorded as a stop on
+                                // purpose, so neither a pass nor the agent starts it again
+                                // with that source (`apply` re-pins and starts it).
+                                let at = chrono::Utc::now().timestamp_millis();
+                                state.record_stop(container, "", at)?;
+                            }
+                            Some(crate::report::chain(&e).to_string())
+                        }
+                    }
                 }
             };
             let outcome_s = if error.is_none() { "ok" } else { "failed" };
