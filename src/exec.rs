@@ -169,7 +169,7 @@ pub async fn run<E: Engine>(
             .ok_or_else(|| ExecError::NoSecretsFile {
                 sandbox: sandbox.into(),
             })?;
-        let map = secrets::read(file, uid)?;
+        let map = secrets::read(file, fortress.secrets_uid(uid))?;
         for key in &sbx.secret_env {
             let value = map.get(key).ok_or_else(|| ExecError::MissingSecret {
                 sandbox: sandbox.into(),

@@ -12,6 +12,9 @@ pub fn run(cli: &Cli) -> CmdResult {
             "ok": true,
             "fortress": fortress.name,
             "file": fortress.file,
+            "owner": fortress.owner.as_ref().map(|o| serde_json::json!({
+                "name": o.name, "uid": o.uid, "gid": o.gid, "home": o.home,
+            })),
             "sandboxes": fortress.sandboxes.iter().map(|s| &s.name).collect::<Vec<_>>(),
             "bindSets": fortress.bind_sets.iter().map(|b| &b.name).collect::<Vec<_>>(),
             "warnings": fortress.warnings,

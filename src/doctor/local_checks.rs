@@ -61,6 +61,7 @@ pub fn secrets_file(f: Option<&Fortress>, uid: u32) -> Check {
         return Check::skip(ID, "the manifest declares no secrets file");
     };
     let evidence = vec![describe_modes(path)];
+    let uid = f.secrets_uid(uid);
     match crate::secrets::check_file(path, uid) {
         Ok(()) => Check::pass(
             ID,

@@ -60,6 +60,11 @@ pub struct RawHeader {
 pub struct RawMetadata {
     /// `[a-z0-9-]{1,40}`; labels every object the fortress owns.
     pub name: String,
+    /// The user whose home this fortress protects (a name or a numeric uid): `~` means their
+    /// home, their secrets file is accepted, sandboxes run as their uid:gid by default. For a
+    /// root agent (the system unit) protecting a user's OpenClaw.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// Kind `Fortress`.

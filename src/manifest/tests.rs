@@ -734,6 +734,37 @@ fn an_rw_bind_the_sandbox_user_cannot_write_is_refused_naming_owner_and_mode() {
     fx.fortress(&manifest("", ""));
 }
 
+#[test]
+fn the_owner_sets_the_default_sandbox_user_and_an_unknown_owner_is_named() {
+    let fx = Fixture::new();
+    // root's uid:gid is 0:0: the default user becomes root, which rule 8 then refuses, naming
+    // the default it came from.
+    let text = manifest("", "").replace(
+        "metadata: {name: test}",
+        "metadata: {name: test, owner: root}",
+    );
+    let problems = fx.problems(&text);
+    let p = find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &fx.manifest_path(),
+        "defaults.user",
+    );
+    assert_eq!(p.value, "0:0");
+    let text = manifest("", "").replace(
+        "metadata: {name: test}",
+        "metadata: {name: test, owner: no-such-user-clw}",
+    );
+    let problems = fx.problems(&text);
+    let p = find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &fx.manifest_path(),
+        "metadata.owner",
+    );
+    assert_eq!(p.value, "no-such-user-clw");
+}
+
 // Rule 9.
 #[test]
 fn limits_below_their_minimum_are_rejected() {

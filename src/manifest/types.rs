@@ -38,6 +38,35 @@ pub struct Fortress {
     pub metrics: Option<Metrics>,
     /// Warnings found during validation (e.g. cpus above the host's count).
     pub warnings: Vec<String>,
+    /// `metadata.owner`, resolved from the user database.
+    pub owner: Option<Owner>,
+}
+
+/// The user a fortress protects (`metadata.owner`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl Fortress {
+    /// The uid the secrets file must be owned by: the owner's when the file is theirs,
+    /// else the running user's (`running`), so a root agent accepts its own or the owner's.
+    pub fn secrets_uid(&self, running: u32) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        let owner = self.owner.as_ref().map(|o| o.uid);
+        let file_uid = self
+            .secrets_file
+            .as_deref()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map(|m| m.uid());
+        match (owner, file_uid) {
+            (Some(o), Some(f)) if o == f => o,
+            _ => running,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -61,6 +90,7 @@ impl Fortress {
             schedules: Schedules::default(),
             metrics: None,
             warnings: vec![],
+            owner: None,
         }
     }
 }

@@ -159,7 +159,7 @@ pub fn inputs_for(fortress: &Fortress, host_cpus: i64, uid: u32, options: Option
     // A secrets file that cannot be read makes the value scans inconclusive, not the run
     // impossible: the other probes still say something. The error names the file, no value.
     let mut secrets = fortress.secrets_file.as_deref().map(|f| {
-        crate::secrets::read(f, uid).map_err(|e| {
+        crate::secrets::read(f, fortress.secrets_uid(uid)).map_err(|e| {
             let r = crate::report::ErrorReport::from_error(&e);
             r.headline()
         })

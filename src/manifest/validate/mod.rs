@@ -125,6 +125,24 @@ pub(super) fn fortress(
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
 
     check_metadata_name(&mut r, file, &raw.metadata.name);
+    // `metadata.owner`: `~` is the owner's home from here on, whoever runs this (a root agent
+    // under the system unit has no useful HOME of its own).
+    let owner = raw
+        .metadata
+        .owner
+        .as_deref()
+        .and_then(|o| resolve_owner(&mut r, file, o));
+    let owner_ctx;
+    let ctx = match &owner {
+        Some(o) => {
+            owner_ctx = LoadContext {
+                home: o.home.clone(),
+                ..ctx.clone()
+            };
+            &owner_ctx
+        }
+        None => ctx,
+    };
 
     let engine = engine_settings(&mut r, file, raw.engine.as_ref(), ctx);
     let state_path = state_path(&mut r, file, &dir, raw.state.as_ref(), ctx);
@@ -197,7 +215,8 @@ pub(super) fn fortress(
     }
 
     // Sandboxes.
-    let builtin = settings::builtin_settings(ctx);
+    let default_user = owner.as_ref().map(|o| format!("{}:{}", o.uid, o.gid));
+    let builtin = settings::builtin_settings(ctx, default_user);
     let defaults = raw
         .defaults
         .as_ref()
@@ -258,7 +277,20 @@ pub(super) fn fortress(
     // Rules 5 and 6: the secrets file is only read when it is safe to read.
     let secrets = secrets_file.as_ref().and_then(|path| {
         let raw_value = raw.secrets.as_ref().map(|s| s.file.as_str()).unwrap_or("");
-        secrets::read_secrets(&mut r, file, raw_value, path, &all_binds, ctx)
+        // The owner's file is theirs to own; otherwise the running user's (root included).
+        let expected = {
+            use std::os::unix::fs::MetadataExt;
+            let file_uid = std::fs::metadata(path).ok().map(|m| m.uid());
+            match &owner {
+                Some(o) if file_uid == Some(o.uid) => o.uid,
+                _ => ctx.uid,
+            }
+        };
+        let sec_ctx = LoadContext {
+            uid: expected,
+            ..ctx.clone()
+        };
+        secrets::read_secrets(&mut r, file, raw_value, path, &all_binds, &sec_ctx)
     });
     // Every secret value once, to look each plain env value up in. An empty value matches too
     // easily to mean anything.
@@ -313,7 +345,43 @@ pub(super) fn fortress(
         schedules,
         metrics,
         warnings: r.warnings,
+        owner,
     })
+}
+
+/// `metadata.owner`: a user name or numeric uid from the user database, with a home.
+fn resolve_owner(r: &mut Report, file: &Path, owner: &str) -> Option<crate::manifest::Owner> {
+    use nix::unistd::{Uid, User};
+    let found = match owner.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(owner),
+    };
+    match found {
+        Ok(Some(u)) => Some(crate::manifest::Owner {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir,
+        }),
+        Ok(None) => {
+            r.invalid(
+                file,
+                "metadata.owner",
+                owner,
+                "no such user in the user database (getent passwd)",
+            );
+            None
+        }
+        Err(e) => {
+            r.invalid(
+                file,
+                "metadata.owner",
+                owner,
+                format!("cannot read the user database: {e}"),
+            );
+            None
+        }
+    }
 }
 
 /// Rule 10: `metadata.name` is `[a-z0-9-]{1,40}`.

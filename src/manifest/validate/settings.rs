@@ -60,10 +60,15 @@ pub(super) struct PartialLimits {
 }
 
 /// The built-in defaults (manifest.md), used where neither `defaults` nor a sandbox says.
-pub(super) fn builtin_settings(ctx: &LoadContext) -> Partial {
+pub(super) fn builtin_settings(ctx: &LoadContext, default_user: Option<String>) -> Partial {
     Partial {
         image: None,
-        user: Some(("1000:1000".into(), "defaults.user".into())),
+        // The owner's uid:gid when `metadata.owner` names one, so the sandbox writes their
+        // workspace; else 1000:1000, the first user on most hosts.
+        user: Some((
+            default_user.unwrap_or_else(|| "1000:1000".into()),
+            "defaults.user".into(),
+        )),
         network: Some(Network::None),
         read_only_root: Some(true),
         tmpfs: Some(BTreeMap::from([

@@ -1,0 +1,118 @@
+//! Deploying for a user's OpenClaw from a root agent: `metadata.owner` makes `~` the owner's
+//! home whoever runs the command (the system unit runs as root with HOME unset), accepts the
+//! owner's secrets file and runs sandboxes as the owner by default.
+
+mod common;
+
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const OWNER: &str = "clw-owner-t";
+
+/// The test user, created once (the tests run as root, as CI does); its home.
+fn owner_home() -> (u32, u32, PathBuf) {
+    assert!(
+        nix::unistd::getuid().is_root(),
+        "the deploy tests create a user and run as the system unit does: run them as root"
+    );
+    if nix::unistd::User::from_name(OWNER).unwrap().is_none() {
+        let out = Command::new("useradd")
+            .args(["--create-home", "--user-group", "--shell", "/bin/sh", OWNER])
+            .output()
+            .expect("useradd (Debian's passwd package)");
+        // A parallel test may have created it a moment ago.
+        assert!(
+            out.status.success() || nix::unistd::User::from_name(OWNER).unwrap().is_some(),
+            "useradd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let u = nix::unistd::User::from_name(OWNER).unwrap().unwrap();
+    (u.uid.as_raw(), u.gid.as_raw(), u.dir)
+}
+
+fn own(path: &Path, uid: u32, gid: u32, mode: u32) {
+    chown(path, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_root_run_without_home_validates_a_manifest_for_the_owners_home() {
+    let (uid, gid, home) = owner_home();
+    let tag = unique("oc");
+    // The owner's OpenClaw home and secrets, as the user's own `openclaw onboard` and
+    // `openclaw harden` leave them.
+    let oc = home.join(format!(".openclaw-{tag}"));
+    let ws = oc.join("workspace");
+    std::fs::create_dir_all(&ws).unwrap();
+    own(&oc, uid, gid, 0o700);
+    own(&ws, uid, gid, 0o700);
+    let sdir = home.join(format!(".config/secrets-{tag}"));
+    std::fs::create_dir_all(&sdir).unwrap();
+    own(&home.join(".config"), uid, gid, 0o700);
+    own(&sdir, uid, gid, 0o700);
+    let secrets = sdir.join("secrets.env");
+    std::fs::write(&secrets, "ANTHROPIC_API_KEY=sk-owner-test\n").unwrap();
+    own(&secrets, uid, gid, 0o600);
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("fortress.yaml");
+    let write = |owner_line: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: clw-fortress/v1\nkind: Fortress\n\
+                 metadata: {{name: deploy-t{owner_line}}}\n\
+                 state: {{path: {state}}}\n\
+                 secrets: {{file: ~/.config/secrets-{tag}/secrets.env}}\n\
+                 defaults: {{image: clw-fixture:busybox}}\n\
+                 sandboxes:\n  - name: deploy-t-main\n    secretEnv: [ANTHROPIC_API_KEY]\n    \
+                 binds:\n      - {{source: ~/.openclaw-{tag}/workspace, target: /ws, mode: rw}}\n",
+                state = dir.path().join("state.db").display(),
+            ),
+        )
+        .unwrap();
+    };
+    let run = || {
+        bin()
+            .env_remove("HOME")
+            .args(["-o", "json", "-f"])
+            .arg(&manifest)
+            .arg("validate")
+            .output()
+            .unwrap()
+    };
+
+    // Without an owner, `~` of a root run without HOME means nothing safe: refused.
+    write("");
+    let refused = run();
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+
+    write(&format!(", owner: {OWNER}"));
+    let ok = run();
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["owner"]["name"], OWNER);
+    assert_eq!(v["owner"]["uid"], uid);
+    assert_eq!(v["owner"]["home"], home.display().to_string());
+
+    // A numeric owner is the same user.
+    write(&format!(", owner: \"{uid}\""));
+    let ok = run();
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+
+    // An unknown owner is named as the problem.
+    write(", owner: no-such-user-clw");
+    let bad = run();
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("metadata.owner"),
+        "{}",
+        describe(&bad)
+    );
+    let _ = std::fs::remove_dir_all(&oc);
+    let _ = std::fs::remove_dir_all(&sdir);
+}
