@@ -116,3 +116,38 @@ fn a_root_run_without_home_validates_a_manifest_for_the_owners_home() {
     let _ = std::fs::remove_dir_all(&oc);
     let _ = std::fs::remove_dir_all(&sdir);
 }
+
+/// `openclaw harden` outside the repository: the built-in bind set is used (a dry run leaves
+/// nothing behind; a real run keeps it in the user's config, where the written manifest
+/// points).
+#[test]
+fn openclaw_harden_finds_its_bind_set_without_the_repository() {
+    let home = tempfile::tempdir().unwrap();
+    let oc = home.path().join(".openclaw");
+    std::fs::create_dir_all(oc.join("workspace")).unwrap();
+    std::fs::write(oc.join("openclaw.json"), "{}\n").unwrap();
+    std::fs::set_permissions(&oc, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        bin()
+            .current_dir(cwd.path())
+            .env("HOME", home.path())
+            .args(["openclaw", "harden"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let user_copy = home.path().join(".config/clw-fortress/binds/openclaw.yaml");
+    let dry = run(&["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", describe(&dry));
+    assert!(!user_copy.exists(), "a dry run wrote the bind set");
+
+    let manifest = home.path().join("fortress.yaml");
+    let real = run(&["--write-manifest", manifest.to_str().unwrap()]);
+    assert_eq!(real.status.code(), Some(0), "{}", describe(&real));
+    assert_eq!(
+        std::fs::read_to_string(&user_copy).unwrap(),
+        include_str!("../binds/openclaw.yaml")
+    );
+    assert!(manifest.is_file(), "the manifest was written");
+}

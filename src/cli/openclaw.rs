@@ -40,7 +40,9 @@ pub struct HardenArgs {
     /// Also write a fortress manifest for this host to FILE.
     #[arg(long, value_name = "FILE")]
     write_manifest: Option<PathBuf>,
-    /// The bind set (default: binds/openclaw.yaml, then /etc/clw-fortress/binds/openclaw.yaml).
+    /// The bind set (default: binds/openclaw.yaml, then /etc/clw-fortress/binds/openclaw.yaml,
+    /// then ~/.config/clw-fortress/binds/openclaw.yaml, written from the copy built into the
+    /// binary when missing).
     #[arg(long, value_name = "FILE")]
     bind_set: Option<PathBuf>,
     /// metadata.name of the written manifest.
@@ -72,17 +74,61 @@ fn bad(message: String) -> ErrorReport {
     ErrorReport::new(ErrorCode::ConfigInvalid, message)
 }
 
-fn default_bind_set() -> PathBuf {
+/// The shipped bind set, built in: `openclaw harden` works from any directory without the
+/// repository or a package's `/etc/clw-fortress`.
+const BUILTIN_BIND_SET: &str = include_str!("../../binds/openclaw.yaml");
+
+/// The bind set to use when none is given: the working directory's, the system's, else the
+/// user's (written from [`BUILTIN_BIND_SET`] when missing, never overwritten; the manifest
+/// harden writes refers to it). A dry run writes the built-in copy to a file of its own that
+/// [`Embedded`] removes afterwards.
+fn default_bind_set(
+    home: &std::path::Path,
+    dry_run: bool,
+) -> Result<(PathBuf, Option<Embedded>), ErrorReport> {
     let local = PathBuf::from("binds/openclaw.yaml");
     let system = PathBuf::from("/etc/clw-fortress/binds/openclaw.yaml");
-    if !local.exists() && system.exists() {
-        system
-    } else {
-        local
+    let user = home.join(".config/clw-fortress/binds/openclaw.yaml");
+    for p in [&local, &system, &user] {
+        if p.exists() {
+            return Ok((p.clone(), None));
+        }
+    }
+    let write = |path: &std::path::Path| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, BUILTIN_BIND_SET)
+    };
+    let io = |p: &std::path::Path, e: std::io::Error| {
+        ErrorReport::new(
+            ErrorCode::PermissionDenied,
+            format!("cannot write the built-in bind set to {}: {e}", p.display()),
+        )
+    };
+    if dry_run {
+        let tmp = std::env::temp_dir().join(format!(
+            "clw-fortress-binds-{}-{}.yaml",
+            std::process::id(),
+            crate::verify::random_nonce()
+        ));
+        write(&tmp).map_err(|e| io(&tmp, e))?;
+        return Ok((tmp.clone(), Some(Embedded(tmp))));
+    }
+    write(&user).map_err(|e| io(&user, e))?;
+    Ok((user, None))
+}
+
+/// A temporary copy of the built-in bind set, removed when dropped.
+struct Embedded(PathBuf);
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
-fn options(cli: &Cli, a: &HardenArgs) -> Result<HardenOptions, ErrorReport> {
+fn options(cli: &Cli, a: &HardenArgs) -> Result<(HardenOptions, Option<Embedded>), ErrorReport> {
     let home = dirs::home_dir().ok_or_else(|| bad("no home directory".into()))?;
     let host_cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -115,8 +161,11 @@ fn options(cli: &Cli, a: &HardenArgs) -> Result<HardenOptions, ErrorReport> {
             socket: cli.engine.clone(),
         }
     });
-    let bind_set = a.bind_set.clone().unwrap_or_else(default_bind_set);
-    Ok(HardenOptions {
+    let (bind_set, embedded) = match &a.bind_set {
+        Some(p) => (p.clone(), None),
+        None => default_bind_set(&home, a.dry_run || a.undo)?,
+    };
+    let opts = HardenOptions {
         state_dir: expand(&a.state_dir, &home),
         secrets_dir: std::path::absolute(expand(&a.secrets_dir, &home))
             .unwrap_or_else(|_| expand(&a.secrets_dir, &home)),
@@ -126,12 +175,13 @@ fn options(cli: &Cli, a: &HardenArgs) -> Result<HardenOptions, ErrorReport> {
         bind_set,
         limits,
         manifest,
-    })
+    };
+    Ok((opts, embedded))
 }
 
 pub fn run(cli: &Cli, command: &OpenclawCommand) -> CmdResult {
     let OpenclawCommand::Harden(a) = command;
-    let opts = options(cli, a)?;
+    let (opts, _embedded) = options(cli, a)?;
     let plan = if a.undo {
         openclaw::plan_undo(&opts)
     } else {
