@@ -151,3 +151,72 @@ fn openclaw_harden_finds_its_bind_set_without_the_repository() {
     );
     assert!(manifest.is_file(), "the manifest was written");
 }
+
+/// Logs under systemd carry their priority for the journal; `--log-format json` is one JSON
+/// object per line; `validate` prints a warning once (its report), not also as a log line.
+#[test]
+fn log_lines_carry_journald_priorities_or_are_json() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("f.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: clw-fortress/v1\nkind: Fortress\nmetadata: {{name: lf}}\n\
+             state: {{path: {}}}\ndefaults: {{image: clw-fixture:busybox}}\n\
+             sandboxes:\n  - name: lf-main\n    limits: {{cpus: 4096}}\n",
+            dir.path().join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let stderr_to = |name: &str, args: &[&str], journal: bool| {
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = bin();
+        cmd.arg("-f").arg(&manifest).args(args).stderr(file);
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        } else {
+            cmd.env_remove("JOURNAL_STREAM");
+        }
+        let _ = cmd.output().unwrap();
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let offline = ["--engine", "unix:///nonexistent/clw.sock", "status"];
+
+    let journal = stderr_to("journal.log", &offline, true);
+    let warn = journal
+        .lines()
+        .find(|l| l.contains("above the host"))
+        .unwrap_or_else(|| panic!("no warning logged: {journal}"));
+    assert!(warn.starts_with("<4>"), "{journal}");
+
+    let plain = stderr_to("plain.log", &offline, false);
+    assert!(!plain.starts_with('<'), "{plain}");
+
+    let json = stderr_to(
+        "json.log",
+        &["--log-format", "json", offline[0], offline[1], offline[2]],
+        false,
+    );
+    let line = json
+        .lines()
+        .find(|l| l.contains("above the host"))
+        .unwrap_or_else(|| panic!("no warning logged: {json}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(v["level"], "WARN");
+
+    let out = bin()
+        .arg("-f")
+        .arg(&manifest)
+        .arg("validate")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(all.matches("above the host").count(), 1, "{all}");
+}

@@ -71,6 +71,18 @@ fn write_sandboxes(fx: &Fixture, sandboxes: &[Sbx]) {
             yaml.push_str(&format!("    {line}\n"));
         }
     }
+    // Root without DAC_OVERRIDE (every sandbox drops ALL) writes only what its mode bits let
+    // it, and validation refuses an rw bind its user cannot write: these sandboxes' rw binds
+    // are left open to all, which changes nothing the seccomp tests look at.
+    if sandboxes.iter().any(|s| s.extra.contains(&ROOT_USER)) {
+        for d in ["workspace", "memory"] {
+            let p = fx.openclaw_dir().join(d);
+            if p.is_dir() {
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                    .unwrap();
+            }
+        }
+    }
     fx.write_manifest(&yaml);
 }
 

@@ -9,6 +9,7 @@ mod egress;
 mod enforce;
 mod explain;
 mod heal;
+pub mod logfmt;
 mod openclaw;
 mod seccomp;
 mod validate;
@@ -53,8 +54,18 @@ pub struct Cli {
     /// Only errors.
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
+    /// Log line format on standard error: text (with journald priority prefixes when standard
+    /// error is the journal) or json (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -169,14 +180,20 @@ impl Cli {
 
     /// Loads and validates the manifest; every problem becomes one detail line.
     pub fn load(&self) -> Result<Fortress, ErrorReport> {
+        let f = self.load_unlogged()?;
+        for w in &f.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(f)
+    }
+
+    /// [`Cli::load`] without logging the warnings: for `validate`, whose report lists them.
+    fn load_unlogged(&self) -> Result<Fortress, ErrorReport> {
         let path = self.manifest_path();
         let ctx = LoadContext::from_process();
         let mut f = manifest::load(&path, &ctx).map_err(|e| manifest_report(&e))?;
         if let Some(state) = &self.state {
             f.state_path = state.clone();
-        }
-        for w in &f.warnings {
-            tracing::warn!("{w}");
         }
         Ok(f)
     }
@@ -184,7 +201,15 @@ impl Cli {
     /// [`Cli::load`] for the commands that mount bind sources (`validate`, `plan`, `apply`):
     /// what the bound trees hold is refused too.
     pub fn load_for_mount(&self) -> Result<Fortress, ErrorReport> {
-        let f = self.load()?;
+        self.refuse_tree_problems(self.load()?)
+    }
+
+    /// [`Cli::load_for_mount`] for `validate`: its report prints the warnings, once.
+    pub fn load_for_validate(&self) -> Result<Fortress, ErrorReport> {
+        self.refuse_tree_problems(self.load_unlogged()?)
+    }
+
+    fn refuse_tree_problems(&self, f: Fortress) -> Result<Fortress, ErrorReport> {
         if f.tree_problems.is_empty() {
             return Ok(f);
         }

@@ -5,7 +5,7 @@ use super::{Cli, CmdResult, Output};
 use crate::apply;
 
 pub fn run(cli: &Cli) -> CmdResult {
-    let fortress = cli.load_for_mount()?;
+    let fortress = cli.load_for_validate()?;
     apply::prepare(&fortress).map_err(|e| super::seccomp::prepare_report(&e))?;
     match cli.output {
         Output::Json => super::print_json(&serde_json::json!({
