@@ -50,6 +50,10 @@ struct Report {
     suggestions: usize,
     /// `file:field` of binds already refused elsewhere (their trees need no scan).
     refused: HashSet<String>,
+    /// Problems with what is on the host now rather than with the manifest (an `rw` bind its
+    /// user cannot write): refused by the commands that mount (`validate`, `plan`, `apply`),
+    /// not by those that act on what runs, so `verify` and the agent still see the sandbox.
+    mount_problems: Vec<Problem>,
 }
 
 impl Report {
@@ -83,6 +87,27 @@ impl Report {
         };
         // A bind set used by several sandboxes would otherwise report its problems once each.
         self.push(problem);
+    }
+
+    /// A [`Report::invalid`] that only the commands that mount refuse (see `mount_problems`).
+    fn mount_invalid(
+        &mut self,
+        file: &Path,
+        field: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let problem = Problem {
+            code: ErrorCode::ConfigInvalid,
+            file: file.to_path_buf(),
+            field: field.into(),
+            value: value.into(),
+            message: message.into(),
+            location: None,
+        };
+        if !self.mount_problems.contains(&problem) {
+            self.mount_problems.push(problem);
+        }
     }
 
     fn invalid(
@@ -336,7 +361,7 @@ pub(super) fn fortress(
         state_path,
         secrets_file,
         openclaw_state_dir,
-        tree_problems: trees.problems,
+        tree_problems: trees.problems.into_iter().chain(r.mount_problems).collect(),
         bind_sets: bind_sets.into_iter().map(|b| b.set).collect(),
         sandboxes: sandboxes.into_iter().flatten().collect(),
         adopt,

@@ -202,7 +202,7 @@ pub(super) fn sandbox(
         .filter(|b| b.bind.mode == Mode::Rw && !b.bind.create)
     {
         if let Some(why) = rw_unwritable(&b.bind.source, &user, &caps) {
-            r.invalid(
+            r.mount_invalid(
                 &b.origin.file,
                 format!("{}.mode", b.origin.field),
                 "rw",
