@@ -394,6 +394,11 @@ fn a_full_destination_leaves_no_partial_file_and_keeps_the_earlier_snapshot() {
     let id = earlier_big["id"].to_string();
     let out = env.run(&["backup", "verify", &id]);
     assert!(out.status.success(), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("integrity ok"));
+    // -q: the exit status says it; nothing is printed.
+    let quiet = env.run(&["-q", "backup", "verify", &id]);
+    assert!(quiet.status.success(), "{}", describe(&quiet));
+    assert!(quiet.stdout.is_empty(), "{}", describe(&quiet));
 
     let failed: Vec<Value> = env
         .catalogue()

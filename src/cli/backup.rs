@@ -217,6 +217,7 @@ fn verify(cli: &Cli, id: i64) -> CmdResult {
             "ok": true,
             "snapshot": row,
         })),
+        Output::Text if cli.quiet => {}
         Output::Text => println!(
             "ok: snapshot {} ({}): sha256 matches, integrity ok",
             row.id,
@@ -231,6 +232,7 @@ fn restore(cli: &Cli, id: i64, to: &std::path::Path, force: bool) -> CmdResult {
     let r = backup::restore(&state, id, to, force, "cli:backup").map_err(|e| report(&e))?;
     match cli.output {
         Output::Json => super::print_json(&r),
+        Output::Text if cli.quiet => {}
         Output::Text => println!(
             "restored snapshot {} of {} to {} (verified: sha256 and integrity ok)",
             r.id,

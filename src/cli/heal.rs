@@ -19,6 +19,7 @@ pub async fn run(cli: &Cli, release: Option<&str>) -> CmdResult {
                 "fortress": fortress.name,
                 "released": released,
             })),
+            Output::Text if cli.quiet => {}
             Output::Text => {
                 for k in &released {
                     println!("released {k} of fortress {}: quarantine lifted", k.fortress);
@@ -62,6 +63,7 @@ pub async fn stop(cli: &Cli, sandbox: &str, time: u32) -> CmdResult {
             "stopped": sandbox,
             "id": id,
         })),
+        Output::Text if cli.quiet => {}
         Output::Text => println!(
             "stopped {sandbox} deliberately: heal and the agent leave it down until it is started again (`clw-fortress apply` starts it)"
         ),
