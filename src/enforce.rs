@@ -471,12 +471,7 @@ mod tests {
     use crate::manifest::{Adopt, Limits};
     use crate::spec::{LABEL_FORTRESS, LABEL_MANAGED, LABEL_SANDBOX};
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::spec::tests::labels;
 
     fn limits(memory: i64, cpus: f64, pids: i64) -> Limits {
         Limits {

@@ -152,12 +152,7 @@ pub fn of_logged(
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::spec::tests::labels;
 
     fn ours(sandbox: &str) -> BTreeMap<String, String> {
         labels(&[

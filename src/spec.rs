@@ -199,6 +199,14 @@ pub(crate) mod tests {
     use crate::manifest::{Bind, Mode, Network, SeccompPolicy, SeccompSource};
     use std::path::PathBuf;
 
+    /// A label map from pairs, for the unit tests of every module that reads labels.
+    pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
     fn capability_names_have_one_form() {
         for raw in ["cap_net_raw", "NET_RAW", " CAP_NET_RAW ", "net_raw"] {

@@ -545,12 +545,7 @@ mod tests {
         }
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::spec::tests::labels;
 
     fn adopted() -> BTreeMap<String, String> {
         labels(&[(ADOPT_LABEL, "1")])

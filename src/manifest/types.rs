@@ -5,7 +5,7 @@
 //! symlink-resolved; sizes are bytes; durations are [`Duration`]s.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::egress::policy::EgressPolicy;
@@ -55,17 +55,21 @@ impl Fortress {
     /// The uid the secrets file must be owned by: the owner's when the file is theirs,
     /// else the running user's (`running`), so a root agent accepts its own or the owner's.
     pub fn secrets_uid(&self, running: u32) -> u32 {
-        use std::os::unix::fs::MetadataExt;
-        let owner = self.owner.as_ref().map(|o| o.uid);
-        let file_uid = self
-            .secrets_file
-            .as_deref()
-            .and_then(|f| std::fs::metadata(f).ok())
-            .map(|m| m.uid());
-        match (owner, file_uid) {
-            (Some(o), Some(f)) if o == f => o,
-            _ => running,
+        match &self.secrets_file {
+            Some(f) => secrets_uid(f, self.owner.as_ref(), running),
+            None => running,
         }
+    }
+}
+
+/// The uid the secrets file at `path` must be owned by: the owner's when the file is theirs,
+/// else `running`'s. One rule for validation and every later read.
+pub fn secrets_uid(path: &Path, owner: Option<&Owner>, running: u32) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let file_uid = std::fs::metadata(path).ok().map(|m| m.uid());
+    match owner {
+        Some(o) if file_uid == Some(o.uid) => o.uid,
+        _ => running,
     }
 }
 
@@ -383,12 +387,7 @@ pub struct Metrics {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::spec::tests::labels;
 
     #[test]
     fn a_selector_matches_by_label_or_by_name_prefix_without_dockers_leading_slash() {

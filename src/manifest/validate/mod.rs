@@ -303,16 +303,8 @@ pub(super) fn fortress(
     let secrets = secrets_file.as_ref().and_then(|path| {
         let raw_value = raw.secrets.as_ref().map(|s| s.file.as_str()).unwrap_or("");
         // The owner's file is theirs to own; otherwise the running user's (root included).
-        let expected = {
-            use std::os::unix::fs::MetadataExt;
-            let file_uid = std::fs::metadata(path).ok().map(|m| m.uid());
-            match &owner {
-                Some(o) if file_uid == Some(o.uid) => o.uid,
-                _ => ctx.uid,
-            }
-        };
         let sec_ctx = LoadContext {
-            uid: expected,
+            uid: crate::manifest::secrets_uid(path, owner.as_ref(), ctx.uid),
             ..ctx.clone()
         };
         secrets::read_secrets(&mut r, file, raw_value, path, &all_binds, &sec_ctx)
