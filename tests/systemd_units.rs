@@ -98,7 +98,10 @@ fn every_unit_passes_systemd_analyze_verify() {
 fn the_user_unit_passes_systemd_analyze_verify_as_a_user_unit() {
     let dir = staged_from(&user_units_dir(), &USER_UNITS, |_, t| t);
     let (ok, problems) = verify_as(dir.path(), &USER_UNITS, true);
-    assert!(ok && problems.is_empty(), "verify --user: ok={ok}\n{problems:#?}");
+    assert!(
+        ok && problems.is_empty(),
+        "verify --user: ok={ok}\n{problems:#?}"
+    );
     // The same check catches a misspelt key in user mode too.
     let dir = staged_from(&user_units_dir(), &USER_UNITS, |_, t| {
         t.replace("NoNewPrivileges=", "NoNewPrivilege=")
@@ -313,7 +316,10 @@ fn the_units_that_write_backups_let_chown_through_their_system_call_filter() {
         }
     }
     let enforce = allowed_syscalls("clw-fortress-enforce.service");
-    assert!(!enforce.contains("fchown"), "the enforce run writes no user files");
+    assert!(
+        !enforce.contains("fchown"),
+        "the enforce run writes no user files"
+    );
 }
 
 #[test]

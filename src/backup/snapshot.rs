@@ -746,7 +746,12 @@ mod tests {
         ensure_private_dir(&out, Some(owner)).unwrap();
         for d in [dir.path().join("a"), out.clone()] {
             let m = fs::metadata(&d).unwrap();
-            assert_eq!((m.uid(), m.gid()), (owner.uid, owner.gid), "{}", d.display());
+            assert_eq!(
+                (m.uid(), m.gid()),
+                (owner.uid, owner.gid),
+                "{}",
+                d.display()
+            );
             assert_eq!(m.permissions().mode() & 0o777, 0o700);
         }
         assert_eq!(fs::metadata(dir.path()).unwrap().uid(), before);
