@@ -36,6 +36,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
+step "unshare, setpriv, mountpoint (tests/unit_restrictions_engine.rs reproduces a unit's restrictions)"
+# util-linux is essential on Debian; this only repairs a trimmed image.
+if ! command -v setpriv >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1 || ! command -v mountpoint >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends util-linux >/dev/null
+fi
+
 step "promtool (tests/agent_engine.rs checks a live scrape with it)"
 # Debian's prometheus package ships promtool; the server it also installs is not started.
 if ! command -v promtool >/dev/null 2>&1; then

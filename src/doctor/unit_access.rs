@@ -48,6 +48,9 @@ pub struct UnitSandbox {
     pub private_tmp: bool,
     /// `User=`, when the unit does not run as root.
     pub user: Option<String>,
+    /// The manifests its `ExecStart=` lines load (`-f`/`--file`; without one, the default
+    /// `/etc/clw-fortress/fortress.yaml`).
+    pub manifests: Vec<PathBuf>,
 }
 
 fn yes(v: &str) -> bool {
@@ -105,6 +108,8 @@ impl UnitSandbox {
                     "ReadOnlyPaths" if v.is_empty() => u.read_only.clear(),
                     "ReadOnlyPaths" => u.read_only.extend(paths(v)),
                     "User" => u.user = (!v.is_empty() && v != "root" && v != "0").then(|| v.into()),
+                    "ExecStart" if v.is_empty() => u.manifests.clear(),
+                    "ExecStart" => u.manifests.push(exec_manifest(v)),
                     _ => {}
                 }
             }
@@ -242,6 +247,22 @@ impl UnitSandbox {
         ));
         s
     }
+}
+
+/// The manifest an `ExecStart=` command line of clw-fortress loads.
+fn exec_manifest(command: &str) -> PathBuf {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    words
+        .iter()
+        .enumerate()
+        .find_map(|(i, w)| match *w {
+            "-f" | "--file" => words.get(i + 1).map(PathBuf::from),
+            w => w
+                .strip_prefix("--file=")
+                .or_else(|| w.strip_prefix("-f").filter(|r| !r.is_empty()))
+                .map(PathBuf::from),
+        })
+        .unwrap_or_else(|| PathBuf::from("/etc/clw-fortress/fortress.yaml"))
 }
 
 /// A single-quoted `sh` word.
@@ -382,6 +403,8 @@ pub fn check(
     let mut failures = Vec::new();
     let mut code = None;
     let mut inconclusive = Vec::new();
+    let mut unrelated = Vec::new();
+    let mut checked = Vec::new();
     for unit in units {
         let name = unit.display().to_string();
         let sandbox = match texts(unit, paths) {
@@ -391,6 +414,19 @@ pub fn check(
                 continue;
             }
         };
+        if !explicit && !runs(&sandbox, child.manifest) {
+            unrelated.push(format!(
+                "{name} runs {}",
+                sandbox
+                    .manifests
+                    .iter()
+                    .map(|m| m.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            continue;
+        }
+        checked.push(name.clone());
         evidence.push(format!("{name}: {}", sandbox.describe()));
         if let Some(user) = &sandbox.user {
             inconclusive.push(format!(
@@ -416,11 +452,17 @@ pub fn check(
             Err(why) => inconclusive.push(format!("{name}: {why}")),
         }
     }
-    let names = units
-        .iter()
-        .map(|u| u.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    if checked.is_empty() && !unrelated.is_empty() {
+        return Check::skip(
+            ID,
+            format!(
+                "the installed units load another manifest than {} ({}): check that one, or pass --unit",
+                child.manifest.display(),
+                unrelated.join("; ")
+            ),
+        );
+    }
+    let names = checked.join(", ");
     let scope = if explicit { "given" } else { "installed" };
     if !failures.is_empty() {
         return Check::fail(
@@ -447,6 +489,13 @@ pub fn check(
         format!("under the {scope} unit(s) {names}: the secrets file reads, every backup destination takes a file and every source database opens"),
     )
     .with_evidence(evidence)
+}
+
+/// Whether the unit's agent loads `manifest` (compared as real paths).
+fn runs(sandbox: &UnitSandbox, manifest: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let want = real(manifest);
+    sandbox.manifests.iter().any(|m| real(m) == want)
 }
 
 /// One access check as the child reported it.
@@ -545,6 +594,20 @@ mod tests {
             .unwrap()
             .contains(&"CAP_DAC_OVERRIDE".into()));
         assert_eq!(agent.user, None);
+        assert_eq!(
+            agent.manifests,
+            vec![PathBuf::from("/etc/clw-fortress/fortress.yaml")]
+        );
+        for (line, want) in [
+            ("/usr/bin/clw-fortress --file=/a.yaml backup run", "/a.yaml"),
+            ("/usr/bin/clw-fortress -v -f/b.yaml daemon", "/b.yaml"),
+            (
+                "/usr/bin/clw-fortress verify",
+                "/etc/clw-fortress/fortress.yaml",
+            ),
+        ] {
+            assert_eq!(exec_manifest(line), PathBuf::from(want), "{line}");
+        }
     }
 
     #[test]
@@ -625,6 +688,17 @@ mod tests {
         let c = check(&["/x.service".into()], true, 1000, &paths, &child);
         assert_eq!(c.outcome, Outcome::Skip);
         assert!(c.summary.contains("as root"), "{c:?}");
+        // An installed unit that runs another manifest says nothing of this one.
+        let d = tempfile::tempdir().unwrap();
+        let unit = d.path().join("clw-fortress.service");
+        std::fs::write(
+            &unit,
+            "[Service]\nExecStart=/usr/bin/clw-fortress -f /etc/clw-fortress/fortress.yaml daemon\n",
+        )
+        .unwrap();
+        let c = check(&[unit], false, 0, &paths, &child);
+        assert_eq!(c.outcome, Outcome::Skip, "{c:?}");
+        assert!(c.summary.contains("another manifest"), "{c:?}");
     }
 
     #[test]
