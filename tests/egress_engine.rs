@@ -338,3 +338,84 @@ fn a_weakened_copy_on_a_bridge_network_fails_net_egress_denied() {
     );
     drop(agent);
 }
+
+#[test]
+fn an_adopted_container_under_an_egress_rule_is_detached_and_reaches_only_its_allowed_host() {
+    require_engine();
+    let mut guard = ContainerGuard::new();
+    let allowed = upstream(&mut guard, "allowed");
+    let other = upstream(&mut guard, "other");
+    let fx = Fixture::new("egress-adopt");
+    let label = unique("clwt-egress-gw");
+    fx.write_manifest(&format!(
+        "{}adopt:\n  - selector: {{label: \"{label}=1\"}}\n    limits: {{memory: 64Mi, cpus: 0.5, pids: 64}}\n    egress:\n      allow: [\"allowed.test:8080\"]\n      hosts: {{allowed.test: {}, other.test: {}}}\n",
+        fx.default_manifest(),
+        allowed.ip,
+        other.ip
+    ));
+    let agent = Agent::spawn(&fx);
+    agent.wait_log("limits sweep:", 1);
+
+    // The gateway's container, as another program creates it: on the default network.
+    let name = guard.track(&unique("clwt-egress-gw"));
+    let id = docker_ok(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &format!("{label}=1"),
+        "--label",
+        TEST_LABEL,
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--user",
+        "1000:1000",
+        FIXTURE_IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    docker_ok(&["start", &id]);
+    agent.wait_log(LISTENING, 1);
+
+    let ifaces = in_sandbox(&name, "cat /proc/net/dev");
+    assert!(
+        !ifaces.contains("eth0"),
+        "the adopted container kept its network:\n{ifaces}"
+    );
+    let got = tunnel(&name, "allowed.test");
+    assert!(
+        got.contains(&allowed.body),
+        "CONNECT to the allowed server:\n{got}"
+    );
+    let got = tunnel(&name, "other.test");
+    assert!(got.contains("403") && !got.contains(&other.body), "{got}");
+    assert!(!direct_opens(&name, &allowed.ip));
+    assert!(!direct_opens(&name, &other.ip));
+
+    let out = fx.run(&["-o", "json", "verify", "--adopted", "--allow-inconclusive"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify -o json is not JSON ({e}):\n{}", describe(&out)));
+    let probes: Vec<(String, String)> = doc["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|p| p["sandbox"] == name.as_str())
+        .map(|p| {
+            (
+                p["probe"].as_str().unwrap_or_default().to_string(),
+                p["outcome"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for probe in ["net.egress-allowed", "net.egress-denied"] {
+        assert!(
+            probes.contains(&(probe.to_string(), "pass".to_string())),
+            "{probe} in {probes:#?}\n{}",
+            describe(&out)
+        );
+    }
+    drop(agent);
+}

@@ -5,8 +5,14 @@
 //! sandbox has a new network namespace, so it gets a new listener. The set follows the engine:
 //! a start (event or the resync after connecting) opens one, a death closes it, the limits
 //! sweep opens what is missing and closes what is gone, and a reload that changed a sandbox's
-//! allow-list re-serves it. Only owned sandboxes get one: labels alone (which anyone with
-//! engine access can forge) open nothing.
+//! allow-list re-serves it.
+//!
+//! Who gets one ([`policy_for`]): an owned sandbox with `egress` (labels alone, which anyone
+//! with engine access can forge, own nothing), and a container adopted by a rule with `egress`
+//! (the gateway's sandboxes). An adopted container was created by someone else, possibly on a
+//! network: the agent detaches it from every engine network on its create and start events
+//! and on each sweep, so the listener is its one way out there too. Its environment was fixed
+//! at create, so it has no proxy variables: tools that are not pointed at the proxy fail.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,9 +24,62 @@ use super::metrics::Metrics;
 use crate::egress::netns;
 use crate::egress::proxy::{self, Proxy, ProxyLimits};
 use crate::egress::EgressPolicy;
-use crate::engine::Container;
+use crate::engine::{Container, Engine};
 use crate::manifest::Fortress;
+use crate::ownership::Ownership;
 use crate::state::State;
+
+/// The allow-list that applies to a container, and the name its proxy reports under: the
+/// owned sandbox's, or the first matching adopt rule's (the same first-match order as the
+/// limits); `None` when no egress applies.
+pub fn policy_for(
+    fortress: &Fortress,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    owner: &Ownership,
+) -> Option<(String, EgressPolicy, bool)> {
+    if let Ownership::Owned { sandbox } = owner {
+        return fortress
+            .sandboxes
+            .iter()
+            .find(|s| &s.name == sandbox)
+            .and_then(|s| s.egress.clone())
+            .map(|p| (sandbox.clone(), p, false));
+    }
+    if !owner.adoptable() {
+        return None;
+    }
+    fortress
+        .adopt
+        .iter()
+        .find(|a| a.selector.matches(name, labels))
+        .and_then(|a| a.egress.clone())
+        .map(|p| (name.trim_start_matches('/').to_string(), p, true))
+}
+
+/// Detaches an adopted container from every engine network it is on. Returns the networks
+/// it was detached from.
+pub async fn detach<E: Engine>(engine: &E, c: &Container) -> Vec<String> {
+    let mut done = Vec::new();
+    for net in &c.networks {
+        match engine.disconnect_network(&c.id, net).await {
+            Ok(()) => done.push(net.clone()),
+            Err(e) => tracing::error!(
+                container = %c.name,
+                network = %net,
+                "egress: cannot detach the adopted container from its network: {e}"
+            ),
+        }
+    }
+    if !done.is_empty() {
+        tracing::warn!(
+            container = %c.name,
+            networks = %done.join(","),
+            "egress: detached an adopted container from its networks; its way out is the proxy"
+        );
+    }
+    done
+}
 
 struct Served {
     pid: i64,
@@ -62,20 +121,17 @@ impl Listeners {
             .clone()
     }
 
-    /// Serves `sandbox`'s allow-list inside container `c` (owned, running) unless that start
-    /// of it is served already with the same policy. Returns whether a listener was opened.
+    /// Serves `policy` (reported as `sandbox`'s) inside container `c` unless that start of it
+    /// is served already with the same policy; `None` closes its listener. Returns whether a
+    /// listener was opened.
     pub async fn ensure(
         &self,
         fortress: &Fortress,
         sandbox: &str,
+        policy: Option<EgressPolicy>,
         c: &Container,
     ) -> std::io::Result<bool> {
-        let Some(policy) = fortress
-            .sandboxes
-            .iter()
-            .find(|s| s.name == sandbox)
-            .and_then(|s| s.egress.clone())
-        else {
+        let Some(policy) = policy else {
             self.forget(&c.id).await;
             return Ok(false);
         };

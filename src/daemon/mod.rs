@@ -239,26 +239,36 @@ impl<E: Engine> Shared<E> {
         if fortress.sandboxes.iter().all(|s| s.egress.is_none()) && self.egress.count().await == 0 {
             return;
         }
-        let filter = [
-            format!("{}=1", crate::spec::LABEL_MANAGED),
-            format!("{}={}", crate::spec::LABEL_FORTRESS, fortress.name),
-        ];
-        let Ok(list) = engine.list(&filter).await else {
+        let Ok(list) = engine.list(&[]).await else {
             return;
         };
         let mut running = Vec::new();
-        for s in list.iter().filter(|s| s.state == "running") {
+        // Inspect only what could be under an allow-list: this fortress's labels, or a name
+        // and labels an adopt rule with egress selects (the listing has both).
+        let candidate = |s: &crate::engine::ContainerSummary| {
+            s.labels.get(crate::spec::LABEL_FORTRESS) == Some(&fortress.name)
+                || fortress
+                    .adopt
+                    .iter()
+                    .any(|a| a.egress.is_some() && a.selector.matches(&s.name, &s.labels))
+        };
+        for s in list.iter().filter(|s| s.state == "running" && candidate(s)) {
             let Ok(Some(c)) = engine.inspect(&s.id).await else {
                 continue;
             };
             let owner =
                 crate::ownership::of_logged(Some(&self.state), &fortress.name, &c.id, &c.labels);
-            let crate::ownership::Ownership::Owned { sandbox } = owner else {
+            let Some((name, policy, adopted)) =
+                egress::policy_for(&fortress, &c.name, &c.labels, &owner)
+            else {
                 continue;
             };
+            if adopted {
+                egress::detach(engine, &c).await;
+            }
             running.push(c.id.clone());
-            if let Err(e) = self.egress.ensure(&fortress, &sandbox, &c).await {
-                tracing::error!(sandbox = %sandbox, "egress: cannot listen inside the sandbox: {e}");
+            if let Err(e) = self.egress.ensure(&fortress, &name, Some(policy), &c).await {
+                tracing::error!(sandbox = %name, "egress: cannot listen inside the sandbox: {e}");
             }
         }
         self.egress.retain(&running).await;

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::egress;
 use super::react::Work;
 use super::Shared;
 use crate::enforce::{self, Outcome};
@@ -216,18 +217,18 @@ pub(super) async fn reconcile<E: Engine>(
         }
         _ => None,
     };
-    // Egress: a start of an owned sandbox with an allow-list gets its listener (after the bind
-    // re-check below, which may stop it instead); a death closes it.
-    let egress_start = match &owned {
-        Some(sandbox)
-            if work.started
-                && inspected.state.running
-                && fortress
-                    .sandboxes
-                    .iter()
-                    .any(|s| &s.name == sandbox && s.egress.is_some()) =>
-        {
-            Some((sandbox.clone(), inspected.clone()))
+    // Egress: an adopted container under an allow-list is detached from its networks on any
+    // event; a start gets its listener (an owned sandbox's after the bind re-check below,
+    // which may stop it instead); a death closes it.
+    let egress = egress::policy_for(&fortress, &name, &labels, &owner);
+    if let Some((_, _, true)) = &egress {
+        if !inspected.networks.is_empty() {
+            egress::detach(engine, &inspected).await;
+        }
+    }
+    let egress_start = match egress {
+        Some((who, policy, _)) if work.started && inspected.state.running => {
+            Some((who, policy, inspected.clone()))
         }
         _ => None,
     };
@@ -248,8 +249,12 @@ pub(super) async fn reconcile<E: Engine>(
         }
     }
 
-    if let Some((sandbox, container)) = &egress_start {
-        if let Err(e) = shared.egress.ensure(&fortress, sandbox, container).await {
+    if let Some((sandbox, policy, container)) = egress_start {
+        if let Err(e) = shared
+            .egress
+            .ensure(&fortress, &sandbox, Some(policy), &container)
+            .await
+        {
             tracing::error!(sandbox = %sandbox, "egress: cannot listen inside the sandbox: {e}");
         }
     }

@@ -102,6 +102,7 @@ impl Expect {
             cap_drop_all: true,
             syscalls,
             syscalls_unobservable,
+            egress: a.egress.as_ref().map(super::probes::egress_expect),
             ..Expect::default()
         }
         .with_limits(&a.limits)
