@@ -149,8 +149,9 @@ EOF
 echo /etc/clw-fortress/fortress.yaml >"$root/DEBIAN/conffiles"
 
 # Maintainer scripts: tell a running systemd about the units; never enable or start anything.
-# On removal the agent and timers stop (their binary goes away); on purge, the state directory
-# the units created and the admin's enable links go too.
+# On removal the agent and timers stop (their binary goes away); on purge, the admin's enable
+# links go too. The state database in /var/lib/clw-fortress (audit, quarantine and backup
+# records) is left for the admin to delete.
 cat >"$root/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
@@ -170,7 +171,6 @@ cat >"$root/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
 if [ "$1" = purge ]; then
-    rm -rf /var/lib/clw-fortress
     rm -f /etc/systemd/system/*.wants/clw-fortress.service \
         /etc/systemd/system/*.wants/clw-fortress-*.service \
         /etc/systemd/system/*.wants/clw-fortress-*.timer
