@@ -50,6 +50,7 @@ reported=$("$binary" --version)
 [ "$reported" = "clw-fortress $version" ] ||
     die "$binary reports \"$reported\", Cargo.toml says $version: rebuild it"
 arch=$(dpkg --print-architecture)
+maintainer="clw-fortress maintainers <maintainers@clw-fortress.invalid>"
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -107,18 +108,35 @@ install -d "$doc/docs/reference"
 install -m 0644 README.md "$doc/"
 install -m 0644 docs/*.md "$doc/docs/"
 install -m 0644 docs/reference/*.md "$doc/docs/reference/"
-gzip -9 -n -c CHANGELOG.md >"$doc/changelog.gz"
+gzip -9 -n -c CHANGELOG.md >"$doc/CHANGELOG.md.gz"
+# A native package's changelog.gz is in Debian's format: one entry pointing at the real one,
+# dated by the last commit (or SOURCE_DATE_EPOCH), as is every file of the package below, so the
+# same tree and binary package to the same bytes.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+gzip -9 -n >"$doc/changelog.gz" <<EOF
+clw-fortress ($version) unstable; urgency=medium
+
+  * Built by scripts/deb.sh; the changes are in CHANGELOG.md.gz.
+
+ -- $maintainer  $(LC_ALL=C date -u -R -d "@$epoch")
+EOF
 license=$(awk -F'"' '/^license *=/{print $2; exit}' Cargo.toml)
 cat >"$doc/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: clw-fortress
 
 Files: *
-Copyright: the clw-fortress authors
+Copyright: 2026 The clw-fortress authors
 License: $license
  On Debian systems, the full text of the Apache License, Version 2.0 can be found in
  /usr/share/common-licenses/Apache-2.0.
 EOF
+
+# unsafe-libyaml-norway (under serde_norway) is libyaml translated to Rust, compiled in: there
+# is no shared library to use instead.
+install -d "$root/usr/share/lintian/overrides"
+echo "clw-fortress: embedded-library libyaml [usr/bin/clw-fortress]" \
+    >"$root/usr/share/lintian/overrides/clw-fortress"
 
 # Control: the binary links libc, libm and libgcc_s only (sqlite is bundled, TLS is rustls);
 # the lowest glibc it needs is read from its versioned symbols.
@@ -129,7 +147,7 @@ cat >"$root/DEBIAN/control" <<EOF
 Package: clw-fortress
 Version: $version
 Architecture: $arch
-Maintainer: clw-fortress maintainers <maintainers@clw-fortress.invalid>
+Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Depends: libc6 (>= $glibc), libgcc-s1
 Recommends: docker.io | podman
@@ -147,6 +165,9 @@ Description: hardens, enforces, heals, backs up and verifies AI-agent sandboxes
  installation.
 EOF
 echo /etc/clw-fortress/fortress.yaml >"$root/DEBIAN/conffiles"
+# For `dpkg --verify` (conffiles have their own sums in dpkg's database).
+(cd "$root" && find . -type f ! -path './DEBIAN/*' ! -path './etc/*' -printf '%P\0' | sort -z |
+    xargs -0 md5sum) >"$root/DEBIAN/md5sums"
 
 # Maintainer scripts: tell a running systemd about the units; never enable or start anything.
 # On removal the agent and timers stop (their binary goes away); on purge, the admin's enable
@@ -163,8 +184,8 @@ cat >"$root/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-    systemctl stop clw-fortress.service clw-fortress-enforce.timer clw-fortress-heal.timer \
-        clw-fortress-maintenance.timer >/dev/null 2>&1 || true
+    deb-systemd-invoke stop clw-fortress.service clw-fortress-enforce.timer \
+        clw-fortress-heal.timer clw-fortress-maintenance.timer >/dev/null 2>&1 || true
 fi
 EOF
 cat >"$root/DEBIAN/postrm" <<'EOF'
@@ -183,5 +204,6 @@ chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb="$out/clw-fortress_${version}_${arch}.deb"
-dpkg-deb --root-owner-group --build "$root" "$deb" >&2
+find "$root" -exec touch -h -d "@$epoch" {} +
+SOURCE_DATE_EPOCH=$epoch dpkg-deb --root-owner-group --build "$root" "$deb" >&2
 echo "$deb"
