@@ -6,7 +6,7 @@
 # --binary: the clw-fortress binary to package (default: `cargo build --release`, then
 #           target/release/clw-fortress); it is also run to generate the completions and man
 #           pages, so it must run on this machine.
-# --out:    where the .deb goes (default: target/debian).
+# --out:    where the .deb goes (default: target/debian, under CARGO_TARGET_DIR if set).
 #
 # Built with dpkg-deb from a staged tree rather than cargo-deb: cargo-deb is not packaged by
 # Debian, so every fresh CI machine would compile it from crates.io first (minutes of the CI
@@ -22,7 +22,7 @@ die() {
 }
 
 binary=""
-out="target/debian"
+out="${CARGO_TARGET_DIR:-target}/debian"
 while [ $# -gt 0 ]; do
     case "$1" in
     --binary) binary="${2:?--binary needs a path}"; shift 2 ;;
