@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::apply::Failure;
-use crate::engine::{Engine, EngineError, EventKind, Resources};
+use crate::engine::{Container, Engine, EngineError, EventKind, Resources};
 use crate::manifest::{Fortress, Selector};
 use crate::ownership::{self, Ownership};
 use crate::plan::{limit_changes, LimitChange};
@@ -321,14 +321,12 @@ pub async fn enforce_one<E: Engine>(
         return Ok(Outcome::Ignored);
     }
     let name = i.name.clone();
-    let labels = &i.labels;
     let container_id = if i.id.is_empty() {
         id.to_string()
     } else {
         i.id.clone()
     };
-    let owner = ownership::of_logged(state, &policy.fortress, &container_id, labels);
-    let Some(target) = policy.target(&name, labels, &owner) else {
+    let Some(target) = target_of(policy, state, &i, &container_id) else {
         return Ok(Outcome::Ignored);
     };
     let before = i.resources;
@@ -369,6 +367,44 @@ pub async fn enforce_one<E: Engine>(
         ),
     }
     Ok(Outcome::Enforced(Box::new(e)))
+}
+
+/// The limits an inspected container (id `container_id`) should have: its ownership (the
+/// state's record, [`crate::ownership`]) and then [`Policy::target`]. `None`: none of ours.
+pub fn target_of(
+    policy: &Policy,
+    state: Option<&State>,
+    c: &Container,
+    container_id: &str,
+) -> Option<Target> {
+    let owner = ownership::of_logged(state, &policy.fortress, container_id, &c.labels);
+    policy.target(&c.name, &c.labels, &owner)
+}
+
+/// Every container on the engine the policy covers, whatever its run state, inspected once,
+/// with its target (the agent's per-sandbox metrics). Containers that vanish between the list
+/// and the inspect are skipped.
+pub async fn covered<E: Engine>(
+    engine: &E,
+    policy: &Policy,
+    state: Option<&State>,
+) -> Result<Vec<(Container, Target)>, EngineError> {
+    let mut out = Vec::new();
+    for c in engine.list(&[]).await? {
+        if !policy.may_cover(&c.name, &c.labels) {
+            continue;
+        }
+        let Some(mut i) = engine.inspect(&c.id).await? else {
+            continue;
+        };
+        if i.id.is_empty() {
+            i.id = c.id.clone();
+        }
+        if let Some(t) = target_of(policy, state, &i, &i.id) {
+            out.push((i, t));
+        }
+    }
+    Ok(out)
 }
 
 /// One pass over every container on the engine: lists them, then [`enforce_one`] for each
