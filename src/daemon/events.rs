@@ -120,7 +120,7 @@ pub(super) async fn watch_engine<C: Connect>(
             tracing::info!("engine connected at {socket}; initial sweep{quieted}");
         }
         resync(&runner).await;
-        if shared.fortress().metrics.is_some() {
+        if shared.fortress().metrics.is_some() && !runner.is_running(super::METRICS_JOB) {
             // The per-sandbox series at once, not at the next quarter minute.
             runner.try_start(super::METRICS_JOB);
         }
