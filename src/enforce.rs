@@ -381,32 +381,6 @@ pub fn target_of(
     policy.target(&c.name, &c.labels, &owner)
 }
 
-/// Every container on the engine the policy covers, whatever its run state, inspected once,
-/// with its target (the agent's per-sandbox metrics). Containers that vanish between the list
-/// and the inspect are skipped.
-pub async fn covered<E: Engine>(
-    engine: &E,
-    policy: &Policy,
-    state: Option<&State>,
-) -> Result<Vec<(Container, Target)>, EngineError> {
-    let mut out = Vec::new();
-    for c in engine.list(&[]).await? {
-        if !policy.may_cover(&c.name, &c.labels) {
-            continue;
-        }
-        let Some(mut i) = engine.inspect(&c.id).await? else {
-            continue;
-        };
-        if i.id.is_empty() {
-            i.id = c.id.clone();
-        }
-        if let Some(t) = target_of(policy, state, &i, &i.id) {
-            out.push((i, t));
-        }
-    }
-    Ok(out)
-}
-
 /// One pass over every container on the engine: lists them, then [`enforce_one`] for each
 /// running or created container the policy has an opinion on. Containers that vanish between
 /// the list and the inspect are skipped.

@@ -216,13 +216,13 @@ impl Metrics {
         *self.sample.sample.lock() = Some(sample);
     }
 
-    /// The adopted containers the current per-sandbox series report.
-    pub fn sampled_adopted(&self) -> std::collections::BTreeSet<String> {
+    /// The containers the current per-sandbox series report.
+    pub fn sampled(&self) -> std::collections::BTreeSet<String> {
         self.sample
             .sample
             .lock()
             .as_ref()
-            .map(Sample::adopted)
+            .map(Sample::reported)
             .unwrap_or_default()
     }
 
@@ -486,12 +486,12 @@ impl Collector for SampleSeries {
         family(
             &mut enc,
             "sandbox_series_dropped",
-            "Adopted containers without per-sandbox series (over the cap)",
+            "Containers an adopt rule or a sandbox's labels may cover that were left without per-sandbox series (over the cap)",
             None,
             G,
             vec![(
                 vec![("fortress", s.fortress.clone())],
-                ConstGauge::new(i64::try_from(s.adopted_dropped).unwrap_or(i64::MAX)),
+                ConstGauge::new(i64::try_from(s.dropped).unwrap_or(i64::MAX)),
             )],
         )?;
         let check = |name: &str| -> Labels {
@@ -810,7 +810,7 @@ mod tests {
                 created_ms: 1_000_000 - 90_000,
                 size_bytes: Some(4096),
             }],
-            adopted_dropped: 0,
+            dropped: 0,
         }
     }
 
@@ -853,8 +853,8 @@ mod tests {
         assert!(prom.contains("# TYPE clw_fortress_sandbox_oom_kills_total counter"));
         assert!(!prom.contains("# UNIT"));
         assert_eq!(
-            m.sampled_adopted(),
-            ["gw".to_string()].into_iter().collect()
+            m.sampled(),
+            ["gw".to_string(), "sbx".to_string()].into_iter().collect()
         );
 
         // The adopted container is gone: so are its series.

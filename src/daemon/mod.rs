@@ -213,7 +213,7 @@ impl<E: Engine> Shared<E> {
             &self.policy(conn.ncpu),
             &self.state,
             &self.host,
-            &self.metrics.sampled_adopted(),
+            &self.metrics.sampled(),
         )
         .await
         .map_err(JobError::Sample)?;

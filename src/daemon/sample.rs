@@ -16,12 +16,13 @@
 //! from the engine's inspect, stay.
 //!
 //! Bounded: declared sandboxes, health checks and backup entries come from the manifest, but
-//! anyone with access to the engine can create containers an adopt selector matches, so at
-//! most [`ADOPTED_SERIES_MAX`] adopted containers get series, the ones already reported first
-//! (a burst of new containers cannot push them out); the rest are only counted. A container
-//! that is gone is simply absent from the next sample, and so are its series.
+//! anyone with access to the engine can create containers an adopt selector matches (or whose
+//! labels claim a sandbox's name), so at most [`ADOPTED_SERIES_MAX`] containers beyond the
+//! declared sandboxes are inspected and get series, the declared ones and those already
+//! reported first (a burst of new containers cannot push them out); the rest are only counted.
+//! A container that is gone is simply absent from the next sample, and so are its series.
 //!
-//! [`choose_adopted`], [`usage_of`] and [`oom_total`] are pure; [`collect`] is the driver. It
+//! [`choose`], [`usage_of`] and [`oom_total`] are pure; [`collect`] is the driver. It
 //! reads and never acts.
 
 use std::collections::BTreeSet;
@@ -35,7 +36,7 @@ use crate::limits::{self, CgroupUsage};
 use crate::manifest::Fortress;
 use crate::state::{State, StateError};
 
-/// Adopted containers with series of their own, at most.
+/// Containers beyond the declared sandboxes looked at per sample, at most.
 pub const ADOPTED_SERIES_MAX: usize = 200;
 
 /// One sandbox's (or adopted container's) figures. `None`: unknown or unlimited, no series.
@@ -83,18 +84,14 @@ pub struct Sample {
     pub sandboxes: Vec<SandboxSample>,
     pub checks: Vec<CheckSample>,
     pub backups: Vec<BackupSample>,
-    /// Adopted containers left without series by [`ADOPTED_SERIES_MAX`].
-    pub adopted_dropped: usize,
+    /// Containers the policy may cover that were not looked at ([`ADOPTED_SERIES_MAX`]).
+    pub dropped: usize,
 }
 
 impl Sample {
-    /// The adopted containers this sample reports: the next pass keeps them first.
-    pub fn adopted(&self) -> BTreeSet<String> {
-        self.sandboxes
-            .iter()
-            .filter(|s| s.kind == Some(Kind::Adopted))
-            .map(|s| s.name.clone())
-            .collect()
+    /// The containers this sample reports: the next pass looks at them first.
+    pub fn reported(&self) -> BTreeSet<String> {
+        self.sandboxes.iter().map(|s| s.name.clone()).collect()
     }
 }
 
@@ -122,18 +119,18 @@ impl Coded for SampleError {
     }
 }
 
-/// Which adopted containers (`candidates`, any order) get series: those reported last time
-/// (`previous`) first, then new ones by name, `max` in all. Returns them and how many were
-/// left out.
-pub fn choose_adopted(
-    previous: &BTreeSet<String>,
+/// Which of the containers the policy may cover (`candidates`, by name, any order) are looked
+/// at: the `preferred` ones (the declared sandboxes, those reported last time) first, then the
+/// others by name, `max` in all. Returns them and how many were left out.
+pub fn choose(
+    preferred: &BTreeSet<String>,
     candidates: &[String],
     max: usize,
 ) -> (BTreeSet<String>, usize) {
     let all: BTreeSet<&String> = candidates.iter().collect();
-    let (old, new): (Vec<&String>, Vec<&String>) =
-        all.iter().copied().partition(|n| previous.contains(*n));
-    let kept: BTreeSet<String> = old.into_iter().chain(new).take(max).cloned().collect();
+    let (first, rest): (Vec<&String>, Vec<&String>) =
+        all.iter().copied().partition(|n| preferred.contains(*n));
+    let kept: BTreeSet<String> = first.into_iter().chain(rest).take(max).cloned().collect();
     let dropped = all.len() - kept.len();
     (kept, dropped)
 }
@@ -180,32 +177,49 @@ pub fn oom_total(recorded: &[(String, i64)], live: Option<(&str, i64)>) -> u64 {
     u64::try_from(total).unwrap_or(0)
 }
 
-/// Gathers one sample: the covered containers through the engine (one list, one inspect
-/// each), their cgroup counters from the host, then the state database.
+/// Gathers one sample: the containers the policy may cover through the engine (one list, one
+/// inspect each, at most the declared sandboxes plus [`ADOPTED_SERIES_MAX`]), their cgroup
+/// counters from the host, then the state database. `previous` are the containers the last
+/// sample reported.
 pub async fn collect<E: Engine>(
     engine: &E,
     fortress: &Fortress,
     policy: &Policy,
     state: &State,
     host: &HostPaths,
-    previous_adopted: &BTreeSet<String>,
+    previous: &BTreeSet<String>,
 ) -> Result<Sample, SampleError> {
-    let covered = enforce::covered(engine, policy, Some(state))
-        .await
-        .map_err(SampleError::Engine)?;
-    let adopted_names: Vec<String> = covered
+    let list = engine.list(&[]).await.map_err(SampleError::Engine)?;
+    let candidates: Vec<String> = list
         .iter()
-        .filter(|(_, t)| t.kind == Kind::Adopted)
-        .map(|(c, _)| c.name.clone())
+        .filter(|c| policy.may_cover(&c.name, &c.labels))
+        .map(|c| c.name.clone())
         .collect();
-    let (keep, adopted_dropped) =
-        choose_adopted(previous_adopted, &adopted_names, ADOPTED_SERIES_MAX);
+    // Capped before any inspect: anyone with engine access can create containers that a
+    // selector matches or whose labels claim a sandbox's name.
+    let mut preferred = previous.clone();
+    preferred.extend(fortress.sandboxes.iter().map(|s| s.name.clone()));
+    let (look, dropped) = choose(
+        &preferred,
+        &candidates,
+        fortress.sandboxes.len() + ADOPTED_SERIES_MAX,
+    );
 
     let mut sandboxes = Vec::new();
-    for (c, t) in &covered {
-        if t.kind == Kind::Adopted && !keep.contains(&c.name) {
+    for summary in list.iter().filter(|c| look.contains(&c.name)) {
+        let Some(mut c) = engine
+            .inspect(&summary.id)
+            .await
+            .map_err(SampleError::Engine)?
+        else {
             continue;
+        };
+        if c.id.is_empty() {
+            c.id = summary.id.clone();
         }
+        let Some(t) = enforce::target_of(policy, Some(state), &c, &c.id) else {
+            continue;
+        };
         let usage = c
             .state
             .running
@@ -213,7 +227,7 @@ pub async fn collect<E: Engine>(
             .flatten()
             .and_then(|pid| limits::read_host_of(host, pid, &c.id))
             .map(|f| CgroupUsage::parse(&f));
-        let mut s = usage_of(c, usage.as_ref());
+        let mut s = usage_of(&c, usage.as_ref());
         s.kind = Some(t.kind);
         let live = usage
             .and_then(|u| u.memory_oom_kills)
@@ -292,7 +306,7 @@ pub async fn collect<E: Engine>(
         sandboxes,
         checks,
         backups,
-        adopted_dropped,
+        dropped,
     })
 }
 
@@ -306,16 +320,16 @@ mod tests {
     }
 
     #[test]
-    fn adopted_containers_reported_before_keep_their_series_when_new_ones_flood_in() {
+    fn containers_reported_before_keep_their_series_when_new_ones_flood_in() {
         let previous: BTreeSet<String> = names(&["zz-gateway"]).into_iter().collect();
-        let (kept, dropped) = choose_adopted(&previous, &names(&["a1", "a2", "zz-gateway"]), 2);
+        let (kept, dropped) = choose(&previous, &names(&["a1", "a2", "zz-gateway"]), 2);
         assert_eq!(kept, names(&["a1", "zz-gateway"]).into_iter().collect());
         assert_eq!(dropped, 1);
-        let (kept, dropped) = choose_adopted(&BTreeSet::new(), &names(&["b", "a"]), 5);
+        let (kept, dropped) = choose(&BTreeSet::new(), &names(&["b", "a"]), 5);
         assert_eq!(kept.len(), 2);
         assert_eq!(dropped, 0);
         // A container that is gone is not kept because it was reported before.
-        let (kept, _) = choose_adopted(&previous, &names(&["a1"]), 5);
+        let (kept, _) = choose(&previous, &names(&["a1"]), 5);
         assert_eq!(kept, names(&["a1"]).into_iter().collect());
     }
 
@@ -367,6 +381,70 @@ mod tests {
             (s.memory_limit_bytes, s.pids_limit, s.cpu_limit_cores),
             (None, None, None)
         );
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_matching_containers_is_capped_before_any_inspect() {
+        use crate::engine::fake::FakeEngine;
+        use crate::engine::CreateRequest;
+        use crate::manifest::{Adopt, Limits, Selector};
+        let fake = FakeEngine::default();
+        let mut all = names(&["zz-gateway"]);
+        all.extend((0..ADOPTED_SERIES_MAX + 5).map(|i| format!("flood-{i:03}")));
+        for name in &all {
+            fake.create(&CreateRequest {
+                name: name.clone(),
+                labels: crate::spec::tests::labels(&[("agent", "1")]),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        let fortress = Fortress {
+            sandboxes: vec![crate::spec::tests::sandbox("sbx")],
+            adopt: vec![Adopt {
+                selector: Selector::Label {
+                    key: "agent".into(),
+                    value: Some("1".into()),
+                },
+                limits: Limits {
+                    pids: Some(32),
+                    ..Default::default()
+                },
+                egress: None,
+            }],
+            ..Fortress::for_tests()
+        };
+        let policy = Policy::new(&fortress, 4);
+        let state = State::in_memory();
+        let dir = tempfile::tempdir().unwrap();
+        let previous = names(&["zz-gateway"]).into_iter().collect();
+        let s = collect(
+            &fake,
+            &fortress,
+            &policy,
+            &state,
+            &HostPaths::under(dir.path()),
+            &previous,
+        )
+        .await
+        .unwrap();
+        let adopted: Vec<&str> = s
+            .sandboxes
+            .iter()
+            .filter(|x| x.kind == Some(Kind::Adopted))
+            .map(|x| x.name.as_str())
+            .collect();
+        // The declared sandbox's place is kept for it (it does not exist here, so 201 looked
+        // at), the gateway reported before stays, the last new names by order are left out.
+        assert_eq!(adopted.len(), ADOPTED_SERIES_MAX + 1, "{adopted:?}");
+        assert!(adopted.contains(&"zz-gateway"));
+        assert_eq!(s.dropped, 5);
+        assert_eq!(fake.inspect_count("flood-204"), 0, "not inspected");
+        let sbx = s.sandboxes.iter().find(|x| x.name == "sbx").unwrap();
+        assert_eq!(sbx.kind, Some(Kind::Owned));
+        assert_eq!(sbx.quarantined, Some(false));
+        assert_eq!(sbx.memory_limit_bytes, None, "no container, no limits");
     }
 
     #[test]
