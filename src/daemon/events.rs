@@ -43,8 +43,8 @@ const QUEUE_CAPACITY: usize = 1024;
 
 /// The rate-limit scope of "engine not usable" (cleared by a connection).
 const UNUSABLE: &str = "engine-unusable";
-/// The scope of "lost the engine" and "reconnected" (never cleared: a flapping engine repeats
-/// both; each window still lets the next through).
+/// The scope of what each connection logs ("lost the engine", "reconnected", clamped CPU
+/// limits), never cleared: a flapping engine repeats them; each window lets the next through.
 const FLAPPING: &str = "engine-flapping";
 
 /// Connects, resyncs with a full sweep, then handles events until the engine goes away; then
@@ -104,7 +104,10 @@ pub(super) async fn watch_engine<C: Connect>(
             ncpu,
         }));
         for c in &shared.policy(ncpu).clamped {
-            tracing::warn!("cpus above the engine host's count, clamped: {c}");
+            let text = format!("cpus above the engine host's count, clamped: {c}");
+            if let Some(note) = warnings.allow(FLAPPING, &text) {
+                tracing::warn!("{text}{note}");
+            }
         }
         let quieted = warnings
             .cleared(UNUSABLE)
