@@ -70,7 +70,11 @@ fn the_usage_block_runs_from_a_temporary_directory() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let shown = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    assert!(out.status.success(), "the usage block failed ({})\n{shown}", out.status);
+    assert!(
+        out.status.success(),
+        "the usage block failed ({})\n{shown}",
+        out.status
+    );
 
     assert!(
         stdout.contains("notes the tool may read"),
