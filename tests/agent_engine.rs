@@ -1043,7 +1043,13 @@ fn a_docker_start_after_a_bind_source_was_swapped_for_a_symlink_is_stopped_by_th
 fn a_sandbox_killed_by_its_memory_limit_is_recorded_by_the_agent_as_it_happens() {
     require_engine();
     let fx = Fixture::new("oom");
-    write_manifest(&fx, &unique("clwt-unused"), "clwt-unused-prefix-", None);
+    let port = free_port();
+    write_manifest(
+        &fx,
+        &unique("clwt-unused"),
+        "clwt-unused-prefix-",
+        Some(port),
+    );
     let _agent = Agent::spawn(&fx, &[]);
     // The sandbox's own process allocates past its 64Mi limit: the kernel kills it, the
     // container dies, and the agent sees `oom` / `die`.
@@ -1079,6 +1085,15 @@ fn a_sandbox_killed_by_its_memory_limit_is_recorded_by_the_agent_as_it_happens()
         evidence.iter().any(|e| memory.message.contains(e)),
         "{memory:?}"
     );
+    // And the per-sandbox counter counts it (from the next metrics sample on).
+    let sbx = format!(
+        r#"{{fortress="{}",sandbox="{sandbox}",kind="owned"}}"#,
+        fx.name()
+    );
+    poll("the OOM kill in the metrics", DEADLINE, || {
+        let (_, body) = http_get(port, "/metrics");
+        sample_value(&body, "clw_fortress_sandbox_oom_kills_total", &sbx).filter(|n| *n >= 1.0)
+    });
 }
 
 #[test]
