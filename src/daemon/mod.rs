@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod connect;
+pub mod egress;
 mod events;
 pub mod jobs;
 pub mod metrics;
@@ -152,6 +153,8 @@ struct Shared<E> {
     due: Mutex<tick::Due>,
     metrics: Arc<Metrics>,
     host: HostPaths,
+    /// The egress proxies inside the running sandboxes that declare an allow-list.
+    egress: egress::Listeners,
 }
 
 impl<E: Engine> Shared<E> {
@@ -233,6 +236,7 @@ impl<E: Engine> Shared<E> {
         for e in &report.enforced {
             self.record(e);
         }
+        self.egress_sweep(&*conn.engine).await;
         let summary = format!(
             "limits sweep: {} enforced, {} failed, {} already as declared",
             report.succeeded(),
@@ -257,6 +261,42 @@ impl<E: Engine> Shared<E> {
     }
 }
 
+impl<E: Engine> Shared<E> {
+    /// Opens the egress listener of every running owned sandbox that declares an allow-list
+    /// and has none (a start the events did not bring, a reload that changed a list), and
+    /// closes those whose container no longer runs. Failures are logged: the sandbox then has
+    /// no way out, which is the safe side.
+    async fn egress_sweep(&self, engine: &E) {
+        let fortress = self.fortress();
+        if fortress.sandboxes.iter().all(|s| s.egress.is_none()) && self.egress.count().await == 0 {
+            return;
+        }
+        let filter = [
+            format!("{}=1", crate::spec::LABEL_MANAGED),
+            format!("{}={}", crate::spec::LABEL_FORTRESS, fortress.name),
+        ];
+        let Ok(list) = engine.list(&filter).await else {
+            return;
+        };
+        let mut running = Vec::new();
+        for s in list.iter().filter(|s| s.state == "running") {
+            let Ok(Some(c)) = engine.inspect(&s.id).await else {
+                continue;
+            };
+            let owner =
+                crate::ownership::of_logged(Some(&self.state), &fortress.name, &c.id, &c.labels);
+            let crate::ownership::Ownership::Owned { sandbox } = owner else {
+                continue;
+            };
+            running.push(c.id.clone());
+            if let Err(e) = self.egress.ensure(&fortress, &sandbox, &c).await {
+                tracing::error!(sandbox = %sandbox, "egress: cannot listen inside the sandbox: {e}");
+            }
+        }
+        self.egress.retain(&running).await;
+    }
+}
+
 /// The agent without its process plumbing (signals, schedules, metrics server): the state it
 /// shares and its jobs. What the unit tests drive.
 struct Agent<E> {
@@ -266,9 +306,11 @@ struct Agent<E> {
 
 impl<E: Engine + 'static> Agent<E> {
     fn new(fortress: Fortress, state: State, host: HostPaths, metrics: Arc<Metrics>) -> Agent<E> {
+        let egress = egress::Listeners::new(state.path().to_path_buf(), metrics.clone());
         let shared = Arc::new(Shared {
             fortress: RwLock::new(Arc::new(fortress)),
             conn: RwLock::new(None),
+            egress,
             state,
             due: Mutex::new(tick::Due::new(Local::now())),
             metrics: metrics.clone(),

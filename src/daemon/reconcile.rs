@@ -216,6 +216,21 @@ pub(super) async fn reconcile<E: Engine>(
         }
         _ => None,
     };
+    // Egress: a start of an owned sandbox with an allow-list gets its listener (after the bind
+    // re-check below, which may stop it instead); a death closes it.
+    let egress_start = match &owned {
+        Some(sandbox)
+            if work.started
+                && inspected.state.running
+                && fortress
+                    .sandboxes
+                    .iter()
+                    .any(|s| &s.name == sandbox && s.egress.is_some()) =>
+        {
+            Some((sandbox.clone(), inspected.clone()))
+        }
+        _ => None,
+    };
     let view = Snapshot::new(engine, inspected);
 
     if let (true, Some(sandbox)) = (work.started, &owned) {
@@ -231,6 +246,15 @@ pub(super) async fn reconcile<E: Engine>(
                 source,
             }),
         }
+    }
+
+    if let Some((sandbox, container)) = &egress_start {
+        if let Err(e) = shared.egress.ensure(&fortress, sandbox, container).await {
+            tracing::error!(sandbox = %sandbox, "egress: cannot listen inside the sandbox: {e}");
+        }
+    }
+    if work.death.is_some() {
+        shared.egress.forget(&id).await;
     }
 
     if let Some(trigger) = work.limits {
