@@ -17,8 +17,10 @@ mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod ratelimit;
 pub mod react;
 pub mod reconcile;
+pub mod sample;
 pub mod tick;
 
 use std::net::SocketAddr;
@@ -49,6 +51,13 @@ pub const LIMITS_JOB: &str = "limits";
 
 /// The job that runs due health probes, liveness checks, backups and verify (see `tick`).
 pub const TICK_JOB: &str = "tick";
+
+/// The job that gathers the per-sandbox metrics (see `sample`).
+pub const METRICS_JOB: &str = "metrics";
+
+/// How often the per-sandbox metrics are gathered when `metrics.listen` is set: as often as
+/// Prometheus scrapes by default, so a scrape sees figures at most one period old.
+pub const METRICS_SCHEDULE: &str = "*/15 * * * * *";
 
 /// The longest the scheduler sleeps before looking at the wall clock again, so a clock step
 /// (NTP, suspend) delays a fire by at most this much.
@@ -100,10 +109,10 @@ pub struct Options {
     pub host: HostPaths,
 }
 
-/// The jobs and their cron expressions for `fortress`. Heal, backup and verify join here as
-/// their capabilities land.
+/// The jobs and their cron expressions for `fortress` (the metrics job only when metrics are
+/// served).
 pub fn job_schedules(fortress: &Fortress) -> Vec<(String, String)> {
-    vec![
+    let mut jobs = vec![
         (
             LIMITS_JOB.to_string(),
             fortress
@@ -113,7 +122,11 @@ pub fn job_schedules(fortress: &Fortress) -> Vec<(String, String)> {
                 .unwrap_or_else(|| DEFAULT_LIMITS_SCHEDULE.to_string()),
         ),
         (TICK_JOB.to_string(), tick::TICK_SCHEDULE.to_string()),
-    ]
+    ];
+    if fortress.metrics.is_some() {
+        jobs.push((METRICS_JOB.to_string(), METRICS_SCHEDULE.to_string()));
+    }
+    jobs
 }
 
 /// The engine while connected, and its host's CPU count.
@@ -190,6 +203,25 @@ impl<E: Engine> Shared<E> {
         )
         .await
         .summary()
+    }
+
+    /// Gathers the per-sandbox metrics. Says nothing when it worked (it runs every 15 s; the
+    /// job's run counter and duration show it).
+    async fn sample(&self) -> JobResult {
+        let conn = self.conn().ok_or(JobError::NotConnected)?;
+        let fortress = self.fortress();
+        let sample = sample::collect(
+            &*conn.engine,
+            &fortress,
+            &self.policy(conn.ncpu),
+            &self.state,
+            &self.host,
+            &self.metrics.sampled(),
+        )
+        .await
+        .map_err(JobError::Sample)?;
+        self.metrics.set_sample(sample);
+        Ok(String::new())
     }
 
     /// The limits sweep: the same code as `clw-fortress enforce`.
@@ -308,7 +340,17 @@ impl<E: Engine + 'static> Agent<E> {
                 async move { shared.tick().await }
             })
         };
-        let runner = Arc::new(JobRunner::new(vec![limits_job, tick_job], metrics));
+        let metrics_job = {
+            let shared = shared.clone();
+            Job::new(METRICS_JOB, move || {
+                let shared = shared.clone();
+                async move { shared.sample().await }
+            })
+        };
+        let runner = Arc::new(JobRunner::new(
+            vec![limits_job, tick_job, metrics_job],
+            metrics,
+        ));
         Agent { shared, runner }
     }
 
@@ -550,8 +592,16 @@ mod tests {
             (LIMITS_JOB.to_string(), "0 */5 * * * *".to_string())
         );
         assert_eq!(job_schedules(&f)[1].0, TICK_JOB);
+        assert_eq!(job_schedules(&f).len(), 2, "no metrics job without metrics");
         f.schedules.limits = Some("0 0 * * * *".into());
         assert_eq!(job_schedules(&f)[0].1, "0 0 * * * *");
+        f.metrics = Some(crate::manifest::Metrics {
+            listen: "127.0.0.1:9464".parse().unwrap(),
+        });
+        assert_eq!(
+            job_schedules(&f)[2],
+            (METRICS_JOB.to_string(), METRICS_SCHEDULE.to_string())
+        );
     }
 
     /// A connect factory over one shared fake: each attempt fails or succeeds as scripted
@@ -915,6 +965,66 @@ mod tests {
             audit.iter().any(|a| a.outcome == "clw-isolation-breach"),
             "{audit:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_metrics_job_reports_each_sandbox_and_forgets_a_container_that_is_gone() {
+        let fake = Arc::new(FakeEngine::default());
+        let a = add(&fake, "a", adopted(), vec![]).await;
+        let sbx = add(&fake, "sbx", owned(), vec![]).await;
+        let _feed = fake.event_feed();
+        let mut f = fortress(64);
+        f.metrics = Some(crate::manifest::Metrics {
+            listen: "127.0.0.1:0".parse().unwrap(),
+        });
+        let h = start_with(fake.clone(), f, &[], |state| {
+            state.record_created("f", "sbx", &sbx).unwrap();
+            state
+                .record_verify_run(&crate::state::verify::VerifyRun {
+                    ts_ms: 1_700_000_000_000,
+                    fortress: "f".into(),
+                    sandbox: "sbx".into(),
+                    passed: 3,
+                    failed: 1,
+                    inconclusive: 0,
+                    outcome: "fail".into(),
+                    not_passed: vec!["net-raw".into()],
+                })
+                .unwrap();
+        })
+        .await;
+        // Started right after the resync sweep, which gave `a` its pids limit.
+        let text = within("the first sample", async {
+            loop {
+                let text = h.metrics.render();
+                if text.contains("clw_fortress_sandbox_pids_limit") {
+                    return text;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        for line in [
+            r#"clw_fortress_sandbox_pids_limit{fortress="f",sandbox="a",kind="adopted"} 64"#,
+            r#"clw_fortress_sandbox_oom_kills_total{fortress="f",sandbox="sbx",kind="owned"} 0"#,
+            r#"clw_fortress_sandbox_heal_restarts_total{fortress="f",sandbox="sbx",kind="owned"} 0"#,
+            r#"clw_fortress_sandbox_quarantined{fortress="f",sandbox="sbx",kind="owned"} 0"#,
+            r#"clw_fortress_sandbox_verify_passed{fortress="f",sandbox="sbx",kind="owned"} 0"#,
+            r#"clw_fortress_sandbox_verify_timestamp_seconds{fortress="f",sandbox="sbx",kind="owned"} 1700000000"#,
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+        assert!(
+            !text.contains(r#"clw_fortress_sandbox_heal_restarts_total{fortress="f",sandbox="a""#),
+            "heal counters are the declared sandboxes': {text}"
+        );
+
+        fake.remove(&a).await.unwrap();
+        let run = h.agent.runner.try_start(METRICS_JOB).expect("not running");
+        assert_eq!(run.await.unwrap().unwrap(), "");
+        let text = h.metrics.render();
+        assert!(!text.contains(r#"sandbox="a""#), "{text}");
+        assert!(text.contains(r#"sandbox="sbx""#), "{text}");
     }
 
     #[tokio::test(start_paused = true)]
