@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo lint fmt golden bench engine clean-containers
+.PHONY: help test demo lint fmt golden bench engine deb clean-containers
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ golden: ## rewrite the seccomp golden files from the current generator
 
 bench: ## benchmarks against their baselines; writes target/bench/ and docs/BENCHMARKS.md (minutes)
 	scripts/bench.sh
+
+deb: ## build the Debian package (release build) into target/debian/ with dpkg-deb
+	scripts/deb.sh
 
 engine: ## start the Docker engine (installing it if needed) and build the fixture images
 	scripts/engine-up.sh

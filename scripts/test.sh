@@ -50,6 +50,18 @@ if ! command -v promtool >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+step "packaging tools (tests/deb_install.rs builds, checks and installs the .deb)"
+# dpkg-deb comes with dpkg; strip and objdump (binutils) usually come with the linker; man-db
+# checks the generated man pages the way lintian does; useradd (passwd) makes the test's owner.
+missing=()
+command -v strip >/dev/null 2>&1 && command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+command -v man >/dev/null 2>&1 || missing+=(man-db)
+command -v useradd >/dev/null 2>&1 || missing+=(passwd)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 export CLW_TEST_REQUIRE_ENGINE=1
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -65,13 +77,17 @@ scripts/demo.sh
 # The engine-facing integration tests again, unchanged, against Podman's compat API: the same
 # tests, a matrix, not a copy: every target that talks to an engine (`require_engine()`).
 PODMAN_MATRIX=(apply_engine verify_engine agent_engine seccomp_engine heal_engine doctor_status_engine
-    openclaw_harden_engine secrets_not_logged_engine ownership_engine unit_restrictions_engine harness_smoke)
+    openclaw_harden_engine secrets_not_logged_engine ownership_engine readme_usage egress_engine
+    unit_restrictions_engine harness_smoke)
 # Whole targets that run on Docker only, each with its reason (tests/harness_smoke.rs checks that
 # every engine-facing target is in one of the two lists).
 DOCKER_ONLY_TARGETS=(
     # The real OpenClaw gateway with its `docker` sandbox backend, which drives the docker CLI;
     # its `podman` backend is another code path of OpenClaw's, not covered yet.
     openclaw_real_engine
+    # Installs the .deb into this machine's dpkg database; the engine is only doctor's to reach,
+    # and doctor's engine checks run on both engines in doctor_status_engine.
+    deb_install
 )
 for t in "${DOCKER_ONLY_TARGETS[@]}"; do echo "DOCKER-ONLY TARGET (not run on podman): $t" >&2; done
 step "engine matrix on podman: ${PODMAN_MATRIX[*]}"

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::apply::Failure;
-use crate::engine::{Engine, EngineError, EventKind, Resources};
+use crate::engine::{Container, Engine, EngineError, EventKind, Resources};
 use crate::manifest::{Fortress, Selector};
 use crate::ownership::{self, Ownership};
 use crate::plan::{limit_changes, LimitChange};
@@ -321,14 +321,12 @@ pub async fn enforce_one<E: Engine>(
         return Ok(Outcome::Ignored);
     }
     let name = i.name.clone();
-    let labels = &i.labels;
     let container_id = if i.id.is_empty() {
         id.to_string()
     } else {
         i.id.clone()
     };
-    let owner = ownership::of_logged(state, &policy.fortress, &container_id, labels);
-    let Some(target) = policy.target(&name, labels, &owner) else {
+    let Some(target) = target_of(policy, state, &i, &container_id) else {
         return Ok(Outcome::Ignored);
     };
     let before = i.resources;
@@ -369,6 +367,18 @@ pub async fn enforce_one<E: Engine>(
         ),
     }
     Ok(Outcome::Enforced(Box::new(e)))
+}
+
+/// The limits an inspected container (id `container_id`) should have: its ownership (the
+/// state's record, [`crate::ownership`]) and then [`Policy::target`]. `None`: none of ours.
+pub fn target_of(
+    policy: &Policy,
+    state: Option<&State>,
+    c: &Container,
+    container_id: &str,
+) -> Option<Target> {
+    let owner = ownership::of_logged(state, &policy.fortress, container_id, &c.labels);
+    policy.target(&c.name, &c.labels, &owner)
 }
 
 /// One pass over every container on the engine: lists them, then [`enforce_one`] for each

@@ -81,11 +81,20 @@ fn caps(list: &[String]) -> Vec<String> {
 /// The desired container of `sandbox` in fortress `fortress`, with its seccomp profile
 /// (compact JSON) already generated and validated by the caller.
 pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) -> Desired {
-    let env: Vec<String> = sandbox
+    let mut env: Vec<String> = sandbox
         .env
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    // A sandbox with an egress allow-list reaches the network through the proxy only; tell the
+    // tools that honour the proxy variables where it is (a name the manifest sets wins).
+    if sandbox.egress.is_some() {
+        for (k, v) in crate::egress::netns::proxy_env() {
+            if !sandbox.env.contains_key(&k) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+    }
     let binds: Vec<BindMount> = sandbox
         .binds
         .iter()

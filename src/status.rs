@@ -174,6 +174,8 @@ pub struct TargetStatus {
     /// Since when heal has held this sandbox in quarantine (Unix ms); `None` when it is not.
     pub quarantined_since_ms: Option<i64>,
     pub audit: Vec<AuditEntry>,
+    /// The newest connections the egress proxy refused for this sandbox.
+    pub egress_denied: Vec<crate::state::EgressEvent>,
 }
 
 /// One backup entry of the manifest. Backups are per entry, not per sandbox.
@@ -311,6 +313,7 @@ async fn target_status<E: Engine>(
         last_verify: None,
         quarantined_since_ms: None,
         audit: Vec::new(),
+        egress_denied: Vec::new(),
     };
     if let Some(c) = &t.container {
         if let Some(i) = engine.inspect(&c.id).await? {
@@ -360,6 +363,9 @@ async fn target_status<E: Engine>(
             limits::recent_limit_events(st, Some(&t.name), RECENT),
         );
         s.audit = logged("the audit log", st.recent_audit(Some(&t.name), RECENT));
+        if t.kind == TargetKind::Sandbox {
+            s.egress_denied = logged("egress refusals", st.egress_denials(Some(&t.name), RECENT));
+        }
         s.last_verify = logged("verify runs", st.last_verify_run(&t.name));
         if t.kind == TargetKind::Sandbox {
             let key = heal_key(f, &t.name);
@@ -494,7 +500,11 @@ impl StatusReport {
             out.push('\n');
         }
         for t in &self.targets {
-            if t.limits_exceeded.is_empty() && t.limit_events.is_empty() && t.audit.is_empty() {
+            if t.limits_exceeded.is_empty()
+                && t.limit_events.is_empty()
+                && t.audit.is_empty()
+                && t.egress_denied.is_empty()
+            {
                 continue;
             }
             out.push_str(&format!("\n{}:\n", t.name));
@@ -505,6 +515,16 @@ impl StatusReport {
                         ErrorCode::SandboxLimitExceeded,
                         &format!("{} ({})", e.message, fmt_ts(e.ts_ms))
                     )
+                ));
+            }
+            for d in &t.egress_denied {
+                out.push_str(&format!(
+                    "  egress denied {} {}:{} ({}); allow with egress.allow: [\"{}\"]\n",
+                    fmt_ts(d.ts_ms),
+                    d.host,
+                    d.port,
+                    d.reason,
+                    d.rule_needed
                 ));
             }
             for a in &t.audit {

@@ -498,6 +498,22 @@ fn timer_mode_enforce_reaches_the_same_end_state_as_the_daemon() {
     assert_unlimited(None, &d_other);
 }
 
+/// The value of the sample `name{labels}` in a scrape.
+fn sample_value(scrape: &str, name: &str, labels: &str) -> Option<f64> {
+    let head = format!("{name}{labels} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
 #[test]
 fn metrics_and_healthz_answer_on_loopback() {
     require_engine();
@@ -505,6 +521,28 @@ fn metrics_and_healthz_answer_on_loopback() {
     let label = unique("clwt-adopt");
     let port = free_port();
     write_manifest(&fx, &label, "clwt-unused-prefix-", Some(port));
+    // A backup entry with one small database, backed up once before the agent starts.
+    let db = fx.dir().join("memory.sqlite");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE note (body TEXT); INSERT INTO note VALUES ('x');")
+        .unwrap();
+    let mut yaml = fx.manifest_text();
+    yaml.push_str(&format!(
+        "backups:\n  - name: memory\n    sources: [{:?}]\n    dest: {:?}\n",
+        db.display().to_string(),
+        fx.dir().join("backups").display().to_string()
+    ));
+    fx.write_manifest(&yaml);
+    // A real managed sandbox, verified once (whatever the outcome: the metric must say it).
+    let out = fx.run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", describe(&out));
+    let before_verify = unix_now();
+    let verified = fx.run(&["verify"]);
+    let after_verify = unix_now();
+    let before_backup = unix_now();
+    let out = fx.run(&["backup", "run"]);
+    assert!(out.status.success(), "backup run: {}", describe(&out));
     let mut guard = ContainerGuard::new();
     let _agent = Agent::spawn(&fx, &[]);
 
@@ -541,6 +579,59 @@ fn metrics_and_healthz_answer_on_loopback() {
         (status == 200).then_some((status, body))
     });
     assert!(body.contains("engine: up"), "{status} {body}");
+
+    // Per-sandbox series for the managed sandbox: its cgroup read from the host, its limits as
+    // the manifest declares them (64Mi, 0.5 CPUs, 64 pids), the state database's counters.
+    let sbx = format!(
+        r#"{{fortress="{}",sandbox="{}",kind="owned"}}"#,
+        fx.name(),
+        fx.sandbox()
+    );
+    let adopted = format!(
+        r#"{{fortress="{}",sandbox="{c}",kind="adopted"}}"#,
+        fx.name()
+    );
+    // Gathered every 15 s: the adopted container appears at the sample after its creation.
+    let scrape = poll("the per-sandbox series", DEADLINE * 2, || {
+        let (_, body) = http_get(port, "/metrics");
+        (sample_value(&body, "clw_fortress_sandbox_memory_usage_bytes", &sbx).is_some()
+            && sample_value(&body, "clw_fortress_sandbox_memory_limit_bytes", &adopted).is_some())
+        .then_some(body)
+    });
+    let value = |name: &str, labels: &str| {
+        sample_value(&scrape, name, labels)
+            .unwrap_or_else(|| panic!("no {name}{labels} in:\n{scrape}"))
+    };
+    assert_eq!(
+        value("clw_fortress_sandbox_memory_limit_bytes", &sbx),
+        (64 << 20) as f64
+    );
+    assert_eq!(value("clw_fortress_sandbox_pids_limit", &sbx), 64.0);
+    assert_eq!(value("clw_fortress_sandbox_cpu_limit_cores", &sbx), 0.5);
+    let memory = value("clw_fortress_sandbox_memory_usage_bytes", &sbx);
+    assert!(memory > 0.0 && memory <= (64 << 20) as f64, "{memory}");
+    let pids = value("clw_fortress_sandbox_pids", &sbx);
+    assert!((1.0..=64.0).contains(&pids), "{pids}");
+    assert_eq!(value("clw_fortress_sandbox_oom_kills_total", &sbx), 0.0);
+    assert_eq!(value("clw_fortress_sandbox_heal_restarts_total", &sbx), 0.0);
+    assert_eq!(value("clw_fortress_sandbox_quarantined", &sbx), 0.0);
+    assert_eq!(
+        value("clw_fortress_sandbox_verify_passed", &sbx),
+        if verified.status.success() { 1.0 } else { 0.0 },
+        "verify: {}",
+        describe(&verified)
+    );
+    let at = value("clw_fortress_sandbox_verify_timestamp_seconds", &sbx) as i64;
+    assert!((before_verify..=after_verify).contains(&at), "{at}");
+    // The adopted container, by its name, with the adopt rule's limit.
+    assert_eq!(
+        value("clw_fortress_sandbox_memory_limit_bytes", &adopted),
+        MEMORY as f64
+    );
+    let backup = format!(r#"{{fortress="{}",backup="memory"}}"#, fx.name());
+    assert!(value("clw_fortress_backup_last_size_bytes", &backup) > 0.0);
+    let age = value("clw_fortress_backup_last_age_seconds", &backup) as i64;
+    assert!((0..=unix_now() - before_backup + 1).contains(&age), "{age}");
 
     // What a scraper that does not ask for OpenMetrics gets passes Prometheus' own checker.
     let (_, scrape) = http_get(port, "/metrics");
@@ -952,7 +1043,13 @@ fn a_docker_start_after_a_bind_source_was_swapped_for_a_symlink_is_stopped_by_th
 fn a_sandbox_killed_by_its_memory_limit_is_recorded_by_the_agent_as_it_happens() {
     require_engine();
     let fx = Fixture::new("oom");
-    write_manifest(&fx, &unique("clwt-unused"), "clwt-unused-prefix-", None);
+    let port = free_port();
+    write_manifest(
+        &fx,
+        &unique("clwt-unused"),
+        "clwt-unused-prefix-",
+        Some(port),
+    );
     let _agent = Agent::spawn(&fx, &[]);
     // The sandbox's own process allocates past its 64Mi limit: the kernel kills it, the
     // container dies, and the agent sees `oom` / `die`.
@@ -988,6 +1085,15 @@ fn a_sandbox_killed_by_its_memory_limit_is_recorded_by_the_agent_as_it_happens()
         evidence.iter().any(|e| memory.message.contains(e)),
         "{memory:?}"
     );
+    // And the per-sandbox counter counts it (from the next metrics sample on).
+    let sbx = format!(
+        r#"{{fortress="{}",sandbox="{sandbox}",kind="owned"}}"#,
+        fx.name()
+    );
+    poll("the OOM kill in the metrics", DEADLINE, || {
+        let (_, body) = http_get(port, "/metrics");
+        sample_value(&body, "clw_fortress_sandbox_oom_kills_total", &sbx).filter(|n| *n >= 1.0)
+    });
 }
 
 #[test]

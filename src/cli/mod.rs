@@ -10,6 +10,7 @@ mod enforce;
 mod explain;
 mod heal;
 pub mod logfmt;
+mod man;
 mod openclaw;
 mod seccomp;
 mod validate;
@@ -166,6 +167,13 @@ pub enum Command {
     },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Man pages: one roff page per command and subcommand (clw-fortress.1,
+    /// clw-fortress-apply.1, ...) written into a directory.
+    Man {
+        /// The directory to write the pages into (created when missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// Where the manifest is, when `-f` is not given.
@@ -320,6 +328,7 @@ pub fn run(cli: Cli) -> CmdResult {
             clap_complete::generate(*shell, &mut cmd, "clw-fortress", &mut std::io::stdout());
             Ok(0)
         }
+        Command::Man { out } => man::run(out, cli.output, cli.quiet),
         Command::Validate => validate::run(&cli),
         Command::Seccomp { cmd } => seccomp::run(cmd, cli.output, cli.quiet),
         Command::Openclaw { command } => openclaw::run(&cli, command),
@@ -374,6 +383,7 @@ async fn run_async(cli: &Cli) -> CmdResult {
         | Command::Seccomp { .. }
         | Command::Explain { .. }
         | Command::Completions { .. }
+        | Command::Man { .. }
         | Command::Backup { .. }
         | Command::Openclaw { .. } => {
             unreachable!("handled without a runtime")

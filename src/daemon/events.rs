@@ -2,6 +2,9 @@
 //! subscribe, resync with a full sweep, then classify each event once and hand its work to
 //! the per-container queue (`reconcile`), until the engine goes away; then again.
 //!
+//! Its warnings go through `ratelimit`: an engine that stays away, or comes and goes, logs
+//! each kind of warning once per quiet window, not once per attempt.
+//!
 //! The loop here does no engine call itself: it reads events, feeds the heal death watch,
 //! queues work and starts reconciles, so a slow engine answer about one container never holds
 //! up the events of another.
@@ -18,6 +21,7 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::connect::Connect;
 use super::jobs::JobRunner;
+use super::ratelimit::Warnings;
 use super::reconcile::{self, Queue};
 use super::{notify, react, Conn, Shared, LIMITS_JOB};
 use crate::engine::{Engine, EngineResult, Event};
@@ -37,6 +41,12 @@ const WORKERS: usize = 8;
 /// however many events it had).
 const QUEUE_CAPACITY: usize = 1024;
 
+/// The rate-limit scope of "engine not usable" (cleared by a connection).
+const UNUSABLE: &str = "engine-unusable";
+/// The scope of what each connection logs ("lost the engine", "reconnected", clamped CPU
+/// limits), never cleared: a flapping engine repeats them; each window lets the next through.
+const FLAPPING: &str = "engine-flapping";
+
 /// Connects, resyncs with a full sweep, then handles events until the engine goes away; then
 /// reconnects with capped exponential backoff. Runs until aborted.
 pub(super) async fn watch_engine<C: Connect>(
@@ -49,6 +59,9 @@ pub(super) async fn watch_engine<C: Connect>(
     let mut ready = Some(ready);
     let mut backoff = Backoff::engine();
     let mut lost_once = false;
+    // While the engine is away every attempt fails the same way; a flapping engine is lost
+    // and found again every few hundred milliseconds.
+    let warnings = Warnings::default();
     loop {
         let connected = match connect.connect().await {
             Ok(engine) => engine.info().await.map(|i| (engine, i.ncpu)),
@@ -61,11 +74,10 @@ pub(super) async fn watch_engine<C: Connect>(
                 // Unreachable, or another flavor than engine.flavor declares: both may be a
                 // moment of an engine being switched, so both are retried.
                 let what = e.code().as_str();
-                tracing::warn!(
-                    "engine at {socket} not usable ({}: {}); retrying in {delay:?}",
-                    what,
-                    chain(&e)
-                );
+                let text = format!("engine at {socket} not usable ({}: {})", what, chain(&e));
+                if let Some(note) = warnings.allow(UNUSABLE, &text) {
+                    tracing::warn!("{text}; retrying in {delay:?}{note}");
+                }
                 notify::status(&format!(
                     "engine at {socket} not usable ({what}); retrying in {delay:?}"
                 ));
@@ -92,15 +104,29 @@ pub(super) async fn watch_engine<C: Connect>(
             ncpu,
         }));
         for c in &shared.policy(ncpu).clamped {
-            tracing::warn!("cpus above the engine host's count, clamped: {c}");
+            let text = format!("cpus above the engine host's count, clamped: {c}");
+            if let Some(note) = warnings.allow(FLAPPING, &text) {
+                tracing::warn!("{text}{note}");
+            }
         }
+        let quieted = warnings
+            .cleared(UNUSABLE)
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         if lost_once {
             shared.metrics.reconnected();
-            tracing::warn!("engine reconnected at {socket}; resyncing with a full sweep");
+            let text = format!("engine reconnected at {socket}; resyncing with a full sweep");
+            if let Some(note) = warnings.allow(FLAPPING, &text) {
+                tracing::warn!("{text}{quieted}{note}");
+            }
         } else {
-            tracing::info!("engine connected at {socket}; initial sweep");
+            tracing::info!("engine connected at {socket}; initial sweep{quieted}");
         }
         resync(&runner).await;
+        if shared.fortress().metrics.is_some() && !runner.is_running(super::METRICS_JOB) {
+            // The per-sandbox series at once, not at the next quarter minute.
+            runner.try_start(super::METRICS_JOB);
+        }
         if let Some(r) = ready.take() {
             let _ = r.send(());
         }
@@ -112,7 +138,10 @@ pub(super) async fn watch_engine<C: Connect>(
         shared.set_conn(None);
         lost_once = true;
         let delay = backoff.next_delay();
-        tracing::warn!("lost the engine at {socket} ({why}); reconnecting in {delay:?}");
+        let text = format!("lost the engine at {socket} ({why})");
+        if let Some(note) = warnings.allow(FLAPPING, &text) {
+            tracing::warn!("{text}; reconnecting in {delay:?}{note}");
+        }
         notify::status(&format!("lost the engine at {socket}; reconnecting"));
         tokio::time::sleep(delay).await;
     }

@@ -3,7 +3,8 @@
 //!
 //! The timetable (which job fires when) is pure and tested with fixed clocks; the runner is a
 //! thin shell that spawns a job unless its previous run is still going (then it skips and logs:
-//! a sweep that outlasts its period must not pile up behind itself).
+//! a sweep that outlasts its period must not pile up behind itself). A failure that repeats
+//! run after run is logged once per quiet window (`ratelimit`), and once more when it ends.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -16,6 +17,7 @@ use std::time::Instant;
 use chrono::{DateTime, TimeZone};
 
 use super::metrics::Metrics;
+use super::ratelimit::Warnings;
 use crate::engine::EngineError;
 use crate::error::{Coded, ErrorCode};
 use crate::report::{chain, headline, ErrorReport};
@@ -28,6 +30,8 @@ pub enum JobError {
     NotConnected,
     #[error("cannot list or inspect the engine's containers")]
     Engine(#[source] EngineError),
+    #[error(transparent)]
+    Sample(super::sample::SampleError),
     /// The run went through, but some items failed (one report each).
     #[error("{summary}; {}", problems.iter().map(ErrorReport::headline).collect::<Vec<_>>().join("; "))]
     Problems {
@@ -41,6 +45,7 @@ impl Coded for JobError {
         match self {
             JobError::NotConnected => ErrorCode::EngineUnreachable,
             JobError::Engine(e) => e.code(),
+            JobError::Sample(e) => e.code(),
             // The first problem's code: problems are listed in the order the run met them.
             JobError::Problems { problems, .. } => problems
                 .first()
@@ -51,6 +56,7 @@ impl Coded for JobError {
     fn hint(&self) -> Option<String> {
         match self {
             JobError::Engine(e) => e.hint(),
+            JobError::Sample(e) => e.hint(),
             JobError::Problems { problems, .. } => problems.first().and_then(|p| p.hint.clone()),
             JobError::NotConnected => None,
         }
@@ -151,6 +157,8 @@ impl Drop for Running {
 pub struct JobRunner {
     jobs: BTreeMap<&'static str, (Job, Arc<AtomicBool>)>,
     metrics: Arc<Metrics>,
+    /// A job fails the same way every run while the engine is away (the tick: every second).
+    warnings: Arc<Warnings>,
 }
 
 impl JobRunner {
@@ -161,6 +169,7 @@ impl JobRunner {
                 .map(|j| (j.name, (j, Arc::new(AtomicBool::new(false)))))
                 .collect(),
             metrics,
+            warnings: Arc::new(Warnings::default()),
         }
     }
 
@@ -182,14 +191,22 @@ impl JobRunner {
             tracing::error!(job = name, "no such job");
             return None;
         };
+        let skipped = format!("{name}:skipped");
         if running.swap(true, Ordering::SeqCst) {
-            tracing::warn!(job = name, "skipped: the previous run is still going");
+            let text = "skipped: the previous run is still going";
+            if let Some(note) = self.warnings.allow(&skipped, text) {
+                tracing::warn!(job = name, "{text}{note}");
+            }
             self.metrics.job_run(job.name, "skipped", None);
             return None;
+        }
+        if let Some(note) = self.warnings.cleared(&skipped) {
+            tracing::info!(job = name, "started again; {note}");
         }
         let guard = Running(running.clone());
         let run = job.run.clone();
         let metrics = self.metrics.clone();
+        let warnings = self.warnings.clone();
         let name = job.name;
         Some(tokio::spawn(async move {
             let _guard = guard;
@@ -197,6 +214,11 @@ impl JobRunner {
             tracing::debug!(job = name, "started");
             let result = run().await;
             let took = started.elapsed();
+            if result.is_ok() {
+                if let Some(note) = warnings.cleared(name) {
+                    tracing::info!(job = name, "ran again without failing; {note}");
+                }
+            }
             match &result {
                 // A run with nothing to say (an idle tick) stays out of the info log.
                 Ok(summary) if summary.is_empty() => {
@@ -208,12 +230,10 @@ impl JobRunner {
                     metrics.job_run(name, "ok", Some(took));
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        job = name,
-                        seconds = took.as_secs_f64(),
-                        "failed: {}",
-                        headline(e.code(), &chain(e))
-                    );
+                    let text = format!("failed: {}", headline(e.code(), &chain(e)));
+                    if let Some(note) = warnings.allow(name, &text) {
+                        tracing::warn!(job = name, seconds = took.as_secs_f64(), "{text}{note}");
+                    }
                     metrics.job_run(name, "failed", Some(took));
                 }
             }

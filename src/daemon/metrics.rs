@@ -22,12 +22,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::sample::Sample;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -63,6 +68,8 @@ pub struct Metrics {
     engine_connected: AtomicBool,
     /// Unix ms of the last limits sweep that ran since the engine was (re)connected; 0: none.
     last_sweep_ms: AtomicI64,
+    /// The newest per-sandbox sample, rendered by [`SampleSeries`] on each scrape.
+    sample: Arc<SampleSeries>,
 }
 
 /// Distinct `host` label values of `egress_denied_total` kept before `_other`.
@@ -76,6 +83,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Metrics::with_clock(|| chrono::Utc::now().timestamp_millis())
+    }
+
+    /// [`Metrics::new`] with `clock` (unix ms) for the ages computed at scrape time.
+    fn with_clock(clock: fn() -> i64) -> Metrics {
         let mut registry = Registry::with_prefix("clw_fortress");
         let enforcements = Family::<Labels, Counter>::default();
         registry.register(
@@ -159,6 +171,11 @@ impl Metrics {
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
             .set(1);
+        let sample = Arc::new(SampleSeries {
+            sample: Default::default(),
+            clock,
+        });
+        registry.register_collector(Box::new(sample.clone()));
         // Every combination exists from the start at zero, so a dashboard's rate() sees the
         // first increment instead of a series appearing out of nowhere.
         for kind in ["owned", "adopted"] {
@@ -189,7 +206,24 @@ impl Metrics {
             egress_denied_series: Default::default(),
             engine_connected: AtomicBool::new(false),
             last_sweep_ms: AtomicI64::new(0),
+            sample,
         }
+    }
+
+    /// Replaces the per-sandbox series with those of `sample` (series of containers no longer
+    /// in it are gone from the next scrape).
+    pub fn set_sample(&self, sample: Sample) {
+        *self.sample.sample.lock() = Some(sample);
+    }
+
+    /// The containers the current per-sandbox series report.
+    pub fn sampled(&self) -> std::collections::BTreeSet<String> {
+        self.sample
+            .sample
+            .lock()
+            .as_ref()
+            .map(Sample::reported)
+            .unwrap_or_default()
     }
 
     pub fn enforcement(&self, e: &crate::enforce::Enforcement) {
@@ -300,6 +334,233 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The per-sandbox series: rendered from the newest [`Sample`] on each scrape (a
+/// prometheus-client collector), so the series of a container that is gone simply stop, and
+/// the counters, totals kept in the state database, are never set backwards by hand.
+#[derive(Debug)]
+struct SampleSeries {
+    sample: parking_lot::Mutex<Option<Sample>>,
+    /// Unix ms now: ages are computed at scrape time from stored timestamps.
+    clock: fn() -> i64,
+}
+
+/// One metric family of the sample: HELP/TYPE/UNIT, then its samples; nothing at all when it
+/// has none (an agent without backups shows no empty backup families).
+fn family<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    metric_type: MetricType,
+    rows: Vec<(Labels, M)>,
+) -> Result<(), std::fmt::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut m = encoder.encode_descriptor(name, help, unit.as_ref(), metric_type)?;
+    for (labels, metric) in rows {
+        metric.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for SampleSeries {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let guard = self.sample.lock();
+        let Some(s) = guard.as_ref() else {
+            return Ok(());
+        };
+        let now_ms = (self.clock)();
+        let sbx = |name: &str, kind: Option<crate::enforce::Kind>| -> Labels {
+            vec![
+                ("fortress", s.fortress.clone()),
+                ("sandbox", name.to_string()),
+                ("kind", kind.map_or("owned", |k| k.as_str()).to_string()),
+            ]
+        };
+        let gauges = |f: &dyn Fn(&super::sample::SandboxSample) -> Option<i64>| {
+            s.sandboxes
+                .iter()
+                .filter_map(|x| f(x).map(|v| (sbx(&x.name, x.kind), ConstGauge::new(v))))
+                .collect::<Vec<_>>()
+        };
+        use MetricType::{Counter as C, Gauge as G};
+        family(
+            &mut enc,
+            "sandbox_memory_usage",
+            "Memory the sandbox's cgroup uses now (page cache included), read from the host",
+            Some(Unit::Bytes),
+            G,
+            gauges(&|x| x.memory_bytes),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_memory_limit",
+            "The sandbox's memory limit in force; absent when unlimited",
+            Some(Unit::Bytes),
+            G,
+            gauges(&|x| x.memory_limit_bytes),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_pids",
+            "Processes and threads in the sandbox's cgroup now, read from the host",
+            None,
+            G,
+            gauges(&|x| x.pids),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_pids_limit",
+            "The sandbox's pids limit in force; absent when unlimited",
+            None,
+            G,
+            gauges(&|x| x.pids_limit),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_cpu_limit",
+            "The sandbox's CPU limit in force, in CPUs; absent when unlimited",
+            Some(Unit::Other("cores".into())),
+            G,
+            s.sandboxes
+                .iter()
+                .filter_map(|x| {
+                    x.cpu_limit_cores
+                        .map(|v| (sbx(&x.name, x.kind), ConstGauge::new(v)))
+                })
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_oom_kills",
+            "OOM kills in the sandbox: those the agent diagnosed plus the running container's cgroup counter",
+            None,
+            C,
+            s.sandboxes
+                .iter()
+                .map(|x| (sbx(&x.name, x.kind), ConstCounter::new(x.oom_kills)))
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_heal_restarts",
+            "Restart attempts heal made of the declared sandbox (state database)",
+            None,
+            C,
+            s.sandboxes
+                .iter()
+                .filter_map(|x| {
+                    x.heal_restarts
+                        .map(|v| (sbx(&x.name, x.kind), ConstCounter::new(v)))
+                })
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_quarantined",
+            "1 while heal holds the declared sandbox in quarantine",
+            None,
+            G,
+            gauges(&|x| x.quarantined.map(i64::from)),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_verify_passed",
+            "1 if the sandbox's last verify run passed, 0 if it failed; absent before the first",
+            None,
+            G,
+            gauges(&|x| x.verify.map(|(ok, _)| i64::from(ok))),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_verify_timestamp",
+            "Unix time of the sandbox's last verify run",
+            Some(Unit::Seconds),
+            G,
+            gauges(&|x| x.verify.map(|(_, ms)| ms / 1000)),
+        )?;
+        family(
+            &mut enc,
+            "sandbox_series_dropped",
+            "Containers an adopt rule or a sandbox's labels may cover that were left without per-sandbox series (over the cap)",
+            None,
+            G,
+            vec![(
+                vec![("fortress", s.fortress.clone())],
+                ConstGauge::new(i64::try_from(s.dropped).unwrap_or(i64::MAX)),
+            )],
+        )?;
+        let check = |name: &str| -> Labels {
+            vec![
+                ("fortress", s.fortress.clone()),
+                ("check", name.to_string()),
+            ]
+        };
+        family(
+            &mut enc,
+            "health_check_restarts",
+            "Restart attempts heal made for the health check (state database)",
+            None,
+            C,
+            s.checks
+                .iter()
+                .map(|c| (check(&c.name), ConstCounter::new(c.restarts)))
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "health_check_quarantined",
+            "1 while heal holds the health check's target in quarantine",
+            None,
+            G,
+            s.checks
+                .iter()
+                .map(|c| (check(&c.name), ConstGauge::new(i64::from(c.quarantined))))
+                .collect(),
+        )?;
+        let backup = |entry: &str| -> Labels {
+            vec![
+                ("fortress", s.fortress.clone()),
+                ("backup", entry.to_string()),
+            ]
+        };
+        family(
+            &mut enc,
+            "backup_last_age",
+            "Age of the backup entry's newest good snapshot; absent before the first",
+            Some(Unit::Seconds),
+            G,
+            s.backups
+                .iter()
+                .map(|b| {
+                    let age = ((now_ms - b.created_ms) / 1000).max(0);
+                    (backup(&b.entry), ConstGauge::new(age))
+                })
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "backup_last_size",
+            "Size of the backup entry's newest good snapshot",
+            Some(Unit::Bytes),
+            G,
+            s.backups
+                .iter()
+                .filter_map(|b| {
+                    b.size_bytes.map(|v| {
+                        (
+                            backup(&b.entry),
+                            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)),
+                        )
+                    })
+                })
+                .collect(),
+        )?;
+        Ok(())
     }
 }
 
@@ -427,11 +688,21 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 /// Serves until the task is aborted. One task per connection; a broken client only ends its
 /// own connection.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    // Out of file descriptors, accept fails ten times a second until some are freed.
+    let warnings = super::ratelimit::Warnings::default();
     loop {
         let (stream, _) = match listener.accept().await {
-            Ok(c) => c,
+            Ok(c) => {
+                if let Some(note) = warnings.cleared("accept") {
+                    tracing::info!("metrics endpoint: accepting again; {note}");
+                }
+                c
+            }
             Err(e) => {
-                tracing::warn!("metrics endpoint: accept failed: {e}");
+                let text = format!("metrics endpoint: accept failed: {e}");
+                if let Some(note) = warnings.allow("accept", &text) {
+                    tracing::warn!("{text}{note}");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -501,6 +772,96 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"{sandbox="sbx",host="h0.test"} 2"#));
+    }
+
+    fn sample() -> Sample {
+        use super::super::sample::{BackupSample, CheckSample, SandboxSample};
+        use crate::enforce::Kind;
+        Sample {
+            fortress: "f".into(),
+            sandboxes: vec![
+                SandboxSample {
+                    name: "sbx".into(),
+                    kind: Some(Kind::Owned),
+                    memory_bytes: Some(3 << 20),
+                    memory_limit_bytes: Some(64 << 20),
+                    pids: Some(2),
+                    pids_limit: Some(64),
+                    cpu_limit_cores: Some(0.5),
+                    oom_kills: 1,
+                    heal_restarts: Some(2),
+                    quarantined: Some(false),
+                    verify: Some((true, 1_700_000_000_000)),
+                },
+                SandboxSample {
+                    name: "gw".into(),
+                    kind: Some(Kind::Adopted),
+                    pids_limit: Some(32),
+                    ..Default::default()
+                },
+            ],
+            checks: vec![CheckSample {
+                name: "web".into(),
+                restarts: 3,
+                quarantined: true,
+            }],
+            backups: vec![BackupSample {
+                entry: "memory".into(),
+                created_ms: 1_000_000 - 90_000,
+                size_bytes: Some(4096),
+            }],
+            dropped: 0,
+        }
+    }
+
+    #[test]
+    fn the_per_sandbox_series_follow_the_newest_sample() {
+        let m = Metrics::with_clock(|| 1_000_000);
+        assert!(
+            !m.render().contains("clw_fortress_sandbox_"),
+            "no sample yet"
+        );
+        m.set_sample(sample());
+        let text = m.render();
+        let sbx = r#"{fortress="f",sandbox="sbx",kind="owned"}"#;
+        for line in [
+            format!("clw_fortress_sandbox_memory_usage_bytes{sbx} 3145728"),
+            format!("clw_fortress_sandbox_memory_limit_bytes{sbx} 67108864"),
+            format!("clw_fortress_sandbox_pids{sbx} 2"),
+            format!("clw_fortress_sandbox_pids_limit{sbx} 64"),
+            format!("clw_fortress_sandbox_cpu_limit_cores{sbx} 0.5"),
+            format!("clw_fortress_sandbox_oom_kills_total{sbx} 1"),
+            format!("clw_fortress_sandbox_heal_restarts_total{sbx} 2"),
+            format!("clw_fortress_sandbox_quarantined{sbx} 0"),
+            format!("clw_fortress_sandbox_verify_passed{sbx} 1"),
+            format!("clw_fortress_sandbox_verify_timestamp_seconds{sbx} 1700000000"),
+            r#"clw_fortress_sandbox_pids_limit{fortress="f",sandbox="gw",kind="adopted"} 32"#
+                .to_string(),
+            r#"clw_fortress_sandbox_series_dropped{fortress="f"} 0"#.to_string(),
+            r#"clw_fortress_health_check_restarts_total{fortress="f",check="web"} 3"#.to_string(),
+            r#"clw_fortress_health_check_quarantined{fortress="f",check="web"} 1"#.to_string(),
+            r#"clw_fortress_backup_last_age_seconds{fortress="f",backup="memory"} 90"#.to_string(),
+            r#"clw_fortress_backup_last_size_bytes{fortress="f",backup="memory"} 4096"#.to_string(),
+            "# UNIT clw_fortress_sandbox_memory_usage_bytes bytes".to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} missing in:\n{text}");
+        }
+        // What is not known has no series (the adopted container's usage, unlimited limits).
+        assert!(!text.contains(r#"clw_fortress_sandbox_pids{fortress="f",sandbox="gw""#));
+        assert!(!text.contains(r#"sandbox_verify_passed{fortress="f",sandbox="gw""#));
+        let prom = to_prometheus_text(&text);
+        assert!(prom.contains("# TYPE clw_fortress_sandbox_oom_kills_total counter"));
+        assert!(!prom.contains("# UNIT"));
+        assert_eq!(
+            m.sampled(),
+            ["gw".to_string(), "sbx".to_string()].into_iter().collect()
+        );
+
+        // The adopted container is gone: so are its series.
+        let mut next = sample();
+        next.sandboxes.retain(|s| s.name != "gw");
+        m.set_sample(next);
+        assert!(!m.render().contains(r#"sandbox="gw""#));
     }
 
     #[test]

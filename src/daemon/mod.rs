@@ -12,12 +12,15 @@
 
 pub mod backoff;
 pub mod connect;
+pub mod egress;
 mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod ratelimit;
 pub mod react;
 pub mod reconcile;
+pub mod sample;
 pub mod tick;
 
 use std::net::SocketAddr;
@@ -48,6 +51,13 @@ pub const LIMITS_JOB: &str = "limits";
 
 /// The job that runs due health probes, liveness checks, backups and verify (see `tick`).
 pub const TICK_JOB: &str = "tick";
+
+/// The job that gathers the per-sandbox metrics (see `sample`).
+pub const METRICS_JOB: &str = "metrics";
+
+/// How often the per-sandbox metrics are gathered when `metrics.listen` is set: as often as
+/// Prometheus scrapes by default, so a scrape sees figures at most one period old.
+pub const METRICS_SCHEDULE: &str = "*/15 * * * * *";
 
 /// The longest the scheduler sleeps before looking at the wall clock again, so a clock step
 /// (NTP, suspend) delays a fire by at most this much.
@@ -99,10 +109,10 @@ pub struct Options {
     pub host: HostPaths,
 }
 
-/// The jobs and their cron expressions for `fortress`. Heal, backup and verify join here as
-/// their capabilities land.
+/// The jobs and their cron expressions for `fortress` (the metrics job only when metrics are
+/// served).
 pub fn job_schedules(fortress: &Fortress) -> Vec<(String, String)> {
-    vec![
+    let mut jobs = vec![
         (
             LIMITS_JOB.to_string(),
             fortress
@@ -112,7 +122,11 @@ pub fn job_schedules(fortress: &Fortress) -> Vec<(String, String)> {
                 .unwrap_or_else(|| DEFAULT_LIMITS_SCHEDULE.to_string()),
         ),
         (TICK_JOB.to_string(), tick::TICK_SCHEDULE.to_string()),
-    ]
+    ];
+    if fortress.metrics.is_some() {
+        jobs.push((METRICS_JOB.to_string(), METRICS_SCHEDULE.to_string()));
+    }
+    jobs
 }
 
 /// The engine while connected, and its host's CPU count.
@@ -139,6 +153,8 @@ struct Shared<E> {
     due: Mutex<tick::Due>,
     metrics: Arc<Metrics>,
     host: HostPaths,
+    /// The egress proxies inside the running sandboxes that declare an allow-list.
+    egress: egress::Listeners,
 }
 
 impl<E: Engine> Shared<E> {
@@ -189,6 +205,25 @@ impl<E: Engine> Shared<E> {
         .summary()
     }
 
+    /// Gathers the per-sandbox metrics. Says nothing when it worked (it runs every 15 s; the
+    /// job's run counter and duration show it).
+    async fn sample(&self) -> JobResult {
+        let conn = self.conn().ok_or(JobError::NotConnected)?;
+        let fortress = self.fortress();
+        let sample = sample::collect(
+            &*conn.engine,
+            &fortress,
+            &self.policy(conn.ncpu),
+            &self.state,
+            &self.host,
+            &self.metrics.sampled(),
+        )
+        .await
+        .map_err(JobError::Sample)?;
+        self.metrics.set_sample(sample);
+        Ok(String::new())
+    }
+
     /// The limits sweep: the same code as `clw-fortress enforce`.
     async fn sweep(&self) -> JobResult {
         let conn = self.conn().ok_or(JobError::NotConnected)?;
@@ -201,6 +236,7 @@ impl<E: Engine> Shared<E> {
         for e in &report.enforced {
             self.record(e);
         }
+        self.egress_sweep(&*conn.engine).await;
         let summary = format!(
             "limits sweep: {} enforced, {} failed, {} already as declared",
             report.succeeded(),
@@ -225,6 +261,52 @@ impl<E: Engine> Shared<E> {
     }
 }
 
+impl<E: Engine> Shared<E> {
+    /// Opens the egress listener of every running owned sandbox that declares an allow-list
+    /// and has none (a start the events did not bring, a reload that changed a list), and
+    /// closes those whose container no longer runs. Failures are logged: the sandbox then has
+    /// no way out, which is the safe side.
+    async fn egress_sweep(&self, engine: &E) {
+        let fortress = self.fortress();
+        if fortress.sandboxes.iter().all(|s| s.egress.is_none()) && self.egress.count().await == 0 {
+            return;
+        }
+        let Ok(list) = engine.list(&[]).await else {
+            return;
+        };
+        let mut running = Vec::new();
+        // Inspect only what could be under an allow-list: this fortress's labels, or a name
+        // and labels an adopt rule with egress selects (the listing has both).
+        let candidate = |s: &crate::engine::ContainerSummary| {
+            s.labels.get(crate::spec::LABEL_FORTRESS) == Some(&fortress.name)
+                || fortress
+                    .adopt
+                    .iter()
+                    .any(|a| a.egress.is_some() && a.selector.matches(&s.name, &s.labels))
+        };
+        for s in list.iter().filter(|s| s.state == "running" && candidate(s)) {
+            let Ok(Some(c)) = engine.inspect(&s.id).await else {
+                continue;
+            };
+            let owner =
+                crate::ownership::of_logged(Some(&self.state), &fortress.name, &c.id, &c.labels);
+            let Some((name, policy, adopted)) =
+                egress::policy_for(&fortress, &c.name, &c.labels, &owner)
+            else {
+                continue;
+            };
+            if adopted {
+                egress::detach(engine, &c).await;
+            }
+            running.push(c.id.clone());
+            if let Err(e) = self.egress.ensure(&fortress, &name, Some(policy), &c).await {
+                tracing::error!(sandbox = %name, "egress: cannot listen inside the sandbox: {e}");
+            }
+        }
+        self.egress.retain(&running).await;
+    }
+}
+
 /// The agent without its process plumbing (signals, schedules, metrics server): the state it
 /// shares and its jobs. What the unit tests drive.
 struct Agent<E> {
@@ -234,9 +316,11 @@ struct Agent<E> {
 
 impl<E: Engine + 'static> Agent<E> {
     fn new(fortress: Fortress, state: State, host: HostPaths, metrics: Arc<Metrics>) -> Agent<E> {
+        let egress = egress::Listeners::new(state.path().to_path_buf(), metrics.clone());
         let shared = Arc::new(Shared {
             fortress: RwLock::new(Arc::new(fortress)),
             conn: RwLock::new(None),
+            egress,
             state,
             due: Mutex::new(tick::Due::new(Local::now())),
             metrics: metrics.clone(),
@@ -256,7 +340,17 @@ impl<E: Engine + 'static> Agent<E> {
                 async move { shared.tick().await }
             })
         };
-        let runner = Arc::new(JobRunner::new(vec![limits_job, tick_job], metrics));
+        let metrics_job = {
+            let shared = shared.clone();
+            Job::new(METRICS_JOB, move || {
+                let shared = shared.clone();
+                async move { shared.sample().await }
+            })
+        };
+        let runner = Arc::new(JobRunner::new(
+            vec![limits_job, tick_job, metrics_job],
+            metrics,
+        ));
         Agent { shared, runner }
     }
 
@@ -498,8 +592,16 @@ mod tests {
             (LIMITS_JOB.to_string(), "0 */5 * * * *".to_string())
         );
         assert_eq!(job_schedules(&f)[1].0, TICK_JOB);
+        assert_eq!(job_schedules(&f).len(), 2, "no metrics job without metrics");
         f.schedules.limits = Some("0 0 * * * *".into());
         assert_eq!(job_schedules(&f)[0].1, "0 0 * * * *");
+        f.metrics = Some(crate::manifest::Metrics {
+            listen: "127.0.0.1:9464".parse().unwrap(),
+        });
+        assert_eq!(
+            job_schedules(&f)[2],
+            (METRICS_JOB.to_string(), METRICS_SCHEDULE.to_string())
+        );
     }
 
     /// A connect factory over one shared fake: each attempt fails or succeeds as scripted
@@ -863,6 +965,66 @@ mod tests {
             audit.iter().any(|a| a.outcome == "clw-isolation-breach"),
             "{audit:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_metrics_job_reports_each_sandbox_and_forgets_a_container_that_is_gone() {
+        let fake = Arc::new(FakeEngine::default());
+        let a = add(&fake, "a", adopted(), vec![]).await;
+        let sbx = add(&fake, "sbx", owned(), vec![]).await;
+        let _feed = fake.event_feed();
+        let mut f = fortress(64);
+        f.metrics = Some(crate::manifest::Metrics {
+            listen: "127.0.0.1:0".parse().unwrap(),
+        });
+        let h = start_with(fake.clone(), f, &[], |state| {
+            state.record_created("f", "sbx", &sbx).unwrap();
+            state
+                .record_verify_run(&crate::state::verify::VerifyRun {
+                    ts_ms: 1_700_000_000_000,
+                    fortress: "f".into(),
+                    sandbox: "sbx".into(),
+                    passed: 3,
+                    failed: 1,
+                    inconclusive: 0,
+                    outcome: "fail".into(),
+                    not_passed: vec!["net-raw".into()],
+                })
+                .unwrap();
+        })
+        .await;
+        // Started right after the resync sweep, which gave `a` its pids limit.
+        let text = within("the first sample", async {
+            loop {
+                let text = h.metrics.render();
+                if text.contains("clw_fortress_sandbox_pids_limit") {
+                    return text;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        for line in [
+            r#"clw_fortress_sandbox_pids_limit{fortress="f",sandbox="a",kind="adopted"} 64"#,
+            r#"clw_fortress_sandbox_oom_kills_total{fortress="f",sandbox="sbx",kind="owned"} 0"#,
+            r#"clw_fortress_sandbox_heal_restarts_total{fortress="f",sandbox="sbx",kind="owned"} 0"#,
+            r#"clw_fortress_sandbox_quarantined{fortress="f",sandbox="sbx",kind="owned"} 0"#,
+            r#"clw_fortress_sandbox_verify_passed{fortress="f",sandbox="sbx",kind="owned"} 0"#,
+            r#"clw_fortress_sandbox_verify_timestamp_seconds{fortress="f",sandbox="sbx",kind="owned"} 1700000000"#,
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+        assert!(
+            !text.contains(r#"clw_fortress_sandbox_heal_restarts_total{fortress="f",sandbox="a""#),
+            "heal counters are the declared sandboxes': {text}"
+        );
+
+        fake.remove(&a).await.unwrap();
+        let run = h.agent.runner.try_start(METRICS_JOB).expect("not running");
+        assert_eq!(run.await.unwrap().unwrap(), "");
+        let text = h.metrics.render();
+        assert!(!text.contains(r#"sandbox="a""#), "{text}");
+        assert!(text.contains(r#"sandbox="sbx""#), "{text}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::egress;
 use super::react::Work;
 use super::Shared;
 use crate::enforce::{self, Outcome};
@@ -216,6 +217,21 @@ pub(super) async fn reconcile<E: Engine>(
         }
         _ => None,
     };
+    // Egress: an adopted container under an allow-list is detached from its networks on any
+    // event; a start gets its listener (an owned sandbox's after the bind re-check below,
+    // which may stop it instead); a death closes it.
+    let egress = egress::policy_for(&fortress, &name, &labels, &owner);
+    if let Some((_, _, true)) = &egress {
+        if !inspected.networks.is_empty() {
+            egress::detach(engine, &inspected).await;
+        }
+    }
+    let egress_start = match egress {
+        Some((who, policy, _)) if work.started && inspected.state.running => {
+            Some((who, policy, inspected.clone()))
+        }
+        _ => None,
+    };
     let view = Snapshot::new(engine, inspected);
 
     if let (true, Some(sandbox)) = (work.started, &owned) {
@@ -231,6 +247,19 @@ pub(super) async fn reconcile<E: Engine>(
                 source,
             }),
         }
+    }
+
+    if let Some((sandbox, policy, container)) = egress_start {
+        if let Err(e) = shared
+            .egress
+            .ensure(&fortress, &sandbox, Some(policy), &container)
+            .await
+        {
+            tracing::error!(sandbox = %sandbox, "egress: cannot listen inside the sandbox: {e}");
+        }
+    }
+    if work.death.is_some() {
+        shared.egress.forget(&id).await;
     }
 
     if let Some(trigger) = work.limits {

@@ -455,7 +455,10 @@ fn installed_units(paths: &HostPaths) -> Vec<String> {
     units
 }
 
-/// `systemd.units`: installed and active when systemd runs this host; skipped otherwise.
+/// `systemd.units`: the enabled units of this product are active, when systemd runs this host;
+/// skipped otherwise. A unit that is installed but not enabled is not judged: a package installs
+/// every unit (the agent and the timers are alternatives, and a timer's oneshot service is
+/// inactive between runs), and the admin enables the ones in use.
 pub fn systemd_units(host: &HostEnv<'_>) -> Check {
     const ID: &str = "systemd.units";
     let marker = host.paths.run.join("systemd/system");
@@ -477,8 +480,27 @@ pub fn systemd_units(host: &HostEnv<'_>) -> Check {
         );
     }
     let mut evidence = Vec::new();
-    let mut inactive = Vec::new();
+    let mut enabled = Vec::new();
     for u in &units {
+        let s = (host.run)("systemctl", &["is-enabled", "--quiet", u]);
+        evidence.push(format!("systemctl is-enabled {u}: {}", status_text(s)));
+        if s == Some(0) {
+            enabled.push(u.clone());
+        }
+    }
+    if enabled.is_empty() {
+        return Check::warn(
+            ID,
+            format!(
+                "installed but none enabled ({}): nothing enforces, heals or backs up on its own",
+                units.join(", ")
+            ),
+            "set metadata.owner in /etc/clw-fortress/fortress.yaml, `clw-fortress validate`, then `systemctl enable --now clw-fortress.service` (or the timers instead of the agent)",
+        )
+        .with_evidence(evidence);
+    }
+    let mut inactive = Vec::new();
+    for u in &enabled {
         let s = (host.run)("systemctl", &["is-active", "--quiet", u]);
         evidence.push(format!("systemctl is-active {u}: {}", status_text(s)));
         if s != Some(0) {
@@ -486,18 +508,18 @@ pub fn systemd_units(host: &HostEnv<'_>) -> Check {
         }
     }
     if inactive.is_empty() {
-        Check::pass(ID, format!("active: {}", units.join(", "))).with_evidence(evidence)
+        Check::pass(ID, format!("active: {}", enabled.join(", "))).with_evidence(evidence)
     } else {
         Check {
             outcome: Outcome::Fail,
             hint: Some(format!(
-                "systemctl enable --now {}; then `journalctl -u {}` if it does not stay up",
+                "systemctl start {}; then `journalctl -u {}` if it does not stay up",
                 inactive.join(" "),
                 inactive[0]
             )),
             ..Check::pass(
                 ID,
-                format!("installed but not active: {}", inactive.join(", ")),
+                format!("enabled but not active: {}", inactive.join(", ")),
             )
         }
         .with_evidence(evidence)
@@ -830,15 +852,54 @@ mod tests {
             "usr/lib/systemd/system/clw-fortress-verify.timer",
             "[Unit]\n",
         );
-        let run = |_: &str, a: &[&str]| Some(if a[2] == "clw-fortress.service" { 3 } else { 0 });
+        // Both enabled; the agent is not running.
+        let run = |_: &str, a: &[&str]| {
+            Some(if a[0] == "is-active" && a[2] == "clw-fortress.service" {
+                3
+            } else {
+                0
+            })
+        };
         let c = systemd_units(&env(d.path(), 0, &run));
         assert_eq!((c.id, c.outcome), ("systemd.units", Outcome::Fail));
         assert!(c.summary.contains("clw-fortress.service"), "{}", c.summary);
+        assert!(!c.summary.contains("verify.timer"), "{}", c.summary);
         assert!(c
             .hint
             .as_deref()
             .unwrap()
-            .contains("systemctl enable --now clw-fortress.service"));
+            .contains("systemctl start clw-fortress.service"));
+    }
+
+    /// What a package leaves: every unit installed, none enabled (the agent and the timers are
+    /// alternatives, a timer's service is inactive between runs). Not a failure.
+    #[test]
+    fn installed_units_that_are_not_enabled_warn_and_only_enabled_ones_are_judged() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
+        for u in [
+            "clw-fortress.service",
+            "clw-fortress-enforce.service",
+            "clw-fortress-enforce.timer",
+        ] {
+            write(d.path(), &format!("usr/lib/systemd/system/{u}"), "[Unit]\n");
+        }
+        let none_enabled = |_: &str, _: &[&str]| Some(1);
+        let c = systemd_units(&env(d.path(), 0, &none_enabled));
+        assert_eq!(c.outcome, Outcome::Warn, "{c:?}");
+        assert!(c.summary.contains("none enabled"), "{}", c.summary);
+
+        // The timer is enabled and waiting; its oneshot service and the agent are not enabled.
+        let timer_mode = |_: &str, a: &[&str]| {
+            Some(match (a[0], a[2]) {
+                (_, "clw-fortress-enforce.timer") => 0,
+                ("is-enabled", _) => 1,
+                _ => 3,
+            })
+        };
+        let c = systemd_units(&env(d.path(), 0, &timer_mode));
+        assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+        assert_eq!(c.summary, "active: clw-fortress-enforce.timer");
     }
 
     #[test]

@@ -578,7 +578,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
                 let permit = permit.clone();
                 move |req| handle(proxy.clone(), permit.clone(), req)
             });
+            // half_close: a client that shuts its sending side after the request (`nc`, and
+            // scripts built on it) still gets the answer; hyper would drop it otherwise.
             let served = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.connect_timeout)
                 .max_buf_size(limits.max_head_bytes.max(8192))

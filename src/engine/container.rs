@@ -46,6 +46,8 @@ pub struct Container {
     pub devices: Vec<String>,
     pub device_requests: usize,
     pub device_cgroup_rules: usize,
+    /// The engine networks it is attached to (`NetworkSettings.Networks`), by name.
+    pub networks: Vec<String>,
 }
 
 /// `Config.Env` as the engine holds it. It may hold a secret someone configured by hand:
@@ -194,6 +196,12 @@ impl Container {
                 .collect(),
             device_requests: hc.device_requests.as_ref().map_or(0, Vec::len),
             device_cgroup_rules: hc.device_cgroup_rules.as_ref().map_or(0, Vec::len),
+            networks: i
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref())
+                .map(|n| n.keys().cloned().collect())
+                .unwrap_or_default(),
         }
     }
 }

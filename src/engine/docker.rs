@@ -548,6 +548,18 @@ impl Engine for DockerEngine {
             .map_err(|e| request_error("update the limits of", id, e))
     }
 
+    async fn disconnect_network(&self, id: &str, network: &str) -> EngineResult<()> {
+        // Podman's compat API takes the same request (measured on 4.3).
+        let body = bollard::models::NetworkDisconnectRequest {
+            container: id.to_string(),
+            force: Some(true),
+        };
+        self.docker
+            .disconnect_network(network, body)
+            .await
+            .map_err(|e| request_error("detach from its network", id, e))
+    }
+
     async fn exec(&self, id: &str, req: &ExecRequest) -> EngineResult<ExecOutput> {
         // `ExecRequest`'s Debug names the env keys only: their values may be secrets.
         tracing::debug!(container = id, request = ?req, "exec");

@@ -25,6 +25,7 @@ pub enum Call {
     Remove(String),
     Update(String, Resources),
     Exec(String, Vec<String>),
+    Disconnect(String, String),
 }
 
 #[derive(Debug, Clone)]
@@ -339,6 +340,13 @@ impl Engine for FakeEngine {
             self.containers.lock().unwrap().remove(&name);
         }
         Ok(())
+    }
+
+    async fn disconnect_network(&self, id: &str, network: &str) -> EngineResult<()> {
+        self.record(Call::Disconnect(id.into(), network.into()));
+        self.name_of(id)
+            .map(|_| ())
+            .ok_or_else(|| EngineError::NotFound(id.into()))
     }
 
     async fn update_resources(&self, id: &str, r: &Resources) -> EngineResult<()> {

@@ -298,6 +298,12 @@ pub trait Engine: Send + Sync {
         id: &str,
         resources: &Resources,
     ) -> impl Future<Output = EngineResult<()>> + Send;
+    /// Detaches the container from engine network `network` (created or running).
+    fn disconnect_network(
+        &self,
+        id: &str,
+        network: &str,
+    ) -> impl Future<Output = EngineResult<()>> + Send;
     fn exec(
         &self,
         id: &str,
@@ -351,6 +357,13 @@ impl<E: Engine> Engine for std::sync::Arc<E> {
         resources: &Resources,
     ) -> impl Future<Output = EngineResult<()>> + Send {
         (**self).update_resources(id, resources)
+    }
+    fn disconnect_network(
+        &self,
+        id: &str,
+        network: &str,
+    ) -> impl Future<Output = EngineResult<()>> + Send {
+        (**self).disconnect_network(id, network)
     }
     fn exec(
         &self,

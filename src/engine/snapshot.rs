@@ -82,6 +82,10 @@ impl<E: Engine> Engine for Snapshot<'_, E> {
         self.forget();
         self.engine.update_resources(id, resources).await
     }
+    async fn disconnect_network(&self, id: &str, network: &str) -> EngineResult<()> {
+        self.forget();
+        self.engine.disconnect_network(id, network).await
+    }
     async fn exec(&self, id: &str, req: &ExecRequest) -> EngineResult<ExecOutput> {
         self.engine.exec(id, req).await
     }

@@ -245,6 +245,22 @@ impl State {
             .optional()
             .map_err(q("select last snapshot of entry"))
     }
+
+    /// The newest good snapshot (not deleted) of backup entry `entry`, whatever its source.
+    pub fn last_good_snapshot_of_entry(&self, entry: &str) -> Result<Option<Snapshot>, StateError> {
+        self.connection()
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM backup_snapshot
+                     WHERE entry = ?1 AND status = 'ok' AND deleted_ms IS NULL
+                     ORDER BY created_ms DESC, id DESC LIMIT 1"
+                ),
+                [entry],
+                from_row,
+            )
+            .optional()
+            .map_err(q("select last good snapshot of entry"))
+    }
 }
 
 #[cfg(test)]
@@ -332,5 +348,8 @@ mod tests {
         let last = s.last_snapshot_of_entry("mem").unwrap().unwrap();
         assert_eq!((last.id, last.status), (newest, Status::Failed));
         assert_eq!(s.last_snapshot_of_entry("other").unwrap(), None);
+        let good = s.last_good_snapshot_of_entry("mem").unwrap().unwrap();
+        assert_eq!((good.created_ms, good.status), (2_000, Status::Ok));
+        assert_eq!(s.last_good_snapshot_of_entry("other").unwrap(), None);
     }
 }

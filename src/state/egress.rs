@@ -81,6 +81,24 @@ impl State {
         sandbox: Option<&str>,
         limit: usize,
     ) -> Result<Vec<EgressEvent>, StateError> {
+        self.egress_rows(sandbox, None, limit)
+    }
+
+    /// The newest `limit` refusals, newest first; only `sandbox`'s when given.
+    pub fn egress_denials(
+        &self,
+        sandbox: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EgressEvent>, StateError> {
+        self.egress_rows(sandbox, Some(EgressDecision::Denied), limit)
+    }
+
+    fn egress_rows(
+        &self,
+        sandbox: Option<&str>,
+        decision: Option<EgressDecision>,
+        limit: usize,
+    ) -> Result<Vec<EgressEvent>, StateError> {
         let err = |source| StateError::Query {
             op: "select egress_event",
             source,
@@ -89,27 +107,31 @@ impl State {
         let mut stmt = conn
             .prepare(
                 "SELECT ts_ms, sandbox, host, port, decision, reason, rule_needed, bytes
-                 FROM egress_event WHERE (?1 IS NULL OR sandbox = ?1) ORDER BY id DESC LIMIT ?2",
+                 FROM egress_event WHERE (?1 IS NULL OR sandbox = ?1) AND (?3 IS NULL OR decision = ?3)
+                 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(err)?;
         let rows = stmt
-            .query_map(params![sandbox, limit as i64], |r| {
-                let decision: String = r.get(4)?;
-                Ok(EgressEvent {
-                    ts_ms: r.get(0)?,
-                    sandbox: r.get(1)?,
-                    host: r.get(2)?,
-                    port: r.get(3)?,
-                    decision: if decision == "allowed" {
-                        EgressDecision::Allowed
-                    } else {
-                        EgressDecision::Denied
-                    },
-                    reason: r.get(5)?,
-                    rule_needed: r.get(6)?,
-                    bytes: r.get::<_, i64>(7)?.max(0) as u64,
-                })
-            })
+            .query_map(
+                params![sandbox, limit as i64, decision.map(|d| d.as_str())],
+                |r| {
+                    let decision: String = r.get(4)?;
+                    Ok(EgressEvent {
+                        ts_ms: r.get(0)?,
+                        sandbox: r.get(1)?,
+                        host: r.get(2)?,
+                        port: r.get(3)?,
+                        decision: if decision == "allowed" {
+                            EgressDecision::Allowed
+                        } else {
+                            EgressDecision::Denied
+                        },
+                        reason: r.get(5)?,
+                        rule_needed: r.get(6)?,
+                        bytes: r.get::<_, i64>(7)?.max(0) as u64,
+                    })
+                },
+            )
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(err)?;
         Ok(rows)

@@ -85,6 +85,23 @@ impl State {
         Ok(true)
     }
 
+    /// The memory events (OOM kills) recorded for `target`: per container id, the highest
+    /// count (the counters are cumulative per container, so the highest is its total).
+    pub fn oom_kills_by_container(&self, target: &str) -> Result<Vec<(String, i64)>, StateError> {
+        let conn = self.connection();
+        let mut stmt = conn
+            .prepare(
+                "SELECT container_id, MAX(count) FROM limit_event
+                 WHERE target = ?1 AND resource = 'memory' GROUP BY container_id ORDER BY container_id",
+            )
+            .map_err(q("select limit_event"))?;
+        let rows = stmt
+            .query_map(params![target], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(q("select limit_event"))?;
+        Ok(rows)
+    }
+
     /// The newest `limit` recorded events, newest first; only those of `target` when given.
     pub fn recent_limit_events(
         &self,
@@ -116,5 +133,44 @@ impl State {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(q("select limit_event"))?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory<'a>(container_id: &'a str, target: &'a str, count: i64) -> NewLimitEvent<'a> {
+        NewLimitEvent {
+            container_id,
+            target,
+            resource: "memory",
+            usage: None,
+            limit: Some(64 << 20),
+            unit: "bytes",
+            count,
+            message: "oom",
+        }
+    }
+
+    #[test]
+    fn oom_kills_are_the_highest_count_per_container_of_a_target() {
+        let s = State::in_memory();
+        assert!(s.oom_kills_by_container("sbx").unwrap().is_empty());
+        s.record_limit_event(&memory("c1", "sbx", 1)).unwrap();
+        s.record_limit_event(&memory("c1", "sbx", 3)).unwrap();
+        s.record_limit_event(&memory("c2", "sbx", 1)).unwrap();
+        s.record_limit_event(&memory("c3", "other", 5)).unwrap();
+        s.record_limit_event(&NewLimitEvent {
+            resource: "pids",
+            unit: "pids",
+            count: 9,
+            ..memory("c1", "sbx", 0)
+        })
+        .unwrap();
+        assert_eq!(
+            s.oom_kills_by_container("sbx").unwrap(),
+            [("c1".to_string(), 3), ("c2".to_string(), 1)]
+        );
     }
 }

@@ -136,6 +136,16 @@ pub const ENTRIES: &[Entry] = &[
         &["5.10"],
     ),
     e(
+        "net.egress-allowed",
+        "Passes when each destination of the egress allow-list that can be probed as written answers through the fortress's proxy on the sandbox's loopback.",
+        &[],
+    ),
+    e(
+        "net.egress-denied",
+        "Passes when the proxy refuses a name on no list, the metadata address and a private address, and the allowed destinations' own addresses are unreachable without the proxy.",
+        &[],
+    ),
+    e(
         "config.not-privileged",
         "Passes when the engine runs the container unprivileged.",
         &["5.5"],

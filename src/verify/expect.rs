@@ -39,6 +39,8 @@ pub struct Expect {
     /// The profile clw-fortress generated for the sandbox (compact JSON); `None` for adopted
     /// containers, for which nothing was generated.
     pub seccomp_profile: Option<String>,
+    /// The egress probes' plan, for a sandbox with an allow-list.
+    pub egress: Option<super::probes::EgressExpect>,
 }
 
 /// The sample of `profile` for a process holding `cap_add` (all else dropped).
@@ -79,6 +81,7 @@ impl Expect {
             syscalls,
             syscalls_unobservable,
             seccomp_profile: json,
+            egress: s.egress.as_ref().map(super::probes::egress_expect),
             ..Expect::default()
         }
         .with_limits(&s.limits)
@@ -99,6 +102,7 @@ impl Expect {
             cap_drop_all: true,
             syscalls,
             syscalls_unobservable,
+            egress: a.egress.as_ref().map(super::probes::egress_expect),
             ..Expect::default()
         }
         .with_limits(&a.limits)

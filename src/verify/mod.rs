@@ -76,7 +76,7 @@ impl ProbeResult {
 }
 
 /// The in-sandbox probe ids, in report order (verify.md).
-pub const SANDBOX_PROBES: [&str; 20] = [
+pub const SANDBOX_PROBES: [&str; 22] = [
     "secrets.file-absent",
     "secrets.deny-absent",
     "secrets.env-clean",
@@ -97,6 +97,8 @@ pub const SANDBOX_PROBES: [&str; 20] = [
     "limits.pids",
     "limits.cpu",
     "net.none",
+    "net.egress-allowed",
+    "net.egress-denied",
 ];
 
 /// The engine-side check ids, in report order.
@@ -113,6 +115,9 @@ pub const CONFIG_CHECKS: [&str; 11] = [
     "config.no-devices",
     "config.propagation",
 ];
+
+/// Probes of a sandbox's egress allow-list; run only where one is declared.
+pub const EGRESS_PROBES: [&str; 2] = ["net.egress-allowed", "net.egress-denied"];
 
 /// Probes that need the declared binds; not run for adopted containers.
 pub const BIND_PROBES: [&str; 3] = ["fs.ro-binds", "fs.rw-binds", "fs.no-extra-mounts"];
@@ -205,8 +210,9 @@ pub async fn targets<E: Engine>(
 }
 
 /// Probes whose failure means the sandbox cannot do what it must (it is down, a declared `rw`
-/// bind cannot be written), not that it can do more than it may.
-pub const OPERATIONAL_PROBES: [&str; 2] = ["sandbox.running", "fs.rw-binds"];
+/// bind cannot be written, an allowed destination does not answer through the proxy), not that
+/// it can do more than it may.
+pub const OPERATIONAL_PROBES: [&str; 3] = ["sandbox.running", "fs.rw-binds", "net.egress-allowed"];
 
 /// The code of a failed run: `clw-sandbox-failure` when every failed probe is operational,
 /// `clw-isolation-breach` as soon as one is not (inconclusive alone is a breach not ruled out).

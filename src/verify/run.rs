@@ -17,7 +17,7 @@ use super::probes::{self, Context, ScriptInput};
 use super::scan::{Budget, Finding, Needles};
 use super::{
     endpoint, inspect, scan, sysprobe, Expect, Inputs, Outcome, ProbeResult, Target, BIND_PROBES,
-    SANDBOX_PROBES,
+    EGRESS_PROBES, SANDBOX_PROBES,
 };
 
 /// Where `host` appears inside the container, through each bind mount whose source contains
@@ -155,6 +155,7 @@ fn everything_inconclusive(expect: &Expect, why: &str) -> Vec<ProbeResult> {
     SANDBOX_PROBES
         .iter()
         .filter(|p| expect.binds.is_some() || !BIND_PROBES.contains(p))
+        .filter(|p| expect.egress.is_some() || !EGRESS_PROBES.contains(p))
         .map(|p| ProbeResult::new(p, Outcome::Inconclusive, why))
         .collect()
 }
@@ -361,6 +362,7 @@ async fn verify_inner<E: Engine>(
         tmpfs,
         sysprobe_size: program.as_ref().map_or(0, Vec::len),
         deleted_max: DELETED_MAX,
+        egress: expect.egress.clone(),
     };
     let req = ExecRequest {
         cmd: vec!["sh".into(), "-c".into(), probes::script(&input)],

@@ -519,7 +519,11 @@ pub fn decide(sample: &[Sampled], unobservable: &[String], run: Option<&Run>) ->
         Some(Run::NotRun(why)) => {
             return r(
                 Outcome::Inconclusive,
-                format!("the syscall probe could not be placed or run: {why}"),
+                format!(
+                    "the syscall probe could not be placed or run: {why}; it runs from an rw \
+                     bind the sandbox's user can write or an exec-mounted tmpfs, so declare one \
+                     to make this probe conclusive"
+                ),
             )
         }
         Some(Run::Ran { dir, status, out }) => (dir, status, out),

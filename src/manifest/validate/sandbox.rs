@@ -1,8 +1,8 @@
 //! One sandbox: its settings layered over `defaults` and the built-in defaults, its binds
 //! (the named bind sets' and its own, each checked against the forbidden list), one mount table
 //! without duplicate targets (rule 4), no root user without `allowRoot` (rule 8), swap not
-//! below memory, and no egress allow-list beside `network: bridge` (bridge would bypass the
-//! egress proxy).
+//! below memory, and no egress allow-list beside a network (`bridge` or a named one would bypass
+//! the egress proxy).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -226,15 +226,21 @@ pub(super) fn sandbox(
     // grows by inheritance is hard to read off the sandbox.
     let egress = layers.iter().rev().find_map(|l| l.egress.clone());
     if let Some((_, field)) = &egress {
-        if pick(&layers, |l| l.network.clone()) == Some(Network::Bridge) {
+        let network = pick(&layers, |l| l.network.clone());
+        if let Some(net @ (Network::Bridge | Network::Named(_))) = &network {
+            let shown = match net {
+                Network::Named(n) => n.clone(),
+                _ => "bridge".to_string(),
+            };
             r.invalid(
                 file,
                 field,
-                "network: bridge",
+                format!("network: {shown}"),
                 format!(
-                    "sandbox `{}` has an egress allow-list and `network: bridge`; egress puts the \
-                     sandbox on the fortress's internal network, and bridge would bypass the \
-                     proxy: remove `network` (or the egress block)",
+                    "sandbox `{}` has an egress allow-list and `network: {shown}`; with egress the \
+                     sandbox keeps no network of its own and reaches out only through the \
+                     fortress's proxy on its loopback, and a network would bypass the proxy: \
+                     remove `network` (or the egress block)",
                     raw.name
                 ),
             );

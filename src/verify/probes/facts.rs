@@ -96,6 +96,29 @@ pub struct Facts {
     pub sysprobe: Option<super::super::sysprobe::Run>,
     /// The script reached its end (it was not cut short).
     pub complete: bool,
+    /// What the egress proxy answered, per destination asked.
+    pub egress: Vec<EgressAsk>,
+    /// Connections tried without the proxy.
+    pub direct: Vec<DirectTry>,
+    /// The egress section ran (`nc` present).
+    pub egress_done: bool,
+}
+
+/// One destination asked through the egress proxy: `kind` is `allowed` or `refused` (what the
+/// host expects), `line` the answer's status line (empty: no answer).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EgressAsk {
+    pub kind: String,
+    pub authority: String,
+    pub line: String,
+}
+
+/// One connection tried without the proxy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectTry {
+    pub host: String,
+    pub port: String,
+    pub open: bool,
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
@@ -142,6 +165,17 @@ pub fn parse_facts(text: &str) -> Facts {
             }
             "UNIX" => f.unix.push(rest.to_string()),
             "META" => f.metadata_open = Some(rest == "open"),
+            "EGRESS" if fields.len() >= 2 => f.egress.push(EgressAsk {
+                kind: fields[0].to_string(),
+                authority: fields[1].to_string(),
+                line: fields.get(2).unwrap_or(&"").trim().to_string(),
+            }),
+            "DIRECT" if fields.len() >= 3 => f.direct.push(DirectTry {
+                host: fields[0].to_string(),
+                port: fields[1].to_string(),
+                open: fields[2] == "open",
+            }),
+            "EGRESSDONE" => f.egress_done = true,
             "FIND" if fields.len() >= 2 => match fields[0] {
                 "sock" => f.found_sockets.push(fields[1].to_string()),
                 _ => f.found_names.push(fields[1].to_string()),

@@ -26,8 +26,10 @@ use super::{Expect, Outcome, ProbeResult};
 
 pub use self::engine::{sockets_to_ask, unix_listeners};
 pub use self::facts::{
-    parse_facts, parse_mountinfo, split_output, Facts, MountLine, Output, WriteResult,
+    parse_facts, parse_mountinfo, split_output, DirectTry, EgressAsk, Facts, MountLine, Output,
+    WriteResult,
 };
+pub use self::net::{egress_expect, EgressExpect};
 
 /// Which in-sandbox paths and mounts one run looks at (derived from the manifest and the
 /// container's actual mounts; never a secret value).
@@ -53,6 +55,8 @@ pub struct ScriptInput {
     pub exec_dirs: Vec<String>,
     /// The most bytes of deleted-but-open files streamed out, all processes together.
     pub deleted_max: u64,
+    /// What to ask of the egress proxy and to try without it (sandboxes with `egress`).
+    pub egress: Option<EgressExpect>,
 }
 
 /// Paths the engines mask (Docker 20.10's and Podman 4.3's defaults, measured alike): absent,
@@ -156,7 +160,7 @@ while IFS= read -r l; do n=$((n+1)); [ $n -le 512 ] && emit UNIX "$l"; done < /p
 if has nc; then
   if nc -w 2 169.254.169.254 80 </dev/null >/dev/null 2>&1; then emit META open; else emit META closed; fi
 fi
-if has find; then
+{egress}if has find; then
   find / \( -path /proc -o -path /sys \) -prune -o \( -type s -o {find_expr} \) -print 2>/dev/null |
   while IFS= read -r p; do if [ -S "$p" ]; then emit FIND sock "$p"; else emit FIND name "$p"; fi; done
   emit FINDDONE
@@ -290,6 +294,7 @@ for d in /proc/[0-9]*; do
 done
 {tar}
 "#,
+        egress = input.egress.as_ref().map(egress_script).unwrap_or_default(),
         nonce = sh_quote(&input.nonce),
         sys_size = input.sysprobe_size,
         exec_dirs = words(&input.exec_dirs),
@@ -321,6 +326,46 @@ done
                 words(&tmpfs_rel)
             )
         },
+    )
+}
+
+/// The egress part of the script: CONNECT through the proxy on the sandbox's loopback for each
+/// destination (its status line is all that is kept), and plain connections without it.
+fn egress_script(e: &EgressExpect) -> String {
+    let asks = |kind: &str, list: &[(String, u16)]| {
+        list.iter()
+            .map(|(h, p)| {
+                format!(
+                    "egress_ask {kind} {}\n",
+                    sh_quote(&self::net::authority(h, *p))
+                )
+            })
+            .collect::<String>()
+    };
+    let mut direct: Vec<(String, u16)> = e.direct.clone();
+    direct.push((self::net::METADATA.to_string(), 80));
+    let directs = direct
+        .iter()
+        .map(|(h, p)| format!("direct_try {} {p}\n", sh_quote(h)))
+        .collect::<String>();
+    format!(
+        r#"egress_ask() {{
+  if has timeout; then
+    l=$(printf 'CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n' "$2" "$2" | timeout 8 nc -w 4 127.0.0.1 {port} 2>/dev/null | head -n 1 | tr -d '\r')
+  else
+    l=$(printf 'CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n' "$2" "$2" | nc -w 4 127.0.0.1 {port} 2>/dev/null | head -n 1 | tr -d '\r')
+  fi
+  emit EGRESS "$1" "$2" "$(clean "$l")"
+}}
+direct_try() {{
+  if nc -w 2 "$1" "$2" </dev/null >/dev/null 2>&1; then emit DIRECT "$1" "$2" open; else emit DIRECT "$1" "$2" closed; fi
+}}
+if has nc; then
+{asks}{directs}emit EGRESSDONE
+fi
+"#,
+        port = crate::egress::netns::PROXY_PORT,
+        asks = asks("allowed", &e.allowed) + &asks("refused", &e.refused),
     )
 }
 
@@ -372,6 +417,10 @@ pub fn evaluate(expect: &Expect, ctx: &Context, facts: &Facts) -> Vec<ProbeResul
     ));
     out.extend(limits::probes(expect, ctx, facts));
     out.push(net::none(expect, facts));
+    if let Some(egress) = &expect.egress {
+        out.push(net::egress_allowed(egress, facts));
+        out.push(net::egress_denied(egress, facts));
+    }
     if !facts.complete {
         for p in &mut out {
             if p.outcome == Outcome::Pass {

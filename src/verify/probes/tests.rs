@@ -89,6 +89,7 @@ fn a_hardened_sandbox_passes_every_in_sandbox_probe() {
         .iter()
         .copied()
         .filter(|p| !matches!(*p, "secrets.env-clean" | "secrets.content-scan"))
+        .filter(|p| !crate::verify::EGRESS_PROBES.contains(p))
         .collect();
     assert_eq!(ids, want);
 }
@@ -262,7 +263,10 @@ fn a_missing_find_or_a_cut_script_is_inconclusive_not_pass() {
         ]
     );
     let cut = failing(&GOOD.replace("END\n", ""));
-    assert_eq!(cut.len(), crate::verify::SANDBOX_PROBES.len() - 2);
+    assert_eq!(
+        cut.len(),
+        crate::verify::SANDBOX_PROBES.len() - 2 - crate::verify::EGRESS_PROBES.len()
+    );
     assert!(cut.iter().all(|c| c.ends_with(":inconclusive")));
 }
 
@@ -357,4 +361,111 @@ FIND\tsock\t/ws/b.sock\n{GOOD}"
         sockets_to_ask(&parse_facts(&text)),
         ["/ws/b.sock", "@abstract"]
     );
+}
+
+fn egress_policy() -> crate::egress::EgressPolicy {
+    crate::egress::EgressPolicy {
+        allow: ["allowed.test:8080", "*.example.org", "10.0.0.0/8:5432"]
+            .iter()
+            .map(|e| crate::egress::parse_allow_entry(e).unwrap())
+            .collect(),
+        hosts: [("allowed.test".to_string(), "172.17.0.2".parse().unwrap())]
+            .into_iter()
+            .collect(),
+    }
+}
+
+#[test]
+fn the_egress_plan_probes_exact_entries_and_refuses_what_the_list_does_not_hold() {
+    let plan = super::egress_expect(&egress_policy());
+    assert_eq!(plan.allowed, [("allowed.test".to_string(), 8080)]);
+    assert_eq!(plan.direct, [("172.17.0.2".to_string(), 8080)]);
+    assert_eq!(plan.not_probed, ["*.example.org", "10.0.0.0/8:5432"]);
+    let refused: Vec<&str> = plan.refused.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(
+        refused,
+        [
+            super::net::NOT_ALLOWED_NAME,
+            super::net::METADATA,
+            super::net::PRIVATE_PROBE
+        ]
+    );
+    // A list that allows the private range leaves that probe out rather than expect a refusal.
+    let mut p = egress_policy();
+    p.allow
+        .push(crate::egress::parse_allow_entry("10.0.0.0/8").unwrap());
+    let plan = super::egress_expect(&p);
+    assert!(!plan
+        .refused
+        .iter()
+        .any(|(h, _)| h == super::net::PRIVATE_PROBE));
+}
+
+const EGRESS_GOOD: &str = "EGRESS\tallowed\tallowed.test:8080\tHTTP/1.1 200 OK
+EGRESS\trefused\tclw-verify-not-allowed.invalid:443\tHTTP/1.1 403 Forbidden
+EGRESS\trefused\t169.254.169.254:80\tHTTP/1.1 403 Forbidden
+EGRESS\trefused\t10.255.255.254:80\tHTTP/1.1 403 Forbidden
+DIRECT\t172.17.0.2\t8080\tclosed
+DIRECT\t169.254.169.254\t80\tclosed
+EGRESSDONE
+";
+
+fn egress_outcomes(extra: &str) -> Vec<String> {
+    let mut e = expect();
+    e.egress = Some(super::egress_expect(&egress_policy()));
+    let facts = GOOD.replacen("\nEND\n", &format!("\n{extra}END\n"), 1);
+    assert!(facts.contains(extra), "GOOD has an END line");
+    evaluate(&e, &ctx(), &parse_facts(&facts))
+        .into_iter()
+        .filter(|r| r.probe.starts_with("net.egress"))
+        .map(|r| format!("{}:{}", r.probe, r.outcome.as_str()))
+        .collect()
+}
+
+#[test]
+fn egress_probes_pass_on_the_answers_of_a_working_proxy() {
+    assert_eq!(
+        egress_outcomes(EGRESS_GOOD),
+        ["net.egress-allowed:pass", "net.egress-denied:pass"]
+    );
+}
+
+#[test]
+fn each_weakened_egress_fact_fails_its_probe() {
+    let cases = [
+        // The proxy let a name on no list through.
+        (
+            "clw-verify-not-allowed.invalid:443\tHTTP/1.1 403 Forbidden",
+            "clw-verify-not-allowed.invalid:443\tHTTP/1.1 200 OK",
+            ["net.egress-allowed:pass", "net.egress-denied:fail"],
+        ),
+        // The allowed server's address opens without the proxy (a network besides lo).
+        (
+            "DIRECT\t172.17.0.2\t8080\tclosed",
+            "DIRECT\t172.17.0.2\t8080\topen",
+            ["net.egress-allowed:pass", "net.egress-denied:fail"],
+        ),
+        // Nothing answers on the proxy port: the agent is down. Nothing is reachable either.
+        (
+            "allowed.test:8080\tHTTP/1.1 200 OK",
+            "allowed.test:8080\t",
+            ["net.egress-allowed:fail", "net.egress-denied:pass"],
+        ),
+        // No nc: nothing was tried, nothing is claimed.
+        (
+            "EGRESSDONE\n",
+            "",
+            [
+                "net.egress-allowed:inconclusive",
+                "net.egress-denied:inconclusive",
+            ],
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert_eq!(
+            egress_outcomes(&EGRESS_GOOD.replace(from, to)),
+            want,
+            "{from} -> {to}"
+        );
+    }
 }
