@@ -340,12 +340,8 @@ async fn handle(
                             0
                         } else {
                             early
-                                + tunnel(
-                                    parts.io.into_inner(),
-                                    upstream,
-                                    proxy.limits.idle_timeout,
-                                )
-                                .await
+                                + tunnel(parts.io.into_inner(), upstream, proxy.limits.idle_timeout)
+                                    .await
                         }
                     }
                     Err(upgraded) => {
