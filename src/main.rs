@@ -73,51 +73,6 @@ fn under_journal() -> bool {
     meta.dev().to_string() == dev && meta.ino().to_string() == ino
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(a: &[&str]) -> impl Iterator<Item = String> {
-        a.iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
-    #[test]
-    fn json_is_recognised_in_every_spelling_and_not_after_the_separator() {
-        for a in [
-            &["-o", "json", "plna"][..],
-            &["plna", "--output", "json"],
-            &["-ojson"],
-            &["--output=json", "x"],
-        ] {
-            assert!(json_asked(args(a)), "{a:?}");
-        }
-        for a in [
-            &["-o", "text"][..],
-            &["exec", "x", "--", "-o", "json"],
-            &["json"],
-        ] {
-            assert!(!json_asked(args(a)), "{a:?}");
-        }
-    }
-
-    #[test]
-    fn a_usage_error_is_config_invalid_with_the_usage_as_details() {
-        let e = Cli::try_parse_from(["clw-fortress", "plna"]).unwrap_err();
-        let r = usage_report(&e);
-        assert_eq!(r.code, clw_fortress::error::ErrorCode::ConfigInvalid);
-        assert!(r.message.starts_with("command line: "), "{}", r.message);
-        assert!(r.message.contains("plna"), "{}", r.message);
-        assert!(
-            r.details.iter().any(|d| d.starts_with("Usage:")),
-            "{:?}",
-            r.details
-        );
-    }
-}
-
 /// clap's error as a report: its first line is the headline, the rest (usage, tips) details.
 fn usage_report(e: &clap::Error) -> clw_fortress::report::ErrorReport {
     use clw_fortress::error::ErrorCode;
@@ -187,5 +142,50 @@ fn main() -> ExitCode {
             }
             ExitCode::from(report.exit_status())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn json_is_recognised_in_every_spelling_and_not_after_the_separator() {
+        for a in [
+            &["-o", "json", "plna"][..],
+            &["plna", "--output", "json"],
+            &["-ojson"],
+            &["--output=json", "x"],
+        ] {
+            assert!(json_asked(args(a)), "{a:?}");
+        }
+        for a in [
+            &["-o", "text"][..],
+            &["exec", "x", "--", "-o", "json"],
+            &["json"],
+        ] {
+            assert!(!json_asked(args(a)), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn a_usage_error_is_config_invalid_with_the_usage_as_details() {
+        let e = Cli::try_parse_from(["clw-fortress", "plna"]).unwrap_err();
+        let r = usage_report(&e);
+        assert_eq!(r.code, clw_fortress::error::ErrorCode::ConfigInvalid);
+        assert!(r.message.starts_with("command line: "), "{}", r.message);
+        assert!(r.message.contains("plna"), "{}", r.message);
+        assert!(
+            r.details.iter().any(|d| d.starts_with("Usage:")),
+            "{:?}",
+            r.details
+        );
     }
 }
