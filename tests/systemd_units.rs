@@ -238,8 +238,24 @@ fn the_agent_unit_is_notify_typed_watched_restarted_with_backoff_and_sandboxed()
     assert_eq!(get("ProtectKernelLogs"), "no");
     assert_eq!(
         get("CapabilityBoundingSet"),
-        "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_SYSLOG"
+        "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_SYSLOG CAP_SYS_ADMIN"
     );
+    // Egress: the agent enters sandboxes' network namespaces (and only those) and connects
+    // upstream wherever an allow-list says.
+    assert_eq!(get("RestrictNamespaces"), "net");
+    assert!(
+        !kv.iter().any(|(k, _)| k == "IPAddressDeny"),
+        "IPAddressDeny would cut the egress proxy's upstream connections"
+    );
+}
+
+#[test]
+fn the_agent_unit_lets_setns_through_for_the_egress_listeners() {
+    let allowed = allowed_syscalls("clw-fortress.service");
+    assert!(allowed.contains("setns"), "the agent unit refuses setns");
+    for call in ["mount", "pivot_root", "init_module"] {
+        assert!(!allowed.contains(call), "the agent unit allows {call}");
+    }
 }
 
 /// The system calls a unit's `SystemCallFilter=` lines allow, as systemd reads them: the first
