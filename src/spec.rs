@@ -256,6 +256,7 @@ pub(crate) mod tests {
             bind_sets: vec![],
             env: BTreeMap::from([("LANG".to_string(), "C.UTF-8".to_string())]),
             secret_env: vec!["API_KEY".into()],
+            broker: Default::default(),
             command: vec!["sleep".into(), "infinity".into()],
             liveness: None,
             egress: None,
