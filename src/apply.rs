@@ -210,6 +210,28 @@ impl Coded for ActionError {
     }
 }
 
+/// Draws new sentinels for every sandbox with a brokered secret (crate::broker): each apply
+/// rotates them. A failure is logged and audited; the old sentinels stay valid.
+pub fn rotate_sentinels(fortress: &crate::manifest::Fortress, state: &State, actor: &str) {
+    for s in fortress.sandboxes.iter().filter(|s| !s.broker.is_empty()) {
+        let names = s.broker.keys().cloned().collect::<Vec<_>>().join(",");
+        let outcome = match state.rotate_broker_seed(&s.name) {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!(sandbox = %s.name, error = %crate::report::chain(&e), "the brokered secrets' sentinels were not rotated");
+                "failed"
+            }
+        };
+        let _ = state.audit(
+            actor,
+            "rotate-sentinels",
+            &s.name,
+            outcome,
+            &format!("brokered=[{names}]"),
+        );
+    }
+}
+
 /// Executes `plan`, recording every action in `state`. Continues past a failed action: one
 /// sandbox's problem must not leave the others unconverged.
 pub async fn execute<E: Engine>(

@@ -91,6 +91,7 @@ pub async fn apply(cli: &Cli, prune: bool) -> CmdResult {
     let (fortress, desired, p, engine) = plan_for(cli, prune).await?;
     let state = cli.open_state(&fortress)?;
     let report = apply::execute(&engine, &p, &desired, &state, "cli:apply").await;
+    apply::rotate_sentinels(&fortress, &state, "cli:apply");
     match cli.output {
         Output::Json => super::print_json(&serde_json::json!({
             "fortress": fortress.name,
