@@ -14,6 +14,8 @@
 //! gives the sentinel, which the sandbox has already), and the sentinel tells nothing about
 //! the value but its length and character classes.
 
+pub mod ca;
+
 use std::collections::BTreeSet;
 use std::fmt;
 
