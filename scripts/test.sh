@@ -70,7 +70,8 @@ scripts/demo.sh
 # The engine-facing integration tests again, unchanged, against Podman's compat API: the same
 # tests, a matrix, not a copy: every target that talks to an engine (`require_engine()`).
 PODMAN_MATRIX=(apply_engine verify_engine agent_engine seccomp_engine heal_engine doctor_status_engine
-    openclaw_harden_engine secrets_not_logged_engine ownership_engine readme_usage egress_engine harness_smoke)
+    openclaw_harden_engine secrets_not_logged_engine ownership_engine readme_usage egress_engine broker_engine
+    harness_smoke)
 # Whole targets that run on Docker only, each with its reason (tests/harness_smoke.rs checks that
 # every engine-facing target is in one of the two lists).
 DOCKER_ONLY_TARGETS=(

@@ -16,6 +16,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::egress::Dest;
@@ -163,11 +164,26 @@ impl Ca {
         })?;
         let key = KeyPair::from_pem(&pem)?;
         let params = ca_params(fortress)?;
-        let cert = params.self_signed(&key)?;
-        let cert_pem = cert.pem();
-        let cert_der = cert.der().clone();
+        // The certificate is kept once made (a signature differs on every signing, and the
+        // bundle mounted into sandboxes should not change under them); one that is missing,
+        // unreadable or not of this key is made again.
+        let crt_path = dir.join("ca.crt");
+        let kept = std::fs::read(&crt_path).ok().and_then(|pem| {
+            let der = CertificateDer::from_pem_slice(&pem).ok()?;
+            let spki = key.public_key_raw();
+            // The subject public key is inside the certificate as it is.
+            memchr::memmem::find(der.as_ref(), spki)?;
+            Some((String::from_utf8(pem).ok()?, der))
+        });
+        let (cert_pem, cert_der) = match kept {
+            Some(k) => k,
+            None => {
+                let cert = params.self_signed(&key)?;
+                write_atomic(&crt_path, cert.pem().as_bytes(), 0o644)?;
+                (cert.pem(), cert.der().clone())
+            }
+        };
         let issuer = Issuer::new(params, key);
-        write_atomic(&dir.join("ca.crt"), cert_pem.as_bytes(), 0o644)?;
         let mut bundle = std::fs::read(roots).unwrap_or_default();
         if !bundle.is_empty() && !bundle.ends_with(b"\n") {
             bundle.push(b'\n');
@@ -238,7 +254,7 @@ mod tests {
         let b = Ca::ensure(&dir, "f", &roots).unwrap();
         assert_eq!(std::fs::read(dir.join("ca.key")).unwrap(), key);
         // The same key and parameters: the same subject, so old leaves still chain.
-        assert_eq!(a.cert_pem.len(), b.cert_pem.len());
+        assert_eq!(a.cert_pem, b.cert_pem);
         let (chain, _) = b.leaf(&Dest::Name("api.example.com".into())).unwrap();
         assert_eq!(chain.len(), 2);
         std::fs::set_permissions(dir.join("ca.key"), std::fs::Permissions::from_mode(0o644))

@@ -38,6 +38,9 @@ pub enum Place {
     Header,
     Query,
     Body,
+    /// The requested host name: never declarable (a sentinel there is sent to DNS and to
+    /// whoever serves the name).
+    Destination,
 }
 
 impl Place {
@@ -55,6 +58,7 @@ impl Place {
             Place::Header => "header",
             Place::Query => "query",
             Place::Body => "body",
+            Place::Destination => "destination",
         }
     }
 }
