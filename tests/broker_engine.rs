@@ -480,6 +480,10 @@ fn a_brokered_key_reaches_only_its_host_and_the_sandbox_holds_only_a_sentinel() 
     assert!(detail.contains("BOT_TOKEN"), "{env_clean:#}");
     assert!(!detail.contains("ANTHROPIC_API_KEY"), "{env_clean:#}");
     assert_eq!(result("secrets.content-scan")["outcome"], "pass");
+    // The CA bundle is a declared read-only bind, not an extra mount.
+    for probe in ["fs.ro-binds", "fs.no-extra-mounts"] {
+        assert_eq!(result(probe)["outcome"], "pass", "{:#}", result(probe));
+    }
     let _ = long.kill();
     let _ = long.wait();
     drop(agent);
