@@ -36,6 +36,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
+step "unshare, setpriv, mountpoint (tests/unit_restrictions_engine.rs reproduces a unit's restrictions)"
+# util-linux is essential on Debian; this only repairs a trimmed image.
+if ! command -v setpriv >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1 || ! command -v mountpoint >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends util-linux >/dev/null
+fi
+
 step "promtool (tests/agent_engine.rs checks a live scrape with it)"
 # Debian's prometheus package ships promtool; the server it also installs is not started.
 if ! command -v promtool >/dev/null 2>&1; then
@@ -70,8 +77,8 @@ scripts/demo.sh
 # The engine-facing integration tests again, unchanged, against Podman's compat API: the same
 # tests, a matrix, not a copy: every target that talks to an engine (`require_engine()`).
 PODMAN_MATRIX=(apply_engine verify_engine agent_engine seccomp_engine heal_engine doctor_status_engine
-    openclaw_harden_engine secrets_not_logged_engine ownership_engine readme_usage egress_engine broker_engine
-    harness_smoke)
+    openclaw_harden_engine secrets_not_logged_engine ownership_engine readme_usage egress_engine
+    broker_engine unit_restrictions_engine harness_smoke)
 # Whole targets that run on Docker only, each with its reason (tests/harness_smoke.rs checks that
 # every engine-facing target is in one of the two lists).
 DOCKER_ONLY_TARGETS=(

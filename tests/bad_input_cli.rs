@@ -734,3 +734,32 @@ fn thousands_of_missing_secret_names_against_a_huge_secrets_file_are_refused_at_
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn a_usage_error_is_a_coded_error_in_text_and_in_json() {
+    let out = bin().args(["plna"]).output().expect("run the binary");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error[clw-config-invalid]: command line: ") && err.contains("plna"),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+
+    let out = bin()
+        .args(["-o", "json", "apply", "--no-such-flag"])
+        .output()
+        .expect("run the binary");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", describe(&out)));
+    assert_eq!(doc["code"], "clw-config-invalid", "{doc}");
+    assert!(
+        doc["message"].as_str().unwrap().contains("--no-such-flag"),
+        "{doc}"
+    );
+
+    // --help is not an error.
+    let out = bin().args(["--help"]).output().expect("run the binary");
+    assert_eq!(out.status.code(), Some(0));
+}

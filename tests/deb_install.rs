@@ -463,6 +463,9 @@ fn the_deb_installs_validates_a_users_openclaw_home_as_root_and_purges_clean() {
         assert_eq!(outcome(id), "PASS", "{id}:\n{report}");
     }
     assert_ne!(outcome("systemd.units"), "FAIL", "{report}");
+    // As root, doctor also ran its access checks restricted like the installed units (which
+    // load this manifest): the agent can read the owner's secrets and write the backups there.
+    assert_eq!(outcome("unit.access"), "PASS", "{report}");
     assert!(
         report
             .lines()

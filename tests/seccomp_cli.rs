@@ -290,3 +290,21 @@ fn the_seccomp_commands_never_contact_an_engine() {
     }
     assert_eq!(engine.connections(), 0);
 }
+
+#[test]
+fn an_unwritable_out_path_is_a_permission_problem_not_an_invalid_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("missing-dir/profile.json");
+    let run = bin()
+        .args(["seccomp", "generate", "--policy", "default", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run the binary");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.starts_with("error[clw-permission-denied]: cannot write seccomp profile"),
+        "{err}"
+    );
+    assert_eq!(run.status.code(), Some(3), "{err}");
+    assert!(!out.exists());
+}

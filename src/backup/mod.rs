@@ -32,6 +32,18 @@ use crate::state::{State, StateError};
 use crate::state::backup::NewSnapshot;
 pub use crate::state::backup::{Snapshot, Status};
 pub use retention::{retain, SnapshotMeta};
+pub use snapshot::FileOwner;
+
+/// Who the files a backup creates belong to: the fortress's owner (`metadata.owner`) when this
+/// process runs as root, so a root agent's snapshots in a user's destination are the user's;
+/// otherwise the running user, as always.
+pub fn file_owner(fortress: &crate::manifest::Fortress) -> Option<FileOwner> {
+    let owner = fortress.owner.as_ref()?;
+    nix::unistd::geteuid().is_root().then_some(FileOwner {
+        uid: owner.uid,
+        gid: owner.gid,
+    })
+}
 
 /// How long a source may stay locked before its snapshot counts as failed. A rollback-journal
 /// writer holds its lock only for a commit; ten seconds means something is wrong.
@@ -147,6 +159,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Who ran it, for the audit log: `cli:backup`, `daemon:backup`.
     pub actor: String,
+    /// Who the directories and snapshots it creates belong to (see [`file_owner`]).
+    pub owner: Option<FileOwner>,
 }
 
 impl Default for RunOptions {
@@ -156,6 +170,7 @@ impl Default for RunOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             progress: false,
             actor: "daemon:backup".into(),
+            owner: None,
         }
     }
 }
@@ -253,8 +268,8 @@ fn run_entry(
     report: &mut RunReport,
 ) -> Result<(), BackupError> {
     let entry_dir = entry.dest.join(&entry.name);
-    let dirs_ready = snapshot::ensure_private_dir(&entry.dest)
-        .and_then(|()| snapshot::ensure_private_dir(&entry_dir));
+    let dirs_ready = snapshot::ensure_private_dir(&entry.dest, opts.owner)
+        .and_then(|()| snapshot::ensure_private_dir(&entry_dir, opts.owner));
     for matched in sources::expand(&entry.sources) {
         let started = Instant::now();
         let created = Utc::now();
@@ -368,13 +383,14 @@ fn snapshot_one(
     opts: &RunOptions,
 ) -> Result<snapshot::Taken, BackupError> {
     let dir = entry_dir.join(sources::slug(source));
-    snapshot::ensure_private_dir(&dir)?;
+    snapshot::ensure_private_dir(&dir, opts.owner)?;
     let mut bar = Progress::new(opts.progress, source);
     let taken = snapshot::take(
         source,
         &dir,
         created,
         opts.busy_timeout,
+        opts.owner,
         &mut |done, total| bar.update(done, total),
     );
     bar.finish();
@@ -547,7 +563,7 @@ pub fn restore(
         None => PathBuf::from("."),
     };
     if !dir.exists() {
-        snapshot::ensure_private_dir(&dir)?;
+        snapshot::ensure_private_dir(&dir, None)?;
     }
     let mut input = std::fs::File::open(&snapshot_path).map_err(|source| BackupError::Io {
         op: "read snapshot",

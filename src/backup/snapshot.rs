@@ -27,6 +27,29 @@ pub const PAGES_PER_STEP: i32 = 1024;
 /// and the next run in the same directory sweeps them (see [`sweep_stale_temps`]).
 const TEMP_PREFIX: &str = ".clw-tmp-";
 
+/// Who the files and directories a backup creates belong to, when that is not the running
+/// user: a root agent protecting a user's home (`metadata.owner`) leaves the snapshots in the
+/// owner's destination owned by the owner, so the owner can read and restore them and a
+/// directory it creates under `~/.local/share` does not lock the owner out of their own tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileOwner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl FileOwner {
+    /// `chown` of what this run just created (never of something it did not create).
+    fn apply(self, path: &Path) -> Result<(), BackupError> {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)).map_err(|source| {
+            BackupError::Io {
+                op: "give the owner",
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    }
+}
+
 /// A snapshot written, checked and renamed into place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
@@ -39,15 +62,17 @@ pub struct Taken {
 /// Snapshots `source` into `dir` (which must exist, private), named after `created`.
 ///
 /// `progress(copied_pages, total_pages)` is called after every step.
+/// `owner`: who the snapshot file belongs to (`None`: the running user).
 pub fn take(
     source: &Path,
     dir: &Path,
     created: DateTime<Utc>,
     busy_timeout: Duration,
+    owner: Option<FileOwner>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Taken, BackupError> {
     sweep_stale_temps(dir);
-    let temp = TempFile::create(dir, "sqlite")?;
+    let temp = TempFile::create(dir, "sqlite", owner)?;
 
     copy_online(source, temp.path(), busy_timeout, progress)?;
     let page_count = check_snapshot(temp.path())?;
@@ -93,22 +118,7 @@ fn copy_online(
     busy_timeout: Duration,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), BackupError> {
-    let read_err = |e: rusqlite::Error| source_error(source, busy_timeout, e);
-    // Read-only: a backup must never be able to change what it protects.
-    let src = Connection::open_with_flags(
-        source,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(read_err)?;
-    src.busy_timeout(busy_timeout).map_err(read_err)?;
-    src.execute_batch("BEGIN DEFERRED").map_err(read_err)?;
-    // The first read takes the snapshot (WAL read mark, or the SHARED lock) and fails early on
-    // a file that is not a database.
-    src.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(read_err)?;
-
+    let src = open_source(source, busy_timeout)?;
     let mut dst = Connection::open(temp).map_err(|e| write_error(temp, e))?;
     {
         let backup = Backup::new(&src, &mut dst).map_err(|e| write_error(temp, e))?;
@@ -159,6 +169,28 @@ fn copy_online(
     dst.pragma_update(None, "journal_mode", "DELETE")
         .map_err(|e| write_error(temp, e))?;
     dst.close().map_err(|(_, e)| write_error(temp, e))
+}
+
+/// Opens a source database the way a snapshot reads it, with its read transaction begun and
+/// its first read done: read-only (a backup must never be able to change what it protects),
+/// which for a WAL database still means opening (or creating) its `-shm` file read-write, as
+/// every reader of a WAL database does. `doctor` calls this to know that a backup could read.
+pub fn open_source(source: &Path, busy_timeout: Duration) -> Result<Connection, BackupError> {
+    let read_err = |e: rusqlite::Error| source_error(source, busy_timeout, e);
+    let src = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(read_err)?;
+    src.busy_timeout(busy_timeout).map_err(read_err)?;
+    src.execute_batch("BEGIN DEFERRED").map_err(read_err)?;
+    // The first read takes the snapshot (WAL read mark, or the SHARED lock) and fails early on
+    // a file that is not a database.
+    src.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(read_err)?;
+    Ok(src)
 }
 
 /// `PRAGMA integrity_check` on the copy; returns its page count.
@@ -251,10 +283,11 @@ fn write_error(temp: &Path, e: rusqlite::Error) -> BackupError {
     }
 }
 
-/// Creates `dir` and missing parents with mode 0700; an existing directory that group or
-/// others can use is tightened to 0700 (with a warning), since snapshots hold the agent's
-/// memory. Only when that chmod fails is it refused.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), BackupError> {
+/// Creates `dir` and missing parents with mode 0700 (each one created given to `owner`, when
+/// there is one); an existing directory that group or others can use is tightened to 0700
+/// (with a warning), since snapshots hold the agent's memory. Only when that chmod fails is it
+/// refused. Directories that existed keep their owner.
+pub fn ensure_private_dir(dir: &Path, owner: Option<FileOwner>) -> Result<(), BackupError> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => {
             let mode = m.permissions().mode() & 0o7777;
@@ -278,21 +311,44 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), BackupError> {
             path: dir.to_path_buf(),
             source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| BackupError::Io {
-                op: "create directory",
-                path: dir.to_path_buf(),
-                source,
-            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_private_dirs(dir, owner),
         Err(source) => Err(BackupError::Io {
             op: "inspect",
             path: dir.to_path_buf(),
             source,
         }),
     }
+}
+
+/// Creates the missing directories down to `dir`, outermost first, each 0700 and given to
+/// `owner`: one at a time, so each directory this run created (and only those) is chowned.
+fn create_private_dirs(dir: &Path, owner: Option<FileOwner>) -> Result<(), BackupError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|p| {
+            !p.as_os_str().is_empty()
+                && matches!(fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        })
+        .collect();
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {
+                if let Some(o) = owner {
+                    o.apply(d)?;
+                }
+            }
+            // A concurrent run created it a moment ago: it is not ours to chown.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(source) => {
+                return Err(BackupError::Io {
+                    op: "create directory",
+                    path: d.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// fsync of a directory, so a rename or unlink in it survives a crash.
@@ -317,7 +373,12 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl TempFile {
     /// `<dir>/.clw-tmp-<pid>-<n>.<ext>`, created empty with mode 0600 (never existing before:
     /// `O_EXCL`), so no other user can open it between creation and rename.
-    pub fn create(dir: &Path, ext: &str) -> Result<TempFile, BackupError> {
+    /// Given to `owner` when there is one (before anything is written into it).
+    pub fn create(
+        dir: &Path,
+        ext: &str,
+        owner: Option<FileOwner>,
+    ) -> Result<TempFile, BackupError> {
         let name = format!(
             "{TEMP_PREFIX}{}-{}.{ext}",
             std::process::id(),
@@ -336,7 +397,11 @@ impl TempFile {
             })?;
         // Exactly 0600 whatever the umask.
         let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
-        Ok(TempFile { path: Some(path) })
+        let temp = TempFile { path: Some(path) };
+        if let Some(o) = owner {
+            o.apply(temp.path())?;
+        }
+        Ok(temp)
     }
 
     pub fn path(&self) -> &Path {
@@ -459,7 +524,7 @@ pub fn write_temp_copy(
     dir: &Path,
     reader: &mut impl Read,
 ) -> Result<(TempFile, String), BackupError> {
-    let temp = TempFile::create(dir, "sqlite")?;
+    let temp = TempFile::create(dir, "sqlite", None)?;
     let io = |op, p: &Path| {
         let p = p.to_path_buf();
         move |source| BackupError::Io {
@@ -504,13 +569,14 @@ mod tests {
         let src = dir.path().join("src.db");
         db(&src, "WAL", 50);
         let out = dir.path().join("out");
-        ensure_private_dir(&out).unwrap();
+        ensure_private_dir(&out, None).unwrap();
         let mut calls = 0;
         let t = take(
             &src,
             &out,
             Utc::now(),
             Duration::from_secs(5),
+            None,
             &mut |_, _| calls += 1,
         )
         .unwrap();
@@ -564,7 +630,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         let out = dir.path().join("out");
-        ensure_private_dir(&out).unwrap();
+        ensure_private_dir(&out, None).unwrap();
         let mut seen = Vec::new();
         let mut writes_during = Vec::new();
         let t = take(
@@ -572,6 +638,7 @@ mod tests {
             &out,
             Utc::now(),
             Duration::from_secs(10),
+            None,
             &mut |done, total| {
                 seen.push((done, total));
                 // 3500 pages take 4 steps; a copy that keeps restarting never ends.
@@ -603,12 +670,13 @@ mod tests {
         let src = dir.path().join("notes.db");
         fs::write(&src, vec![b'z'; 8192]).unwrap();
         let out = dir.path().join("out");
-        ensure_private_dir(&out).unwrap();
+        ensure_private_dir(&out, None).unwrap();
         let err = take(
             &src,
             &out,
             Utc::now(),
             Duration::from_secs(1),
+            None,
             &mut |_, _| {},
         )
         .unwrap_err();
@@ -625,12 +693,13 @@ mod tests {
         // EXCLUSIVE keeps readers out in rollback-journal mode.
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let out = dir.path().join("out");
-        ensure_private_dir(&out).unwrap();
+        ensure_private_dir(&out, None).unwrap();
         let err = take(
             &src,
             &out,
             Utc::now(),
             Duration::from_millis(200),
+            None,
             &mut |_, _| {},
         )
         .unwrap_err();
@@ -642,18 +711,64 @@ mod tests {
     fn directories_are_created_private_and_loose_ones_are_tightened() {
         let dir = tempfile::tempdir().unwrap();
         let fresh = dir.path().join("a/b");
-        ensure_private_dir(&fresh).unwrap();
+        ensure_private_dir(&fresh, None).unwrap();
         for d in [dir.path().join("a"), fresh.clone()] {
             assert_eq!(fs::metadata(d).unwrap().permissions().mode() & 0o777, 0o700);
         }
         let loose = dir.path().join("loose");
         fs::create_dir(&loose).unwrap();
         fs::set_permissions(&loose, fs::Permissions::from_mode(0o755)).unwrap();
-        ensure_private_dir(&loose).unwrap();
+        ensure_private_dir(&loose, None).unwrap();
         assert_eq!(
             fs::metadata(&loose).unwrap().permissions().mode() & 0o777,
             0o700
         );
+    }
+
+    #[test]
+    fn what_a_run_creates_is_given_to_the_owner_and_what_existed_is_not() {
+        use std::os::unix::fs::MetadataExt;
+        // As root (CI) another user's ids; otherwise our own, which chown accepts too.
+        let owner = if nix::unistd::geteuid().is_root() {
+            FileOwner {
+                uid: 4242,
+                gid: 4243,
+            }
+        } else {
+            FileOwner {
+                uid: nix::unistd::geteuid().as_raw(),
+                gid: nix::unistd::getegid().as_raw(),
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let before = fs::metadata(dir.path()).unwrap().uid();
+        let out = dir.path().join("a/b");
+        ensure_private_dir(&out, Some(owner)).unwrap();
+        for d in [dir.path().join("a"), out.clone()] {
+            let m = fs::metadata(&d).unwrap();
+            assert_eq!(
+                (m.uid(), m.gid()),
+                (owner.uid, owner.gid),
+                "{}",
+                d.display()
+            );
+            assert_eq!(m.permissions().mode() & 0o777, 0o700);
+        }
+        assert_eq!(fs::metadata(dir.path()).unwrap().uid(), before);
+        let src = dir.path().join("src.db");
+        db(&src, "WAL", 3);
+        let t = take(
+            &src,
+            &out,
+            Utc::now(),
+            Duration::from_secs(5),
+            Some(owner),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let m = fs::metadata(&t.path).unwrap();
+        assert_eq!((m.uid(), m.gid()), (owner.uid, owner.gid));
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

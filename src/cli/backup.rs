@@ -82,6 +82,7 @@ fn run_backups(cli: &Cli, only: Option<String>) -> CmdResult {
         only,
         progress: cli.output == Output::Text && !cli.quiet && std::io::stderr().is_terminal(),
         actor: "cli:backup".into(),
+        owner: backup::file_owner(&fortress),
         ..RunOptions::default()
     };
     let r = backup::run(&fortress.backups, &state, &opts).map_err(|e| report(&e))?;

@@ -8,7 +8,12 @@ use crate::host::HostPaths;
 use crate::manifest::{self, LoadContext};
 use crate::state::State;
 
-pub async fn doctor(cli: &Cli, fix_hints: bool) -> CmdResult {
+fn load(
+    cli: &Cli,
+) -> (
+    std::path::PathBuf,
+    Result<manifest::Fortress, manifest::ManifestError>,
+) {
     let path = cli.manifest_path();
     let loaded = manifest::load(&path, &LoadContext::from_process()).map(|mut f| {
         if let Some(s) = &cli.state {
@@ -16,6 +21,27 @@ pub async fn doctor(cli: &Cli, fix_hints: bool) -> CmdResult {
         }
         f
     });
+    (path, loaded)
+}
+
+/// `doctor --access-only`: what `unit.access` runs under a unit's restrictions.
+pub fn access_only(cli: &Cli) -> CmdResult {
+    let (path, loaded) = load(cli);
+    let report = doctor::access_only(&path, loaded.as_ref(), nix::unistd::getuid().as_raw());
+    match cli.output {
+        Output::Json => super::print_json(&report),
+        Output::Text if !cli.quiet => print!("{}", report.render_text(true)),
+        Output::Text => {}
+    }
+    Ok(if report.failed() {
+        exit::FOUND_FAILURES
+    } else {
+        exit::OK
+    })
+}
+
+pub async fn doctor(cli: &Cli, fix_hints: bool, units: Vec<std::path::PathBuf>) -> CmdResult {
+    let (path, loaded) = load(cli);
     let fortress = loaded.as_ref().ok();
     // Connect directly (not through `Cli::connect`): an unreachable engine is a check result
     // here, not the end of the command.
@@ -44,6 +70,8 @@ pub async fn doctor(cli: &Cli, fix_hints: bool) -> CmdResult {
             uid: nix::unistd::getuid().as_raw(),
             run: &run,
         },
+        units,
+        state_override: cli.state.clone(),
     })
     .await;
     match cli.output {

@@ -136,6 +136,14 @@ pub enum Command {
         /// Show the evidence and how to repair each problem.
         #[arg(long)]
         fix_hints: bool,
+        /// Check what the agent can reach under this unit file (repeatable; default: the
+        /// installed clw-fortress.service and clw-fortress-maintenance.service).
+        #[arg(long = "unit", value_name = "FILE")]
+        units: Vec<std::path::PathBuf>,
+        /// Only the access checks (secrets file, backup destinations and sources), as run under
+        /// a unit's restrictions by `doctor` itself.
+        #[arg(long, hide = true)]
+        access_only: bool,
     },
     /// Per sandbox and adopted container: state, limits vs. usage, limit events, restarts,
     /// last verify, last backup, quarantine.
@@ -358,7 +366,17 @@ async fn run_async(cli: &Cli) -> CmdResult {
         Command::Verify(args) => verify::run(cli, args).await,
         Command::Heal { release } => heal::run(cli, release.as_deref()).await,
         Command::Stop { sandbox, time } => heal::stop(cli, sandbox, *time).await,
-        Command::Doctor { fix_hints } => doctor::doctor(cli, *fix_hints).await,
+        Command::Doctor {
+            fix_hints,
+            units,
+            access_only,
+        } => {
+            if *access_only {
+                doctor::access_only(cli)
+            } else {
+                doctor::doctor(cli, *fix_hints, units.clone()).await
+            }
+        }
         Command::Status => doctor::status(cli).await,
         Command::Egress { command } => egress::run(cli, command).await,
         Command::Validate

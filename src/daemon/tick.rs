@@ -163,6 +163,7 @@ pub async fn run<E: Engine>(
             let opts = crate::backup::RunOptions {
                 only: Some(entry.name.clone()),
                 actor: "daemon:backup".into(),
+                owner: crate::backup::file_owner(fortress),
                 ..Default::default()
             };
             match crate::backup::run_scheduled(

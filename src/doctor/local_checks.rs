@@ -1,5 +1,12 @@
-//! Checks of the product's own files: the manifest, the secrets file, the state database and
-//! the backup destinations. None of them writes anything.
+//! Checks of the product's own files: the manifest, the secrets file, the state database, the
+//! backup destinations and source databases.
+//!
+//! The access checks try what the agent will do rather than judge mode bits (which say nothing
+//! of capabilities, read-only mounts or a unit's sandbox): `secrets.file` reads the file,
+//! `backup.dest` creates and removes an empty file where a backup would write, and
+//! `backup.sources` opens each database the way a snapshot does (read-only, which for a WAL
+//! database creates its `-wal`/`-shm` beside it if no writer has: the one trace they leave).
+//! They are also what `doctor --access-only` runs under a unit's restrictions (`unit_access`).
 
 use std::path::Path;
 
@@ -62,12 +69,14 @@ pub fn secrets_file(f: Option<&Fortress>, uid: u32) -> Check {
     };
     let evidence = vec![describe_modes(path)];
     let uid = f.secrets_uid(uid);
-    match crate::secrets::check_file(path, uid) {
-        Ok(()) => Check::pass(
+    // Read it as `exec` and `verify` do (the values are dropped at once).
+    match crate::secrets::check_file(path, uid).and_then(|()| crate::secrets::read(path, uid)) {
+        Ok(values) => Check::pass(
             ID,
             format!(
-                "{} is a 0600-or-stricter file owned by uid {uid} in a 0700-or-stricter directory",
-                path.display()
+                "{} reads ({} value(s)): a 0600-or-stricter file owned by uid {uid} in a 0700-or-stricter directory",
+                path.display(),
+                values.len()
             ),
         )
         .with_evidence(evidence),
@@ -172,14 +181,14 @@ pub fn backup_dest(f: Option<&Fortress>, min_free: u64) -> Check {
             ));
             continue;
         }
-        if let Err(e) = nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK) {
+        if let Err(e) = try_write(existing) {
             problems.push(format!(
-                "{}: {} is not writable ({e})",
+                "{}: cannot create a file in {} ({e})",
                 b.name,
                 existing.display()
             ));
             hints.push(format!(
-                "make {} writable by this user, or choose another dest",
+                "make {} writable by the agent (as root under its unit: `ReadWritePaths=` and CAP_DAC_OVERRIDE), or choose another dest",
                 existing.display()
             ));
             continue;
@@ -240,6 +249,80 @@ pub fn backup_dest(f: Option<&Fortress>, min_free: u64) -> Check {
         )
         .with_evidence(evidence)
     }
+}
+
+/// Creates and removes an empty file in `dir`, as a backup's temporary file would be.
+fn try_write(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join(format!(".clw-doctor-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// `backup.sources`: every database the backups cover opens the way a snapshot reads it.
+pub fn backup_sources(f: Option<&Fortress>) -> Check {
+    const ID: &str = "backup.sources";
+    let Some(f) = f else {
+        return Check::skip(ID, "no valid manifest: the backup sources are unknown");
+    };
+    if f.backups.is_empty() {
+        return Check::skip(ID, "the manifest declares no backups");
+    }
+    let mut opened = Vec::new();
+    let mut failed = Vec::new();
+    let mut unmatched = Vec::new();
+    for b in &f.backups {
+        for m in crate::backup::sources::expand(&b.sources) {
+            match m {
+                crate::backup::sources::Matched::File(path) => {
+                    match crate::backup::snapshot::open_source(
+                        &path,
+                        std::time::Duration::from_secs(2),
+                    ) {
+                        Ok(_) => opened.push(format!("{}: {} opens", b.name, path.display())),
+                        Err(e) => failed.push(format!("{}: {}", b.name, crate::report::chain(&e))),
+                    }
+                }
+                crate::backup::sources::Matched::Nothing { pattern } => {
+                    unmatched.push(format!("{}: {pattern} matches no file", b.name))
+                }
+                crate::backup::sources::Matched::BadPattern { pattern, reason } => {
+                    failed.push(format!("{}: {pattern}: {reason}", b.name))
+                }
+            }
+        }
+    }
+    let evidence: Vec<String> = opened.iter().chain(&unmatched).cloned().collect();
+    if !failed.is_empty() {
+        return Check::fail(
+            ID,
+            ErrorCode::BackupFailed,
+            failed.join("; "),
+            "the agent must read each database and, for a WAL database, write its -shm beside it: as root under its unit that takes write access to the directory (`ReadWritePaths=`) and CAP_DAC_OVERRIDE, and CAP_CHOWN so SQLite gives the -shm it creates to the database's owner",
+        )
+        .with_evidence(evidence);
+    }
+    if !unmatched.is_empty() {
+        return Check::warn(
+            ID,
+            format!(
+                "{} database(s) open; {}",
+                opened.len(),
+                unmatched.join("; ")
+            ),
+            "a backup of a glob that matches nothing fails: fix the glob, or ignore this until the application has created its database",
+        )
+        .with_evidence(evidence);
+    }
+    Check::pass(
+        ID,
+        format!("{} database(s) open as a backup reads them", opened.len()),
+    )
+    .with_evidence(evidence)
 }
 
 #[cfg(test)]
@@ -359,11 +442,50 @@ mod tests {
     }
 
     #[test]
+    fn backup_sources_open_wal_databases_and_name_what_does_not_open() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("a.sqlite");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x);")
+            .unwrap();
+        drop(c);
+        std::fs::write(d.path().join("b.sqlite"), vec![b'z'; 4096]).unwrap();
+        let mut f = fortress(d.path());
+        let mut b = backup(d.path().join("dest"));
+        b.sources = vec![format!("{}/a.sqlite", d.path().display())];
+        f.backups = vec![b.clone()];
+        let c = backup_sources(Some(&f));
+        assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+        b.sources
+            .push(format!("{}/nothing/*.db", d.path().display()));
+        f.backups = vec![b.clone()];
+        assert_eq!(backup_sources(Some(&f)).outcome, Outcome::Warn);
+        b.sources.push(format!("{}/b.sqlite", d.path().display()));
+        f.backups = vec![b];
+        let c = backup_sources(Some(&f));
+        assert_eq!(
+            (c.outcome, c.code),
+            (Outcome::Fail, Some(ErrorCode::BackupFailed))
+        );
+        assert!(c.summary.contains("b.sqlite"), "{c:?}");
+    }
+
+    #[test]
+    fn a_backup_dest_is_judged_by_writing_in_it_and_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = fortress(d.path());
+        f.backups = vec![backup(d.path().join("new/backups"))];
+        assert_eq!(backup_dest(Some(&f), 0).outcome, Outcome::Pass);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn checks_needing_the_manifest_skip_without_one() {
         for c in [
             secrets_file(None, 0),
             state_integrity(None),
             backup_dest(None, 0),
+            backup_sources(None),
         ] {
             assert_eq!(c.outcome, Outcome::Skip, "{c:?}");
         }

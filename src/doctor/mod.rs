@@ -6,11 +6,14 @@
 //! [`HostPaths`] and commands through a [`Runner`], so every check is tested on fixture trees;
 //! engine facts arrive as `EngineInfo` and inspected containers. This module gathers the
 //! inputs and orders the checks; it must never change the host, the engine or the state
-//! database (it opens the database only when it already exists).
+//! database (it opens the database only when it already exists). The one trace it may leave is
+//! that of reading a WAL database as a backup does (its `-wal`/`-shm`, see `local_checks`); the
+//! empty file `backup.dest` writes to try a destination is removed at once.
 
 mod engine_checks;
 mod host_checks;
 mod local_checks;
+pub mod unit_access;
 
 use std::path::PathBuf;
 
@@ -24,7 +27,9 @@ use crate::state::State;
 
 pub use engine_checks::{container_checks, engine_rootless, engine_version, Inspected};
 pub use host_checks::{cgroup_checks, kernel_seccomp, namespace_checks, systemd_units};
-pub use local_checks::{backup_dest, manifest_valid, secrets_file, state_integrity};
+pub use local_checks::{
+    backup_dest, backup_sources, manifest_valid, secrets_file, state_integrity,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -208,6 +213,10 @@ pub struct Inputs<'a, E: Engine> {
     /// fortress's sandboxes from containers that only carry their labels.
     pub state: Option<&'a State>,
     pub host: HostEnv<'a>,
+    /// `--unit` files to check the agent's access under; empty: the installed units.
+    pub units: Vec<PathBuf>,
+    /// `--state`, passed on to the restricted run of the access checks.
+    pub state_override: Option<PathBuf>,
 }
 
 /// Runs every check.
@@ -263,6 +272,33 @@ pub async fn run<E: Engine>(inp: Inputs<'_, E>) -> Report {
     checks.push(secrets_file(fortress, inp.host.uid));
     checks.push(state_integrity(fortress));
     checks.push(backup_dest(fortress, MIN_BACKUP_FREE));
+    checks.push(backup_sources(fortress));
+    checks.push(match fortress {
+        None => Check::skip(
+            "unit.access",
+            "no valid manifest: what the agent reaches under its unit is unknown",
+        ),
+        Some(_) => {
+            let explicit = !inp.units.is_empty();
+            let units = if explicit {
+                inp.units.clone()
+            } else {
+                unit_access::installed(&inp.host.paths)
+            };
+            let exe = std::env::current_exe().unwrap_or_else(|_| "clw-fortress".into());
+            unit_access::check(
+                &units,
+                explicit,
+                inp.host.uid,
+                &inp.host.paths,
+                &unit_access::Child {
+                    exe,
+                    manifest: &inp.manifest_path,
+                    state: inp.state_override.as_deref(),
+                },
+            )
+        }
+    });
     checks.push(systemd_units(&inp.host));
 
     match (engine, fortress) {
@@ -291,6 +327,24 @@ pub async fn run<E: Engine>(inp: Inputs<'_, E>) -> Report {
             }
         }
     }
+    Report { checks }
+}
+
+/// `doctor --access-only`: only the checks of what the agent reads and writes (the secrets
+/// file, the backup destinations and sources), for a run restricted like a unit.
+pub fn access_only(
+    manifest_path: &std::path::Path,
+    manifest: Result<&Fortress, &ManifestError>,
+    uid: u32,
+) -> Report {
+    let fortress = manifest.ok();
+    let mut checks = Vec::new();
+    if fortress.is_none() {
+        checks.push(manifest_valid(manifest_path, manifest));
+    }
+    checks.push(secrets_file(fortress, uid));
+    checks.push(backup_dest(fortress, 0));
+    checks.push(backup_sources(fortress));
     Report { checks }
 }
 

@@ -82,6 +82,8 @@ impl Coded for SeccompError {
         match self {
             SeccompError::Input(e) => e.code(),
             SeccompError::InFile { problem, .. } => problem.code(),
+            // The profile is fine; the file system refused it (as `man --out` reports it).
+            SeccompError::Write { .. } => ErrorCode::PermissionDenied,
             _ => ErrorCode::SeccompInvalid,
         }
     }

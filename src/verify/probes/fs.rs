@@ -146,6 +146,7 @@ fn no_extra_mounts(expect: &Expect, binds: &[BindExpect], facts: &Facts) -> Prob
                 && !declared.contains(m.mount_point.as_str())
                 && !shadow_tmpfs(m)
                 && !engine_init_mount(m)
+                && !podman_user_files(m)
         })
         .map(|m| format!("{} ({} {})", m.mount_point, m.fstype, m.root))
         .collect();
@@ -196,6 +197,29 @@ fn shadow_tmpfs(m: &MountLine) -> bool {
     m.fstype == "tmpfs"
         && m.read_only
         && crate::engine::podman::AUTO_TMPFS.contains(&m.mount_point.as_str())
+}
+
+/// Podman's generated `/etc/passwd` and `/etc/group` for a uid the image does not know (a
+/// sandbox running as `metadata.owner`'s uid, say): read-only copies of the image's files plus
+/// one line, from the container's own `userdata` directory (measured on 4.3:
+/// `.../overlay-containers/<id>/userdata/passwd`). The same file bound from anywhere else, or
+/// writable, is still an extra mount.
+fn podman_user_files(m: &MountLine) -> bool {
+    let Some(file) = ["/etc/passwd", "/etc/group"]
+        .into_iter()
+        .find(|f| m.mount_point == *f)
+    else {
+        return false;
+    };
+    let name = &file["/etc/".len()..];
+    let Some(dir) = m.root.strip_suffix(&format!("/userdata/{name}")) else {
+        return false;
+    };
+    let id = dir.rsplit('/').next().unwrap_or_default();
+    m.read_only
+        && dir.ends_with(&format!("/overlay-containers/{id}"))
+        && id.len() == 64
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn engine_init_mount(m: &MountLine) -> bool {

@@ -232,6 +232,38 @@ fn a_read_only_tmpfs_over_an_automatic_podman_tmpfs_is_not_an_extra_mount() {
 }
 
 #[test]
+fn podmans_generated_passwd_and_group_are_not_extra_mounts_and_other_ones_are() {
+    // Measured: Podman 4.3, `--read-only --user 4242:4242` on a Debian image.
+    let id = "d9a130c9a32e40eca2a743b3f2ff8cd979a92a062f1105e9749a6a79bbab763a";
+    let line = |file: &str, root: &str, mode: &str| {
+        format!("MOUNT\t113 87 254:0 {root} /etc/{file} {mode},nosuid,nodev,noexec,relatime - ext4 /dev/vda rw\n")
+    };
+    let userdata =
+        |file: &str| format!("/var/lib/containers/storage/overlay-containers/{id}/userdata/{file}");
+    let fail = || vec!["fs.no-extra-mounts:fail".to_string()];
+    for (extra, want) in [
+        (line("passwd", &userdata("passwd"), "ro"), vec![]),
+        (line("group", &userdata("group"), "ro"), vec![]),
+        // Writable, from somewhere else, crossed over, or not a container id: extra.
+        (line("passwd", &userdata("passwd"), "rw"), fail()),
+        (line("passwd", "/etc/shadow", "ro"), fail()),
+        (line("passwd", &userdata("group"), "ro"), fail()),
+        (
+            line(
+                "passwd",
+                "/home/alice/overlay-containers/x/userdata/passwd",
+                "ro",
+            ),
+            fail(),
+        ),
+        (line("shadow", &userdata("shadow"), "ro"), fail()),
+    ] {
+        let text = GOOD.replacen("PID1\t", &format!("{extra}PID1\t"), 1);
+        assert_eq!(failing(&text), want, "{extra}");
+    }
+}
+
+#[test]
 fn the_engines_read_only_init_binary_is_not_an_extra_mount() {
     // Measured: Docker 20.10 and Podman 4.3 with `init: true`.
     let docker = "MOUNT\t135 118 254:0 /usr/bin/tini-static /bin/docker-init ro,relatime - ext4 /dev/vda rw\n";
