@@ -11,6 +11,8 @@
 //! upstream with the real key in the declared header; the sentinel sent to `other.test`
 //! (raw or base64) or to `api.test` in an undeclared place is refused with 403, never reaches
 //! the upstream, and is audited as `clw-isolation-breach` with the sandbox and destination.
+//! An agent that does not trust the test CA sends nothing to that upstream; the next `apply`
+//! draws new sentinels.
 
 mod common;
 
@@ -152,11 +154,14 @@ struct Agent {
 }
 
 impl Agent {
-    fn spawn(fx: &Fixture, trust: &std::path::Path) -> Agent {
+    fn spawn(fx: &Fixture, trust: Option<&std::path::Path>) -> Agent {
         let log = fx.dir().join(format!("agent-{}.log", unique("a")));
-        let child = fx
-            .command(&["-v", "daemon"])
-            .env("CLW_FORTRESS_BROKER_TRUST", trust)
+        let mut cmd = fx.command(&["-v", "daemon"]);
+        cmd.env_remove("CLW_FORTRESS_BROKER_TRUST");
+        if let Some(t) = trust {
+            cmd.env("CLW_FORTRESS_BROKER_TRUST", t);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("create the agent log"))
@@ -338,7 +343,7 @@ fn a_brokered_key_reaches_only_its_host_and_the_sandbox_holds_only_a_sentinel() 
     let again = fx.run(&["exec", &sbx, "sh", "-c", "echo $ANTHROPIC_API_KEY"]);
     assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), sentinel);
 
-    let agent = Agent::spawn(&fx, &trust);
+    let agent = Agent::spawn(&fx, Some(&trust));
     poll("the proxy listener", || {
         agent.log().contains(LISTENING).then_some(())
     });
@@ -486,5 +491,42 @@ fn a_brokered_key_reaches_only_its_host_and_the_sandbox_holds_only_a_sentinel() 
     }
     let _ = long.kill();
     let _ = long.wait();
+
+    // Upstream verification is real: an agent that does not trust the test CA refuses to send
+    // the key to a host whose certificate it cannot verify (nothing reaches the upstream but
+    // a failed handshake).
     drop(agent);
+    let untrusting = Agent::spawn(&fx, None);
+    poll("the proxy listener of the second agent", || {
+        untrusting.log().contains(LISTENING).then_some(())
+    });
+    let before = api.heads().len();
+    let got = https_via_proxy(
+        pid,
+        &target,
+        format!(
+            "GET /v1/messages HTTP/1.1\r\nHost: {target}\r\nx-api-key: {sentinel}\r\nConnection: close\r\n\r\n"
+        ),
+        bundle.stdout.clone(),
+    );
+    assert!(
+        got.contains("502") && got.contains("TLS handshake failed"),
+        "{got}"
+    );
+    assert!(
+        api.heads()[before..]
+            .iter()
+            .all(|h| !h.contains("x-api-key")),
+        "a request reached an unverified upstream"
+    );
+    drop(untrusting);
+
+    // The next apply draws new sentinels.
+    let out = fx.run(&["apply"]);
+    assert!(out.status.success(), "apply:\n{}", describe(&out));
+    let rotated = fx.run(&["exec", &sbx, "sh", "-c", "echo $ANTHROPIC_API_KEY"]);
+    let rotated = String::from_utf8_lossy(&rotated.stdout).trim().to_string();
+    assert_eq!(rotated.len(), real.len());
+    assert_ne!(rotated, sentinel);
+    assert_ne!(rotated, real);
 }
