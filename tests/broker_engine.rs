@@ -94,6 +94,22 @@ fn read_head<R: Read>(r: &mut R) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// Reads a request: its head and, after it, a body of its `content-length`.
+fn read_request<R: Read>(r: &mut R) -> String {
+    let head = read_head(r);
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = r.read_exact(&mut body);
+    head + &String::from_utf8_lossy(&body)
+}
+
 /// An upstream on the host's loopback that records every request head it gets and answers
 /// [`UPSTREAM_BODY`]; TLS when `tls` is given.
 struct Upstream {
@@ -121,7 +137,7 @@ fn upstream(tls: Option<rustls::ServerConfig>) -> Upstream {
                     Some(cfg) => {
                         let conn = rustls::ServerConnection::new(cfg).unwrap();
                         let mut s = rustls::StreamOwned::new(conn, stream);
-                        let head = read_head(&mut s);
+                        let head = read_request(&mut s);
                         recorded.lock().unwrap().push(head);
                         let _ = s.write_all(answer.as_bytes());
                         let _ = s.flush();
@@ -130,7 +146,7 @@ fn upstream(tls: Option<rustls::ServerConfig>) -> Upstream {
                     }
                     None => {
                         let mut s = stream;
-                        let head = read_head(&mut s);
+                        let head = read_request(&mut s);
                         recorded.lock().unwrap().push(head);
                         let _ = s.write_all(answer.as_bytes());
                     }
@@ -238,7 +254,7 @@ fn brokered_manifest(fx: &Fixture, api: &Upstream, other: &Upstream) -> String {
     let base = fx.default_manifest().replace(
         "    secretEnv: [ANTHROPIC_API_KEY]\n",
         &format!(
-            "    secretEnv:\n      - BOT_TOKEN\n      - name: ANTHROPIC_API_KEY\n        broker: {{hosts: [\"api.test:{}\"], in: [header]}}\n",
+            "    secretEnv:\n      - BOT_TOKEN\n      - name: ANTHROPIC_API_KEY\n        broker: {{hosts: [\"api.test:{}\"], in: [header, body]}}\n",
             api.port
         ),
     );
@@ -375,6 +391,27 @@ fn a_brokered_key_reaches_only_its_host_and_the_sandbox_holds_only_a_sentinel() 
     );
     assert!(!heads[0].contains(&sentinel));
 
+    // A declared body (small, with its length): the value goes in, the length follows.
+    let body = format!("{{\"key\":\"{sentinel}\"}}");
+    let got = https_via_proxy(
+        pid,
+        &target,
+        format!(
+            "POST /v1/complete HTTP/1.1\r\nHost: {target}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        bundle.stdout.clone(),
+    );
+    assert!(got.contains(UPSTREAM_BODY), "brokered body:\n{got}");
+    let posted = api.heads().pop().unwrap();
+    assert!(
+        posted.ends_with(&format!("{{\"key\":\"{real}\"}}")),
+        "upstream got:\n{}",
+        posted.replace(&real, "<REAL>")
+    );
+    assert!(!posted.contains(&sentinel));
+    let seen = api.heads().len();
+
     // The bound host, an undeclared place (the query): refused inside the tunnel.
     let got = https_via_proxy(
         pid,
@@ -390,7 +427,7 @@ fn a_brokered_key_reaches_only_its_host_and_the_sandbox_holds_only_a_sentinel() 
     );
     assert_eq!(
         api.heads().len(),
-        1,
+        seen,
         "the refused request reached the upstream"
     );
 
