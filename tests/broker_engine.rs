@@ -1,18 +1,18 @@
-//! Secret brokering on a real engine, end to end. A sandbox declares
-//! `ANTHROPIC_API_KEY` brokered for `api.test:<port>` in a header; two upstreams run in this
-//! test process on the host's loopback (the agent's upstream connections leave from the
-//! host), pinned with `egress.hosts`: `api.test`, HTTPS with a certificate of a test CA of its
-//! own (trusted by the agent through `CLW_FORTRESS_BROKER_TRUST`, not the system store), and
+//! Secret brokering on a real engine, end to end. A sandbox declares `ANTHROPIC_API_KEY`
+//! brokered for `api.test:<port>` in a header and the body; two upstreams run in this test
+//! process on the host's loopback (the agent's upstream connections leave from the host),
+//! pinned with `egress.hosts`: `api.test`, HTTPS with a certificate of a test CA of its own
+//! (trusted by the agent through `CLW_FORTRESS_BROKER_TRUST`, not the system store), and
 //! `other.test`, plain HTTP.
 //!
 //! Proven: `exec` gets a sentinel of the key's shape, never the key (every process's
-//! environment, and verify's secret probes, which do find the plain `BOT_TOKEN` there); a request through the agent's proxy to
-//! `api.test`, verified by the client against the CA bundle mounted in the sandbox, arrives
-//! upstream with the real key in the declared header; the sentinel sent to `other.test`
-//! (raw or base64) or to `api.test` in an undeclared place is refused with 403, never reaches
-//! the upstream, and is audited as `clw-isolation-breach` with the sandbox and destination.
-//! An agent that does not trust the test CA sends nothing to that upstream; the next `apply`
-//! draws new sentinels.
+//! environment, and verify's secret probes, which do find the plain `BOT_TOKEN` there); a
+//! request through the agent's proxy to `api.test`, verified by the client against the CA
+//! bundle mounted in the sandbox, arrives upstream with the real key in the declared header
+//! (and in a small declared body); the sentinel sent to `other.test` (raw or base64) or to
+//! `api.test` in an undeclared place is refused with 403, never reaches the upstream, and is
+//! audited as `clw-isolation-breach` with the sandbox and destination. An agent that does not
+//! trust the test CA sends nothing to that upstream; the next `apply` draws new sentinels.
 
 mod common;
 
