@@ -78,7 +78,7 @@ scripts/demo.sh
 # tests, a matrix, not a copy: every target that talks to an engine (`require_engine()`).
 PODMAN_MATRIX=(apply_engine verify_engine agent_engine seccomp_engine heal_engine doctor_status_engine
     openclaw_harden_engine secrets_not_logged_engine ownership_engine readme_usage egress_engine
-    unit_restrictions_engine harness_smoke)
+    broker_engine unit_restrictions_engine harness_smoke)
 # Whole targets that run on Docker only, each with its reason (tests/harness_smoke.rs checks that
 # every engine-facing target is in one of the two lists).
 DOCKER_ONLY_TARGETS=(

@@ -47,9 +47,10 @@ impl Coded for PrepareError {
 pub fn prepare(fortress: &Fortress) -> Result<Vec<Desired>, PrepareError> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
+    let bundle = crate::broker::ca::bundle_of(&fortress.state_path);
     for s in &fortress.sandboxes {
         match seccomp::sandbox_profile_json(s) {
-            Ok(json) => out.push(spec::desired(&fortress.name, s, Some(json))),
+            Ok(json) => out.push(spec::desired(&fortress.name, s, Some(json), Some(&bundle))),
             Err(e) => problems.push((s.name.clone(), e)),
         }
     }
@@ -207,6 +208,44 @@ impl Coded for ActionError {
                     .into(),
             ),
         }
+    }
+}
+
+/// Creates the broker CA (and its bundle, the bind source of every sandbox with a brokered
+/// secret) when one of them needs it and it is missing. Run by `apply` before creating.
+pub fn ensure_broker_ca(
+    fortress: &crate::manifest::Fortress,
+) -> Result<(), crate::broker::ca::CaError> {
+    if fortress.sandboxes.iter().all(|s| s.broker.is_empty()) {
+        return Ok(());
+    }
+    crate::broker::ca::Ca::ensure(
+        &crate::broker::ca::dir_of(&fortress.state_path),
+        &fortress.name,
+        std::path::Path::new(crate::broker::ca::SYSTEM_ROOTS),
+    )
+    .map(|_| ())
+}
+
+/// Draws new sentinels for every sandbox with a brokered secret (crate::broker): each apply
+/// rotates them. A failure is logged and audited; the old sentinels stay valid.
+pub fn rotate_sentinels(fortress: &crate::manifest::Fortress, state: &State, actor: &str) {
+    for s in fortress.sandboxes.iter().filter(|s| !s.broker.is_empty()) {
+        let names = s.broker.keys().cloned().collect::<Vec<_>>().join(",");
+        let outcome = match state.rotate_broker_seed(&s.name) {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!(sandbox = %s.name, error = %crate::report::chain(&e), "the brokered secrets' sentinels were not rotated");
+                "failed"
+            }
+        };
+        let _ = state.audit(
+            actor,
+            "rotate-sentinels",
+            &s.name,
+            outcome,
+            &format!("brokered=[{names}]"),
+        );
     }
 }
 
@@ -399,7 +438,7 @@ mod tests {
     use crate::spec::tests::sandbox;
 
     fn desired(name: &str) -> Desired {
-        spec::desired("f", &sandbox(name), Some("{}".into()))
+        spec::desired("f", &sandbox(name), Some("{}".into()), None)
     }
 
     #[test]

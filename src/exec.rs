@@ -1,5 +1,10 @@
 //! `exec`: run a command in a sandbox with its `secretEnv` injected for that exec only.
 //!
+//! A brokered name (crate::broker) is injected as its sentinel, never as its value: the
+//! sentinel is derived from the sandbox's seed in the state database, so exec refuses a
+//! brokered sandbox when the state database cannot be opened rather than fall back to the
+//! value.
+//!
 //! Secrets are read from the secrets file at the moment of the exec (so a rotated key is used
 //! at once), passed to the engine in the exec's own environment, and dropped. They are never
 //! part of the container's config (so `docker inspect` never shows them), never written to
@@ -13,6 +18,7 @@
 
 use secrecy::ExposeSecret;
 
+use crate::broker;
 use crate::engine::{Engine, EngineError, ExecOutput, ExecRequest};
 use crate::error::{Coded, ErrorCode};
 use crate::manifest::Fortress;
@@ -39,6 +45,8 @@ pub enum ExecError {
     NoSecretsFile { sandbox: String },
     #[error("secret {key} named by sandbox {sandbox} is not in the secrets file")]
     MissingSecret { sandbox: String, key: String },
+    #[error("sandbox {sandbox} brokers {names} and the state database (which holds the seed of their sentinels) is not open; nothing was run")]
+    BrokerNeedsState { sandbox: String, names: String },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]
@@ -53,6 +61,7 @@ impl Coded for ExecError {
             | ExecError::MissingSecret { .. } => ErrorCode::ConfigInvalid,
             ExecError::Missing(_) | ExecError::NotRunning(_) => ErrorCode::SandboxFailure,
             ExecError::NotOwned { .. } => ErrorCode::IsolationBreach,
+            ExecError::BrokerNeedsState { .. } => ErrorCode::PermissionDenied,
             ExecError::State(e) => e.code(),
             ExecError::Secrets(e) => e.code(),
             ExecError::Engine(e) => e.code(),
@@ -66,6 +75,11 @@ impl Coded for ExecError {
             ExecError::NotOwned { .. } => Some(
                 "inspect it (`docker inspect`), remove it if you did not create it, then \
                  `clw-fortress apply` creates the real sandbox"
+                    .into(),
+            ),
+            ExecError::BrokerNeedsState { .. } => Some(
+                "run exec as the user that runs apply, or pass --state with the fortress's \
+                 state database"
                     .into(),
             ),
             ExecError::Secrets(e) => e.hint(),
@@ -169,13 +183,29 @@ pub async fn run<E: Engine>(
             .ok_or_else(|| ExecError::NoSecretsFile {
                 sandbox: sandbox.into(),
             })?;
+        let seed = if sbx.broker.is_empty() {
+            None
+        } else {
+            let state = state.ok_or_else(|| ExecError::BrokerNeedsState {
+                sandbox: sandbox.into(),
+                names: sbx.broker.keys().cloned().collect::<Vec<_>>().join(","),
+            })?;
+            Some(state.broker_seed(sandbox)?)
+        };
         let map = secrets::read(file, fortress.secrets_uid(uid))?;
         for key in &sbx.secret_env {
             let value = map.get(key).ok_or_else(|| ExecError::MissingSecret {
                 sandbox: sandbox.into(),
                 key: key.clone(),
             })?;
-            env.push((key.clone(), value.expose_secret().to_string()));
+            let value = value.expose_secret();
+            let injected = match &seed {
+                Some(seed) if sbx.broker.contains_key(key) => {
+                    broker::sentinel(seed, sandbox, key, value)
+                }
+                _ => value.to_string(),
+            };
+            env.push((key.clone(), injected));
         }
     }
     env.push((EXEC_MARK.to_string(), crate::verify::random_nonce()));
@@ -188,9 +218,10 @@ pub async fn run<E: Engine>(
     let out = engine.exec(sandbox, &req).await;
     if let Some(state) = state {
         let detail = format!(
-            "argv0={} secrets=[{}] exit={}",
+            "argv0={} secrets=[{}] brokered=[{}] exit={}",
             cmd.first().map(String::as_str).unwrap_or(""),
             sbx.secret_env.join(","),
+            sbx.broker.keys().cloned().collect::<Vec<_>>().join(","),
             out.as_ref()
                 .map(|o| o.exit_code.to_string())
                 .unwrap_or_else(|_| "-".into())

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod backup;
+pub mod broker;
 pub mod cgroup;
 pub mod cli;
 pub mod daemon;

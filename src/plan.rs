@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn labels_without_a_record_and_security_drift_are_never_ok() {
-        let a = desired_of("f", &sandbox("a"), None);
+        let a = desired_of("f", &sandbox("a"), None, None);
         let mut forged = observed_from(&a, true);
         forged.ownership = ownership::classify("f", &forged.labels, None);
         let p = plan(std::slice::from_ref(&a), &[forged.clone()], false);
@@ -315,7 +315,7 @@ mod tests {
             "{p:?}"
         );
         // A forged orphan is not ours to prune.
-        let mut gone = observed_from(&desired_of("f", &sandbox("gone"), None), true);
+        let mut gone = observed_from(&desired_of("f", &sandbox("gone"), None, None), true);
         gone.ownership = ownership::classify("f", &gone.labels, None);
         let p = plan(
             std::slice::from_ref(&a),
@@ -339,13 +339,13 @@ mod tests {
 
     #[test]
     fn planner_table() {
-        let a = desired_of("f", &sandbox("a"), None);
+        let a = desired_of("f", &sandbox("a"), None, None);
         let mut looser = sandbox("a");
         looser.limits.pids = Some(4096);
-        let a_loose = observed_from(&desired_of("f", &looser, None), true);
+        let a_loose = observed_from(&desired_of("f", &looser, None, None), true);
         let mut other_image = sandbox("a");
         other_image.image = "img:2".into();
-        let a_old = observed_from(&desired_of("f", &other_image, None), true);
+        let a_old = observed_from(&desired_of("f", &other_image, None, None), true);
         let stray = Observed {
             id: "x".into(),
             name: "a".into(),
@@ -361,7 +361,7 @@ mod tests {
             },
             ..stray.clone()
         };
-        let mut orphan = observed_from(&desired_of("f", &sandbox("gone"), None), true);
+        let mut orphan = observed_from(&desired_of("f", &sandbox("gone"), None, None), true);
         orphan.labels.insert(LABEL_SANDBOX.into(), "gone".into());
 
         struct Case {
@@ -506,7 +506,7 @@ mod tests {
 
     #[test]
     fn unmanaged_containers_never_get_actions() {
-        let a = desired_of("f", &sandbox("a"), None);
+        let a = desired_of("f", &sandbox("a"), None, None);
         let unrelated = Observed {
             id: "u".into(),
             name: "a-lookalike".into(),

@@ -79,8 +79,15 @@ fn caps(list: &[String]) -> Vec<String> {
 }
 
 /// The desired container of `sandbox` in fortress `fortress`, with its seccomp profile
-/// (compact JSON) already generated and validated by the caller.
-pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) -> Desired {
+/// (compact JSON) already generated and validated by the caller. `ca_bundle`: the host path of
+/// the broker CA bundle (crate::broker::ca), mounted read-only into a sandbox with a brokered
+/// secret and announced through the usual CA variables.
+pub fn desired(
+    fortress: &str,
+    sandbox: &Sandbox,
+    seccomp_json: Option<String>,
+    ca_bundle: Option<&std::path::Path>,
+) -> Desired {
     let mut env: Vec<String> = sandbox
         .env
         .iter()
@@ -95,7 +102,7 @@ pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) 
             }
         }
     }
-    let binds: Vec<BindMount> = sandbox
+    let mut binds: Vec<BindMount> = sandbox
         .binds
         .iter()
         .map(|b| BindMount {
@@ -104,6 +111,18 @@ pub fn desired(fortress: &str, sandbox: &Sandbox, seccomp_json: Option<String>) 
             read_only: b.mode == crate::manifest::Mode::Ro,
         })
         .collect();
+    if let (false, Some(bundle)) = (sandbox.broker.is_empty(), ca_bundle) {
+        binds.push(BindMount {
+            source: bundle.display().to_string(),
+            target: crate::broker::ca::BUNDLE_TARGET.to_string(),
+            read_only: true,
+        });
+        for k in crate::broker::ca::BUNDLE_ENV {
+            if !sandbox.env.contains_key(k) {
+                env.push(format!("{k}={}", crate::broker::ca::BUNDLE_TARGET));
+            }
+        }
+    }
     let tmpfs: BTreeMap<String, String> = sandbox
         .tmpfs
         .iter()
@@ -256,6 +275,7 @@ pub(crate) mod tests {
             bind_sets: vec![],
             env: BTreeMap::from([("LANG".to_string(), "C.UTF-8".to_string())]),
             secret_env: vec!["API_KEY".into()],
+            broker: Default::default(),
             command: vec!["sleep".into(), "infinity".into()],
             liveness: None,
             egress: None,
@@ -269,15 +289,16 @@ pub(crate) mod tests {
         b.limits.memory = Some(128 << 20);
         b.limits.pids = Some(128);
         assert_eq!(
-            desired("f", &a, None).spec_hash,
-            desired("f", &b, None).spec_hash
+            desired("f", &a, None, None).spec_hash,
+            desired("f", &b, None, None).spec_hash
         );
     }
 
     #[test]
     fn every_recreate_field_changes_the_spec_hash() {
         let base = sandbox("s");
-        let h = |s: &Sandbox, p: Option<&str>| desired("f", s, p.map(str::to_string)).spec_hash;
+        let h =
+            |s: &Sandbox, p: Option<&str>| desired("f", s, p.map(str::to_string), None).spec_hash;
         let h0 = h(&base, Some("{}"));
         let mut variants: Vec<Sandbox> = Vec::new();
         let mut v = base.clone();
@@ -309,8 +330,42 @@ pub(crate) mod tests {
 
     #[test]
     fn secret_names_never_reach_the_container_config() {
-        let d = desired("f", &sandbox("s"), None);
+        let d = desired("f", &sandbox("s"), None, None);
         assert!(d.request.env.iter().all(|e| !e.starts_with("API_KEY")));
+    }
+
+    #[test]
+    fn a_sandbox_with_a_brokered_secret_mounts_the_ca_bundle_read_only_and_announces_it() {
+        let bundle = std::path::Path::new("/state/broker-ca/ca-bundle.crt");
+        let mut s = sandbox("s");
+        let plain = desired("f", &s, None, Some(bundle));
+        assert!(plain
+            .request
+            .binds
+            .iter()
+            .all(|b| b.source != bundle.display().to_string()));
+        s.broker.insert(
+            "API_KEY".into(),
+            crate::broker::Broker {
+                hosts: vec![crate::broker::parse_host("api.example.com:443").unwrap()],
+                places: [crate::broker::Place::Header].into(),
+            },
+        );
+        let d = desired("f", &s, None, Some(bundle));
+        assert!(d.request.binds.contains(&BindMount {
+            source: bundle.display().to_string(),
+            target: crate::broker::ca::BUNDLE_TARGET.into(),
+            read_only: true,
+        }));
+        for k in crate::broker::ca::BUNDLE_ENV {
+            assert!(
+                d.request
+                    .env
+                    .contains(&format!("{k}={}", crate::broker::ca::BUNDLE_TARGET)),
+                "{k}"
+            );
+        }
+        assert_ne!(d.spec_hash, plain.spec_hash);
     }
 
     #[test]
@@ -318,8 +373,8 @@ pub(crate) mod tests {
         let mut big = sandbox("big");
         big.limits.cpus = Some(4.0);
         let mut d = vec![
-            desired("f", &big, None),
-            desired("f", &sandbox("small"), None),
+            desired("f", &big, None, None),
+            desired("f", &sandbox("small"), None, None),
         ];
         let clamped = clamp_cpus(&mut d, 2);
         assert_eq!(clamped.len(), 1);
@@ -333,8 +388,8 @@ pub(crate) mod tests {
         a.cap_drop = vec!["cap_all".into()];
         let b = sandbox("s");
         assert_eq!(
-            desired("f", &a, None).spec_hash,
-            desired("f", &b, None).spec_hash
+            desired("f", &a, None, None).spec_hash,
+            desired("f", &b, None, None).spec_hash
         );
     }
 }

@@ -90,7 +90,9 @@ fn read_stdin() -> Result<Vec<u8>, ErrorReport> {
 pub async fn apply(cli: &Cli, prune: bool) -> CmdResult {
     let (fortress, desired, p, engine) = plan_for(cli, prune).await?;
     let state = cli.open_state(&fortress)?;
+    apply::ensure_broker_ca(&fortress).map_err(|e| ErrorReport::from_error(&e))?;
     let report = apply::execute(&engine, &p, &desired, &state, "cli:apply").await;
+    apply::rotate_sentinels(&fortress, &state, "cli:apply");
     match cli.output {
         Output::Json => super::print_json(&serde_json::json!({
             "fortress": fortress.name,

@@ -20,7 +20,12 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
+use std::collections::BTreeMap;
+
 use super::metrics::Metrics;
+use crate::broker::ca::Ca;
+use crate::broker::Broker;
+use crate::egress::broker::{self as ebroker, Brokering};
 use crate::egress::netns;
 use crate::egress::proxy::{self, Proxy, ProxyLimits};
 use crate::egress::EgressPolicy;
@@ -84,7 +89,45 @@ pub async fn detach<E: Engine>(engine: &E, c: &Container) -> Vec<String> {
 struct Served {
     pid: i64,
     policy: EgressPolicy,
+    /// The brokered secrets it serves (a reload that changed them re-serves it).
+    brokers: BTreeMap<String, Broker>,
     task: JoinHandle<()>,
+}
+
+/// What the proxy of owned sandbox `sandbox` needs to broker its secrets; `None` when it has
+/// none. The CA lives in the agent's state directory; extra upstream trust anchors come from
+/// [`ebroker::TRUST_ENV`].
+fn brokering_for(
+    fortress: &Fortress,
+    sandbox: &str,
+    state_path: &std::path::Path,
+) -> Result<Option<Brokering>, String> {
+    let Some(s) = fortress
+        .sandboxes
+        .iter()
+        .find(|s| s.name == sandbox && !s.broker.is_empty())
+    else {
+        return Ok(None);
+    };
+    let Some(secrets_file) = fortress.secrets_file.clone() else {
+        return Err("brokered secrets need secrets.file".into());
+    };
+    let roots = std::path::Path::new(crate::broker::ca::SYSTEM_ROOTS);
+    let ca = Ca::ensure(
+        &crate::broker::ca::dir_of(state_path),
+        &fortress.name,
+        roots,
+    )
+    .map_err(|e| crate::report::chain(&e))?;
+    let upstream = ebroker::upstream_config(roots, &ebroker::trust_from_env())
+        .map_err(|e| crate::report::chain(&e))?;
+    Ok(Some(Brokering {
+        brokers: s.broker.clone(),
+        secrets_uid: fortress.secrets_uid(nix::unistd::getuid().as_raw()),
+        secrets_file,
+        ca: Arc::new(ca),
+        upstream: Arc::new(upstream),
+    }))
 }
 
 /// The listeners this agent serves, by container id.
@@ -139,9 +182,15 @@ impl Listeners {
             self.forget(&c.id).await;
             return Ok(false);
         };
+        let brokers = fortress
+            .sandboxes
+            .iter()
+            .find(|s| s.name == sandbox)
+            .map(|s| s.broker.clone())
+            .unwrap_or_default();
         let mut served = self.served.lock().await;
         if let Some(s) = served.get(&c.id) {
-            if s.pid == pid && s.policy == policy && !s.task.is_finished() {
+            if s.pid == pid && s.policy == policy && s.brokers == brokers && !s.task.is_finished() {
                 return Ok(false);
             }
         }
@@ -155,7 +204,7 @@ impl Listeners {
             .await
             .map_err(std::io::Error::other)??;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
-        let proxy = Proxy::new(
+        let mut proxy = Proxy::new(
             &fortress.name,
             sandbox,
             policy.clone(),
@@ -163,9 +212,29 @@ impl Listeners {
             self.state(),
             self.metrics.clone(),
         );
+        // Without what brokering needs, the proxy is not served at all: a sandbox whose
+        // sentinels cannot be recognised gets no way out (fail closed).
+        let state_path = self.state_path.clone();
+        let fortress_for_broker = fortress.clone();
+        let sandbox_name = sandbox.to_string();
+        proxy.brokering = tokio::task::spawn_blocking(move || {
+            brokering_for(&fortress_for_broker, &sandbox_name, &state_path)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|e| std::io::Error::other(format!("cannot broker {sandbox}'s secrets: {e}")))?
+        .map(Arc::new);
         let task = tokio::spawn(proxy::serve(listener, Arc::new(proxy)));
         tracing::info!(sandbox, pid, "egress proxy listening inside the sandbox");
-        served.insert(c.id.clone(), Served { pid, policy, task });
+        served.insert(
+            c.id.clone(),
+            Served {
+                pid,
+                policy,
+                brokers,
+                task,
+            },
+        );
         Ok(true)
     }
 

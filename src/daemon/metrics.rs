@@ -62,6 +62,7 @@ pub struct Metrics {
     reloads: Family<Labels, Counter>,
     egress_denied: Family<Labels, Counter>,
     egress_allowed_bytes: Family<Labels, Counter>,
+    egress_sentinel_refused: Family<Labels, Counter>,
     /// The `(sandbox, host)` series of `egress_denied` so far: a sandbox chooses the host
     /// names it is refused for, so their number is capped (the rest count under `_other`).
     egress_denied_series: parking_lot::Mutex<std::collections::HashSet<(String, String)>>,
@@ -162,6 +163,13 @@ impl Metrics {
             "Bytes the egress proxy carried for allowed connections (both ways), by sandbox",
             egress_allowed_bytes.clone(),
         );
+        let egress_sentinel_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "egress_sentinel_refused",
+            "Requests the egress proxy refused because they carried a brokered secret's \
+             sentinel to a host or place it is not bound to, by sandbox",
+            egress_sentinel_refused.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         registry.register(
             "build_info",
@@ -203,6 +211,7 @@ impl Metrics {
             reloads,
             egress_denied,
             egress_allowed_bytes,
+            egress_sentinel_refused,
             egress_denied_series: Default::default(),
             engine_connected: AtomicBool::new(false),
             last_sweep_ms: AtomicI64::new(0),
@@ -319,6 +328,13 @@ impl Metrics {
                 ("sandbox", sandbox.to_string()),
                 ("host", host.to_string()),
             ])
+            .inc();
+    }
+
+    /// One request refused for carrying a sentinel where it may not go: an isolation breach.
+    pub fn egress_sentinel_refused(&self, sandbox: &str) {
+        self.egress_sentinel_refused
+            .get_or_create(&vec![("sandbox", sandbox.to_string())])
             .inc();
     }
 
@@ -741,6 +757,7 @@ mod tests {
         m.job_run("limits", "ok", Some(Duration::from_millis(30)));
         m.egress_denied("sbx", "evil.test");
         m.egress_bytes("sbx", 1500);
+        m.egress_sentinel_refused("sbx");
         let text = m.render();
         for name in [
             "clw_fortress_enforcements_total",
@@ -754,6 +771,7 @@ mod tests {
             r#"clw_fortress_job_duration_seconds_count{job="limits"} 1"#,
             r#"clw_fortress_egress_denied_total{sandbox="sbx",host="evil.test"} 1"#,
             r#"clw_fortress_egress_allowed_bytes_total{sandbox="sbx"} 1500"#,
+            r#"clw_fortress_egress_sentinel_refused_total{sandbox="sbx"} 1"#,
         ] {
             assert!(text.contains(name), "{name} missing in:\n{text}");
         }

@@ -5,6 +5,7 @@
 //! internal network and isolating the proxy's listening address are the engine's and the
 //! daemon's work.
 
+pub mod broker;
 pub mod netns;
 pub mod policy;
 pub mod proxy;

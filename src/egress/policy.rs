@@ -445,6 +445,15 @@ impl EgressPolicy {
         })
     }
 
+    /// Whether an entry allows `dest:port` (before any resolution: the proxy still checks the
+    /// addresses a name resolves to).
+    pub fn allows(&self, dest: &Dest, port: u16) -> bool {
+        match dest {
+            Dest::Ip(ip) => self.ip_allowed(*ip, port),
+            Dest::Name(n) => self.name_allowed(n, port),
+        }
+    }
+
     /// The address a pinned name means.
     pub fn pinned(&self, name: &str) -> Option<IpAddr> {
         self.hosts.get(name).copied()

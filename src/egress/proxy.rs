@@ -12,6 +12,13 @@
 //! differently from the one that was checked), and not a raw TCP forward of the request, which
 //! would hand a keep-alive connection's next request (possibly for another host) to the first
 //! host's upstream unchecked. Every request gets its own decision and upstream connection.
+//!
+//! With brokered secrets ([`Brokering`], crate::broker), every request head (and a small
+//! body) is searched for the sandbox's sentinels before anything is sent: one out of place is
+//! refused (403, `clw-isolation-breach`); one in a bound place is replaced by the value. A
+//! CONNECT to a brokered `host:port` is not tunnelled but terminated: the proxy answers TLS
+//! with a leaf of the fortress CA, reads each request, and sends it on over its own verified
+//! TLS connection. Every other CONNECT stays an opaque tunnel.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -34,9 +41,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::broker::{self as ebroker, Brokering};
 use super::policy::{decide, Decision, DenyReason, Dest, EgressPolicy};
+use crate::broker::{Bound, Breach};
 use crate::daemon::metrics::Metrics;
 use crate::error::{Coded, ErrorCode};
+use crate::secrets::SecretMap;
 use crate::state::{now_ms, EgressDecision, EgressEvent, State};
 
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -78,6 +88,8 @@ pub struct Proxy {
     pub resolve_overrides: BTreeMap<String, Vec<IpAddr>>,
     pub state: Option<Arc<State>>,
     pub metrics: Arc<Metrics>,
+    /// The sandbox's brokered secrets, if it has any.
+    pub brokering: Option<Arc<Brokering>>,
     permits: Arc<Semaphore>,
 }
 
@@ -117,6 +129,7 @@ impl Proxy {
             resolve_overrides: BTreeMap::new(),
             state,
             metrics,
+            brokering: None,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
         }
     }
@@ -190,6 +203,87 @@ impl Proxy {
                 self.fortress, self.sandbox
             ),
         )
+    }
+
+    /// A request that carries a sentinel where it may not go: refused, logged (names only),
+    /// counted, recorded and audited as an isolation breach.
+    fn breach(&self, dest: &Dest, port: u16, b: &Breach) -> Response<ProxyBody> {
+        let host = dest.to_string();
+        let code = ErrorCode::IsolationBreach.as_str();
+        tracing::error!(
+            sandbox = %self.sandbox,
+            host = %host,
+            port,
+            secret = %b.name,
+            place = b.place.as_str(),
+            encoding = b.encoding.as_str(),
+            code,
+            "egress refused: a brokered secret's sentinel was sent where the secret is not bound"
+        );
+        self.metrics.egress_sentinel_refused(&self.sandbox);
+        self.record(EgressEvent {
+            ts_ms: now_ms(),
+            sandbox: self.sandbox.clone(),
+            host: host.clone(),
+            port,
+            decision: EgressDecision::Denied,
+            reason: "secret-sentinel".into(),
+            rule_needed: String::new(),
+            bytes: 0,
+        });
+        if let Some(state) = &self.state {
+            let detail = format!(
+                "destination={} secret={} place={} encoding={}",
+                dest.rule(port),
+                b.name,
+                b.place,
+                b.encoding.as_str()
+            );
+            if let Err(e) = state.audit("agent:egress", code, &self.sandbox, "refused", &detail) {
+                tracing::warn!(sandbox = %self.sandbox, "egress: cannot audit the breach: {e}");
+            }
+        }
+        text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "clw-fortress: refused ({code})\nfortress: {}\nsandbox: {}\ndestination: {host}:{port}\n\
+                 this request carries the sentinel of brokered secret {} ({}) in the {}; the \
+                 secret is not bound to this destination there (secretEnv broker.hosts and \
+                 broker.in)\n",
+                self.fortress,
+                self.sandbox,
+                b.name,
+                b.encoding.as_str(),
+                b.place
+            ),
+        )
+    }
+
+    /// What brokering needs for one request: the secrets file's values and the sandbox's
+    /// seed. Fails closed: without them no request is served (a sentinel could not be found).
+    fn broker_inputs(
+        &self,
+        b: &Brokering,
+    ) -> Result<(SecretMap, Vec<u8>), Box<Response<ProxyBody>>> {
+        let unavailable = |what: &str| {
+            tracing::error!(sandbox = %self.sandbox, "egress broker: {what}");
+            Box::new(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "clw-fortress: the egress proxy cannot broker this sandbox's secrets: {what}\n"
+                ),
+            ))
+        };
+        let Some(state) = &self.state else {
+            return Err(unavailable("the state database is not open"));
+        };
+        let seed = state
+            .broker_seed(&self.sandbox)
+            .map_err(|e| unavailable(&crate::report::chain(&e)))?;
+        let map = b
+            .read_secrets()
+            .map_err(|e| unavailable(&crate::report::chain(&e)))?;
+        Ok((map, seed))
     }
 
     fn allowed_done(&self, dest: &Dest, port: u16, bytes: u64) {
@@ -312,6 +406,23 @@ async fn handle(
             "clw-fortress: the destination is neither an address nor a host name\n".into(),
         ));
     };
+    let brokering = proxy.brokering.clone();
+    let inputs = match &brokering {
+        Some(b) => match proxy.broker_inputs(b) {
+            Ok(i) => Some(i),
+            Err(r) => return Ok(*r),
+        },
+        None => None,
+    };
+    let bound: Vec<Bound<'_>> = match (&brokering, &inputs) {
+        (Some(b), Some((map, seed))) => b.bound(map, seed, &proxy.sandbox),
+        _ => Vec::new(),
+    };
+    // A sentinel in the host name goes to DNS and to whoever serves the name: checked before
+    // anything is resolved.
+    if let Err(b) = ebroker::check_destination(&bound, &dest, port) {
+        return Ok(proxy.breach(&dest, port, &b));
+    }
     let addrs = match proxy.check(&dest, port).await {
         Decision::Allow { connect_to } => connect_to,
         Decision::Deny {
@@ -319,6 +430,23 @@ async fn handle(
             reason,
         } => return Ok(proxy.denied(&dest, port, &rule_needed, &reason)),
     };
+    if req.method() == Method::CONNECT {
+        if let Some(b) = brokering.as_ref().filter(|b| b.binds(&dest, port)) {
+            let b = b.clone();
+            drop(bound);
+            return Ok(terminate(proxy, permit, b, dest, port, addrs, req));
+        }
+    }
+    let req = if req.method() == Method::CONNECT {
+        req.map(|b| b.boxed_unsync())
+    } else {
+        match prepare(&proxy, &bound, &dest, port, req).await {
+            Ok(r) => r,
+            Err(r) => return Ok(*r),
+        }
+    };
+    drop(bound);
+    drop(inputs);
     let Some(upstream) = proxy.connect(&addrs, port).await else {
         return Ok(text(
             StatusCode::BAD_GATEWAY,
@@ -359,18 +487,190 @@ async fn handle(
             Empty::new().map_err(|n| match n {}).boxed_unsync(),
         ));
     }
-    Ok(forward(proxy, permit, dest, port, upstream, req).await)
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    Ok(forward(proxy, permit, dest, port, authority, upstream, req).await)
 }
 
-/// Sends one plain-HTTP request upstream in origin form and streams the answer back.
-async fn forward(
+/// Checks and rewrites one request for brokering (a no-op without brokered secrets): the head,
+/// then a body small enough to search, which is read whole first.
+async fn prepare(
+    proxy: &Proxy,
+    bound: &[Bound<'_>],
+    dest: &Dest,
+    port: u16,
+    req: Request<Incoming>,
+) -> Result<Request<ProxyBody>, Box<Response<ProxyBody>>> {
+    let (mut parts, body) = req.into_parts();
+    if bound.is_empty() {
+        return Ok(Request::from_parts(parts, body.boxed_unsync()));
+    }
+    ebroker::rewrite_head(bound, dest, port, &mut parts)
+        .map_err(|b| Box::new(proxy.breach(dest, port, &b)))?;
+    let body = match ebroker::searchable_body_len(&parts.headers) {
+        Some(n) if n > 0 => {
+            let collected =
+                tokio::time::timeout(proxy.limits.connect_timeout, body.collect()).await;
+            let Ok(Ok(collected)) = collected else {
+                return Err(Box::new(text(
+                    StatusCode::BAD_REQUEST,
+                    "clw-fortress: the request body did not arrive\n".into(),
+                )));
+            };
+            let bytes = ebroker::rewrite_body(bound, dest, port, collected.to_bytes())
+                .map_err(|b| Box::new(proxy.breach(dest, port, &b)))?;
+            parts.headers.insert(
+                hyper::header::CONTENT_LENGTH,
+                HeaderValue::from(bytes.len()),
+            );
+            Full::new(bytes).map_err(|n| match n {}).boxed_unsync()
+        }
+        _ => body.boxed_unsync(),
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Answers a CONNECT to a brokered `host:port` and serves the tunnel as HTTPS itself, with a
+/// leaf of the fortress CA: each request inside is checked, rewritten and sent on by
+/// [`terminated_request`].
+fn terminate(
+    proxy: Arc<Proxy>,
+    permit: Arc<OwnedSemaphorePermit>,
+    brokering: Arc<Brokering>,
+    dest: Dest,
+    port: u16,
+    addrs: Vec<IpAddr>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let cfg = match ebroker::server_config(&brokering.ca, &dest) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!(sandbox = %proxy.sandbox, host = %dest, "egress broker: cannot make a certificate: {e}");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "clw-fortress: the egress proxy cannot make a certificate for this host\n".into(),
+            );
+        }
+    };
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(sandbox = %proxy.sandbox, "egress: upgrade failed: {e}");
+                return;
+            }
+        };
+        let tls = match tokio_rustls::TlsAcceptor::from(cfg)
+            .accept(TokioIo::new(upgraded))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(sandbox = %proxy.sandbox, host = %dest, "egress broker: the sandbox's TLS handshake failed: {e}");
+                return;
+            }
+        };
+        let limits = proxy.limits;
+        let service = hyper::service::service_fn({
+            let proxy = proxy.clone();
+            move |req| {
+                terminated_request(
+                    proxy.clone(),
+                    permit.clone(),
+                    brokering.clone(),
+                    dest.clone(),
+                    port,
+                    addrs.clone(),
+                    req,
+                )
+            }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.connect_timeout)
+            .max_buf_size(limits.max_head_bytes.max(8192))
+            .serve_connection(TokioIo::new(tls), service)
+            .await;
+        if let Err(e) = served {
+            tracing::debug!(sandbox = %proxy.sandbox, "egress broker: connection ended: {e}");
+        }
+    });
+    Response::new(Empty::new().map_err(|n| match n {}).boxed_unsync())
+}
+
+/// One request inside a terminated tunnel: checked and rewritten, then sent over a TLS
+/// connection of the proxy's own to the checked addresses, verifying the host's certificate.
+async fn terminated_request(
+    proxy: Arc<Proxy>,
+    permit: Arc<OwnedSemaphorePermit>,
+    brokering: Arc<Brokering>,
+    dest: Dest,
+    port: u16,
+    addrs: Vec<IpAddr>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let (map, seed) = match proxy.broker_inputs(&brokering) {
+        Ok(i) => i,
+        Err(r) => return Ok(*r),
+    };
+    let bound = brokering.bound(&map, &seed, &proxy.sandbox);
+    let req = match prepare(&proxy, &bound, &dest, port, req).await {
+        Ok(r) => r,
+        Err(r) => return Ok(*r),
+    };
+    drop(bound);
+    drop(map);
+    let bad_gateway = |what: &str| {
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("clw-fortress: {dest}:{port}: {what}\n"),
+        )
+    };
+    let Some(tcp) = proxy.connect(&addrs, port).await else {
+        return Ok(bad_gateway("allowed but did not accept a connection"));
+    };
+    let Some(name) = ebroker::server_name(&dest) else {
+        return Ok(bad_gateway("not a name a certificate can carry"));
+    };
+    let tls = match tokio::time::timeout(
+        proxy.limits.connect_timeout,
+        tokio_rustls::TlsConnector::from(brokering.upstream.clone()).connect(name, tcp),
+    )
+    .await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::warn!(sandbox = %proxy.sandbox, host = %dest, port, "egress broker: the upstream TLS handshake failed: {e}");
+            return Ok(bad_gateway(&format!(
+                "the upstream TLS handshake failed: {e}"
+            )));
+        }
+        Err(_) => return Ok(bad_gateway("the upstream TLS handshake timed out")),
+    };
+    let authority = match (&dest, port) {
+        (_, 443) => dest.to_string(),
+        _ => dest.rule(port),
+    };
+    Ok(forward(proxy, permit, dest, port, authority, tls, req).await)
+}
+
+/// Sends one request upstream in origin form, with `authority` as its `Host`, and streams the
+/// answer back.
+async fn forward<T>(
     proxy: Arc<Proxy>,
     permit: Arc<OwnedSemaphorePermit>,
     dest: Dest,
     port: u16,
-    upstream: TcpStream,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
+    authority: String,
+    upstream: T,
+    req: Request<ProxyBody>,
+) -> Response<ProxyBody>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let bad_gateway = |what: &str| {
         text(
             StatusCode::BAD_GATEWAY,
@@ -386,11 +686,6 @@ async fn forward(
     });
     let mut sender = sender;
     let (mut parts, body) = req.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     parts.uri = parts
         .uri
         .path_and_query()

@@ -256,9 +256,9 @@ pub struct RawSandbox {
     /// Plain, non-secret environment.
     #[serde(default)]
     pub env: BTreeMap<String, Scalar>,
-    /// Secret names injected per exec.
+    /// Secret names injected per exec: a plain name, or a brokered entry.
     #[serde(default)]
-    pub secret_env: Vec<String>,
+    pub secret_env: Vec<RawSecretEnv>,
     /// The container's command.
     #[serde(default)]
     pub command: Vec<String>,
@@ -267,7 +267,55 @@ pub struct RawSandbox {
     pub liveness: Option<RawLiveness>,
 }
 
+/// One `secretEnv` entry: a name (the value is injected per exec), or a brokered name (the
+/// exec gets a sentinel; the egress proxy puts the value in on the way to `broker.hosts`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSecretEnv {
+    Name(String),
+    Brokered(RawBrokered),
+}
+
+impl RawSecretEnv {
+    /// The secret's name in the secrets file.
+    pub fn name(&self) -> &str {
+        match self {
+            RawSecretEnv::Name(n) => n,
+            RawSecretEnv::Brokered(b) => &b.name,
+        }
+    }
+}
+
+/// `{name, broker: {hosts, in}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBrokered {
+    /// The secret's name in the secrets file.
+    pub name: String,
+    /// Where the value may go.
+    pub broker: RawBroker,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBroker {
+    /// `host:port` destinations the value is added for; each on the sandbox's `egress.allow`.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Where in a request the sentinel is replaced: `header`, `query`, `body`.
+    #[serde(rename = "in", default)]
+    pub places: Vec<String>,
+}
+
 impl RawSandbox {
+    /// The names of `secretEnv`, in order.
+    pub fn secret_names(&self) -> Vec<String> {
+        self.secret_env
+            .iter()
+            .map(|e| e.name().to_string())
+            .collect()
+    }
+
     /// The shared settings part, for merging over `defaults`.
     pub fn settings(&self) -> RawSettings {
         RawSettings {

@@ -1299,3 +1299,98 @@ fn egress_with_a_bridge_or_host_network_is_rejected() {
         "sandboxes[0].network",
     );
 }
+
+#[test]
+fn a_brokered_secret_env_entry_parses_beside_a_plain_name() {
+    use crate::broker::Place;
+    use crate::egress::Dest;
+    let fx = Fixture::new();
+    let f = fx.fortress(&manifest(
+        r#"    egress: {allow: ["api.anthropic.com:443", "10.0.0.5:8443"]}
+    secretEnv:
+      - name: ANTHROPIC_API_KEY
+        broker: {hosts: ["API.anthropic.com:443", "10.0.0.5:8443"], in: [header, body]}"#,
+        "",
+    ));
+    let sbx = &f.sandboxes[0];
+    assert_eq!(sbx.secret_env, ["ANTHROPIC_API_KEY"]);
+    let b = &sbx.broker["ANTHROPIC_API_KEY"];
+    assert_eq!(
+        b.hosts,
+        [
+            (Dest::Name("api.anthropic.com".into()), 443),
+            (Dest::Ip("10.0.0.5".parse().unwrap()), 8443)
+        ]
+    );
+    assert_eq!(
+        b.places.iter().copied().collect::<Vec<_>>(),
+        [Place::Header, Place::Body]
+    );
+    let plain = fx.fortress(&manifest("    secretEnv: [ANTHROPIC_API_KEY]", ""));
+    assert!(plain.sandboxes[0].broker.is_empty());
+}
+
+#[test]
+fn every_bad_broker_entry_is_reported_at_once_with_its_field_and_value() {
+    let fx = Fixture::new();
+    let problems = fx.problems(&manifest(
+        r#"    egress: {allow: ["api.anthropic.com:443", "*.example.com:443"]}
+    secretEnv:
+      - name: ANTHROPIC_API_KEY
+        broker: {hosts: ["api.anthropic.com:80", "a.example.com:443", "*.example.com:443", "api.anthropic.com"], in: [header, cookie]}
+      - name: OTHER_KEY
+        broker: {hosts: [], in: []}
+      - name: NOT_IN_FILE
+        broker: {hosts: ["api.anthropic.com:443"], in: [query]}"#,
+        "",
+    ));
+    let file = fx.manifest_path();
+    let b = "sandboxes[0].secretEnv[0].broker";
+    for (field, value, words) in [
+        (format!("{b}.hosts[0]"), "api.anthropic.com:80", "not on"),
+        (format!("{b}.hosts[2]"), "*.example.com:443", "wildcard"),
+        (format!("{b}.hosts[3]"), "api.anthropic.com", "port"),
+        (format!("{b}.in[1]"), "cookie", "header, query or body"),
+        (
+            "sandboxes[0].secretEnv[1].broker.hosts".into(),
+            "[]",
+            "host:port",
+        ),
+        ("sandboxes[0].secretEnv[1].broker.in".into(), "[]", "header"),
+        (
+            "sandboxes[0].secretEnv[1].name".into(),
+            "OTHER_KEY",
+            "too short",
+        ),
+        (
+            "sandboxes[0].secretEnv[2].name".into(),
+            "NOT_IN_FILE",
+            "not in the secrets file",
+        ),
+    ] {
+        let p = find(&problems, ErrorCode::ConfigInvalid, &file, &field);
+        assert_eq!(p.value, value, "{field}");
+        assert!(p.message.contains(words), "{field}: {}", p.message);
+    }
+    // A wildcard entry on the allow-list covers an exact brokered host.
+    assert!(!problems.iter().any(|p| p.field == format!("{b}.hosts[1]")));
+    // No value of the secrets file is shown.
+    assert!(!format!("{problems:?}").contains(SECRET_VALUE));
+}
+
+#[test]
+fn a_brokered_secret_without_an_egress_allow_list_is_rejected() {
+    let fx = Fixture::new();
+    let problems = fx.problems(&manifest(
+        r#"    secretEnv:
+      - {name: ANTHROPIC_API_KEY, broker: {hosts: ["api.anthropic.com:443"], in: [header]}}"#,
+        "",
+    ));
+    let p = find(
+        &problems,
+        ErrorCode::ConfigInvalid,
+        &fx.manifest_path(),
+        "sandboxes[0].secretEnv[0].broker",
+    );
+    assert!(p.message.contains("no egress allow-list"), "{}", p.message);
+}

@@ -264,6 +264,9 @@ pub struct Sandbox {
     pub env: BTreeMap<String, String>,
     /// Names of secrets (from the secrets file) injected per exec only.
     pub secret_env: Vec<String>,
+    /// The brokered ones among them, by name: the exec gets a sentinel, the egress proxy adds
+    /// the value for the bound hosts.
+    pub broker: BTreeMap<String, crate::broker::Broker>,
     pub command: Vec<String>,
     pub liveness: Option<Liveness>,
     /// The egress allow-list, when the sandbox reaches the network through the fortress's

@@ -10,6 +10,7 @@
 
 mod audit;
 pub mod backup;
+mod broker;
 pub mod egress;
 pub mod enforcement;
 pub mod health;
@@ -42,11 +43,17 @@ fn migrations() -> Migrations<'static> {
         M::up(backup::MIGRATION),
         M::up(ownership::MIGRATION),
         M::up(egress::MIGRATION),
+        M::up(broker::MIGRATION),
     ])
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    #[error("cannot draw random bytes from the kernel")]
+    Random {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create the state directory {path}")]
     CreateDir {
         path: PathBuf,
@@ -84,6 +91,7 @@ impl Coded for StateError {
                 ErrorCode::PermissionDenied
             }
             StateError::CreateDir { .. } | StateError::Open { .. } => ErrorCode::PermissionDenied,
+            StateError::Random { .. } => ErrorCode::SandboxFailure,
             StateError::Migrate { .. } | StateError::Corrupt { .. } | StateError::Query { .. } => {
                 ErrorCode::StateCorrupt
             }

@@ -69,6 +69,10 @@ impl Expect {
                         target: b.target.display().to_string(),
                         read_only: b.mode == Mode::Ro,
                     })
+                    .chain((!s.broker.is_empty()).then(|| BindExpect {
+                        target: crate::broker::ca::BUNDLE_TARGET.to_string(),
+                        read_only: true,
+                    }))
                     .collect(),
             ),
             tmpfs: s.tmpfs.keys().cloned().collect(),

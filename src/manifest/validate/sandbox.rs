@@ -4,15 +4,17 @@
 //! below memory, and no egress allow-list beside a network (`bridge` or a named one would bypass
 //! the egress proxy).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::super::raw::RawSandbox;
+use super::super::raw::{RawSandbox, RawSecretEnv};
 use super::super::{LoadContext, Mode, Network, Sandbox};
 use super::binds::{check_forbidden, resolve_bind, Forbidden, LoadedBindSet, Resolved};
 use super::health::liveness;
 use super::settings::{merge_limits, partial_settings, pick, Partial};
 use super::{suggest, valid_container_name, Report};
+use crate::broker::{self, Broker, Place};
+use crate::egress::EgressPolicy;
 
 /// `0`, `0:*`, `root`, `root:*`.
 fn is_root(user: &str) -> bool {
@@ -247,6 +249,9 @@ pub(super) fn sandbox(
         }
     }
 
+    let policy = egress.as_ref().and_then(|(p, _)| p.as_ref());
+    let broker = brokers(r, file, prefix, raw, egress.is_some(), policy);
+
     Some(Sandbox {
         name: raw.name.clone(),
         image: image?,
@@ -268,11 +273,103 @@ pub(super) fn sandbox(
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect(),
-        secret_env: raw.secret_env.clone(),
+        secret_env: raw.secret_names(),
+        broker,
         command: raw.command.clone(),
         liveness,
         egress: egress.and_then(|(policy, _)| policy),
     })
+}
+
+/// The `broker` blocks of `secretEnv`: exact `host:port` entries on the sandbox's effective
+/// egress allow-list, and a non-empty `in` of `header`, `query`, `body`. `has_egress`: the
+/// sandbox has an egress block (whose own problems are reported elsewhere; `policy` is `None`
+/// then).
+fn brokers(
+    r: &mut Report,
+    file: &Path,
+    prefix: &str,
+    raw: &RawSandbox,
+    has_egress: bool,
+    policy: Option<&EgressPolicy>,
+) -> BTreeMap<String, Broker> {
+    let mut out = BTreeMap::new();
+    for (j, entry) in raw.secret_env.iter().enumerate() {
+        let RawSecretEnv::Brokered(b) = entry else {
+            continue;
+        };
+        let field = format!("{prefix}.secretEnv[{j}].broker");
+        if !has_egress {
+            r.invalid(
+                file,
+                &field,
+                &b.name,
+                format!(
+                    "secret `{}` is brokered but sandbox `{}` has no egress allow-list: the \
+                     broker is the egress proxy; add `egress.allow` with the brokered hosts",
+                    b.name, raw.name
+                ),
+            );
+        }
+        if b.broker.hosts.is_empty() {
+            r.invalid(
+                file,
+                format!("{field}.hosts"),
+                "[]",
+                "list the `host:port` destinations the secret is for",
+            );
+        }
+        let mut hosts = Vec::new();
+        for (k, h) in b.broker.hosts.iter().enumerate() {
+            let here = format!("{field}.hosts[{k}]");
+            match broker::parse_host(h) {
+                Err(m) => r.invalid(file, &here, h, m),
+                Ok((dest, port)) => {
+                    if let Some(p) = policy {
+                        if !broker::on_allow_list(p, &dest, port) {
+                            r.invalid(
+                                file,
+                                &here,
+                                h,
+                                format!(
+                                    "{} is not on sandbox `{}`'s egress.allow; add it there \
+                                     (`egress.allow: [\"{}\"]`)",
+                                    dest.rule(port),
+                                    raw.name,
+                                    dest.rule(port)
+                                ),
+                            );
+                        }
+                    }
+                    hosts.push((dest, port));
+                }
+            }
+        }
+        if b.broker.places.is_empty() {
+            r.invalid(
+                file,
+                format!("{field}.in"),
+                "[]",
+                "say where the value goes: one or more of header, query, body",
+            );
+        }
+        let mut places = BTreeSet::new();
+        for (k, p) in b.broker.places.iter().enumerate() {
+            match Place::parse(p) {
+                Some(place) => {
+                    places.insert(place);
+                }
+                None => r.invalid(
+                    file,
+                    format!("{field}.in[{k}]"),
+                    p,
+                    "expected header, query or body",
+                ),
+            }
+        }
+        out.insert(b.name.clone(), Broker { hosts, places });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::super::expand::real_path;
-use super::super::raw::RawSandbox;
+use super::super::raw::{RawSandbox, RawSecretEnv};
 use super::super::{ErrorCode, LoadContext};
 use super::binds::Resolved;
 use super::{suggest, Report};
 use crate::error::Coded;
 use crate::secrets::{self, SecretMap};
+use secrecy::ExposeSecret;
 
 /// Rule 5: checks (ownership, modes, outside every bind) and only then reads.
 pub(super) fn read_secrets(
@@ -78,11 +79,12 @@ pub(super) fn check_secret_env(
         r.invalid(
             file,
             format!("{prefix}.secretEnv"),
-            raw.secret_env.join(","),
+            raw.secret_names().join(","),
             "secretEnv needs a secrets file: set secrets.file",
         );
     }
-    for (j, name) in raw.secret_env.iter().enumerate() {
+    for (j, entry) in raw.secret_env.iter().enumerate() {
+        let name = entry.name();
         if raw.env.contains_key(name) {
             r.invalid(
                 file,
@@ -101,10 +103,25 @@ pub(super) fn check_secret_env(
                 };
                 r.invalid(
                     file,
-                    format!("{prefix}.secretEnv[{j}]"),
+                    secret_field(&prefix, j, entry),
                     name,
                     format!("not in the secrets file{hint}"),
                 );
+            } else if let (RawSecretEnv::Brokered(_), Some(value)) = (entry, map.get(name)) {
+                let random = crate::broker::random_chars(value.expose_secret());
+                if random < crate::broker::MIN_RANDOM_CHARS {
+                    r.invalid(
+                        file,
+                        secret_field(&prefix, j, entry),
+                        name,
+                        format!(
+                            "the value is too short to broker: its sentinel would have {random} \
+                             random characters, at least {} are needed so it cannot match \
+                             by accident",
+                            crate::broker::MIN_RANDOM_CHARS
+                        ),
+                    );
+                }
             }
         }
     }
@@ -123,5 +140,13 @@ pub(super) fn check_secret_env(
                 );
             }
         }
+    }
+}
+
+/// The field of `secretEnv[j]`: the entry, or its `name` when it is brokered.
+fn secret_field(prefix: &str, j: usize, entry: &RawSecretEnv) -> String {
+    match entry {
+        RawSecretEnv::Name(_) => format!("{prefix}.secretEnv[{j}]"),
+        RawSecretEnv::Brokered(_) => format!("{prefix}.secretEnv[{j}].name"),
     }
 }
