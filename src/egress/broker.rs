@@ -177,17 +177,8 @@ pub fn rewrite_head(
     if bound.is_empty() {
         return Ok(());
     }
+    check_destination(bound, dest, port)?;
     let needles = broker::needles(bound);
-    if let Some(b) = broker::check_part(
-        &needles,
-        bound,
-        dest,
-        port,
-        Place::Destination,
-        dest.to_string().as_bytes(),
-    ) {
-        return Err(b);
-    }
     if let Some(pq) = parts.uri.path_and_query().map(|p| p.as_str().to_string()) {
         if let Some(b) =
             broker::check_part(&needles, bound, dest, port, Place::Query, pq.as_bytes())
