@@ -276,12 +276,26 @@ pub fn backup_sources(f: Option<&Fortress>) -> Check {
     let mut failed = Vec::new();
     let mut unmatched = Vec::new();
     for b in &f.backups {
-        for m in crate::backup::sources::expand(&b.sources) {
+        let strict = crate::backup::confine::strict();
+        let staging = std::env::temp_dir();
+        let access = crate::backup::snapshot::Access {
+            owner: None,
+            read_as: crate::backup::file_owner(f).filter(|_| strict),
+            nofollow: strict,
+            staging: &staging,
+        };
+        for m in crate::backup::sources::expand(&b.sources, strict) {
             match m {
+                crate::backup::sources::Matched::Symlinked { path } => failed.push(format!(
+                    "{}: {}",
+                    b.name,
+                    crate::report::chain(&crate::backup::BackupError::Symlink { path })
+                )),
                 crate::backup::sources::Matched::File(path) => {
                     match crate::backup::snapshot::open_source(
                         &path,
                         std::time::Duration::from_secs(2),
+                        access,
                     ) {
                         Ok(_) => opened.push(format!("{}: {} opens", b.name, path.display())),
                         Err(e) => failed.push(format!("{}: {}", b.name, crate::report::chain(&e))),
