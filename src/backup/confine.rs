@@ -89,6 +89,13 @@ fn root_only(st: &FileStat) -> bool {
     st.st_uid == 0 && st.st_mode & 0o022 == 0
 }
 
+/// How the walk opens each component: `O_PATH` needs only search permission, as a path lookup
+/// does (a parent mode 0711 stays passable); the directory the caller gets is reopened
+/// readable from it ([`Dir::reopen`]).
+const WALK_FLAGS: OFlag = OFlag::O_PATH
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_CLOEXEC);
+
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_CLOEXEC);
@@ -103,7 +110,7 @@ impl Dir {
             path: path.to_path_buf(),
             source,
         })?;
-        let root = nix::fcntl::open("/", DIR_FLAGS, Mode::empty()).map_err(io("open", &abs))?;
+        let root = nix::fcntl::open("/", WALK_FLAGS, Mode::empty()).map_err(io("open", &abs))?;
         let st = nix::sys::stat::fstat(&root).map_err(io("inspect", Path::new("/")))?;
         let mut dir = Dir {
             fd: root,
@@ -114,9 +121,9 @@ impl Dir {
         for c in abs.components() {
             match c {
                 Component::RootDir | Component::CurDir => {}
-                Component::Normal(name) => dir = dir.child(name, missing)?,
+                Component::Normal(name) => dir = dir.step(name, missing)?,
                 Component::ParentDir if !strict || dir.trusted => {
-                    dir = dir.child(OsStr::new(".."), Missing::Fail)?
+                    dir = dir.step(OsStr::new(".."), Missing::Fail)?
                 }
                 Component::ParentDir | Component::Prefix(_) => {
                     return Err(BackupError::Io {
@@ -127,17 +134,30 @@ impl Dir {
                 }
             }
         }
-        Ok(dir)
+        dir.reopen()
     }
 
     /// The directory `name` inside this one (see [`Dir::open`]).
     pub fn child(&self, name: &OsStr, missing: Missing) -> Result<Dir, BackupError> {
+        self.step(name, missing)?.reopen()
+    }
+
+    /// The same directory, opened readable (for `fchmod`, `fsync`, listing) from the walk's
+    /// `O_PATH` descriptor: `.` names the directory itself, whatever its path has become.
+    fn reopen(self) -> Result<Dir, BackupError> {
+        let fd = nix::fcntl::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
+            .map_err(io("open directory", &self.path))?;
+        Ok(Dir { fd, ..self })
+    }
+
+    /// One component of the walk.
+    fn step(&self, name: &OsStr, missing: Missing) -> Result<Dir, BackupError> {
         let path = self.path.join(name);
         let follow = !self.strict || self.trusted;
         let flags = if follow {
-            DIR_FLAGS
+            WALK_FLAGS
         } else {
-            DIR_FLAGS | OFlag::O_NOFOLLOW
+            WALK_FLAGS | OFlag::O_NOFOLLOW
         };
         let fd = match nix::fcntl::openat(&self.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
@@ -325,10 +345,13 @@ pub fn split(path: &Path) -> Result<(&Path, &OsStr), BackupError> {
 
 /// A private directory for SQLite's own files (see the module comment), removed with its
 /// content on drop. Made with `mkdtemp` (an unpredictable name, created or failed, 0700) in
-/// `parent`, which must be a directory other users cannot rename entries of.
+/// `parent`, which must be a directory other users cannot rename entries of. Staging
+/// directories of runs that died (their pid is in the name) are removed first.
 pub struct Staging {
     path: PathBuf,
 }
+
+const STAGE_PREFIX: &str = ".clw-stage-";
 
 impl Staging {
     pub fn new(parent: &Path) -> Result<Staging, BackupError> {
@@ -339,7 +362,8 @@ impl Staging {
                 source,
             })?;
         }
-        let template = parent.join(".clw-stage-XXXXXX");
+        sweep_stale_staging(parent);
+        let template = parent.join(format!("{STAGE_PREFIX}{}-XXXXXX", std::process::id()));
         let path =
             nix::unistd::mkdtemp(&template).map_err(io("create staging directory", parent))?;
         Ok(Staging { path })
@@ -347,6 +371,31 @@ impl Staging {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Removes the staging directories in `parent` whose process no longer exists.
+fn sweep_stale_staging(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name
+            .to_string_lossy()
+            .strip_prefix(STAGE_PREFIX)
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+        let dead = pid.is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+        });
+        if dead && e.file_type().is_ok_and(|t| t.is_dir()) {
+            tracing::info!(dir = %e.path().display(), "removing a staging directory left by a run that died");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
@@ -488,12 +537,17 @@ mod tests {
     #[test]
     fn with_the_owners_file_identity_a_root_only_file_cannot_be_read_and_afterwards_it_can() {
         if !nix::unistd::geteuid().is_root() {
-            // Without root there is no other identity to take; the CLI tests run as root.
-            let me = FileOwner {
-                uid: nix::unistd::geteuid().as_raw(),
-                gid: nix::unistd::getegid().as_raw(),
-            };
-            drop(AsOwner::enter(me).unwrap());
+            // Without CAP_SETGID/CAP_SETUID the switch is refused as a whole, and the thread
+            // keeps its own identity (the CLI tests run as root, where it succeeds).
+            assert!(AsOwner::try_enter(FileOwner {
+                uid: 4242,
+                gid: 4243
+            })
+            .is_none());
+            assert_eq!(
+                nix::unistd::setfsuid(Uid::from_raw(u32::MAX)),
+                nix::unistd::geteuid()
+            );
             return;
         }
         let t = tempfile::tempdir().unwrap();
@@ -527,5 +581,24 @@ mod tests {
         assert!(root_thread.join().unwrap());
         drop(guard);
         assert_eq!(std::fs::read(&secret).unwrap(), b"root only");
+    }
+
+    #[test]
+    fn staging_of_a_dead_run_is_swept_and_the_own_one_removed_on_drop() {
+        let t = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22 on Linux: this pid cannot exist.
+        let dead = t.path().join(format!("{STAGE_PREFIX}99999999-abcdef"));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("copy.sqlite"), b"x").unwrap();
+        let s = Staging::new(t.path()).unwrap();
+        assert!(!dead.exists());
+        let mode = std::fs::metadata(s.path()).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+        let own = s.path().to_path_buf();
+        drop(s);
+        assert!(!own.exists());
     }
 }
