@@ -425,9 +425,9 @@ fn the_agent_enforces_backs_up_and_verifies_a_users_home_under_its_units_restric
         .unwrap();
     let text = String::from_utf8_lossy(&probe.stdout);
     assert!(text.contains("NoNewPrivs:\t1"), "{}", describe(&probe));
-    // DAC_OVERRIDE 1, DAC_READ_SEARCH 2, CHOWN 0, FOWNER 3, SYSLOG 34.
+    // DAC_OVERRIDE 1, DAC_READ_SEARCH 2, CHOWN 0, FOWNER 3, SYS_ADMIN 21 (egress), SYSLOG 34.
     assert!(
-        text.contains("CapBnd:\t000000040000000f"),
+        text.contains("CapBnd:\t000000040020000f"),
         "{}",
         describe(&probe)
     );
