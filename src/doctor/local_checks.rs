@@ -251,16 +251,19 @@ pub fn backup_dest(f: Option<&Fortress>, min_free: u64) -> Check {
     }
 }
 
-/// Creates and removes an empty file in `dir`, as a backup's temporary file would be.
-fn try_write(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let probe = dir.join(format!(".clw-doctor-{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&probe)?;
-    std::fs::remove_file(&probe)
+/// Creates and removes an empty file in `dir`, as a backup's temporary file would be: through
+/// the directory's descriptor, refusing a symlink a user planted on the way as a backup does.
+fn try_write(dir: &Path) -> Result<(), String> {
+    use crate::backup::confine::{self, Dir, Missing};
+    let name = format!(".clw-doctor-{}", std::process::id());
+    let d =
+        Dir::open(dir, Missing::Fail, confine::strict()).map_err(|e| crate::report::chain(&e))?;
+    drop(
+        d.create_file(&name, None)
+            .map_err(|e| crate::report::chain(&e))?,
+    );
+    d.unlink(std::ffi::OsStr::new(&name))
+        .map_err(|e| crate::report::chain(&e))
 }
 
 /// `backup.sources`: every database the backups cover opens the way a snapshot reads it.
