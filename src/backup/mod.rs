@@ -14,6 +14,7 @@
 //! Entry points: [`run`] (blocking; the CLI), [`run_scheduled`] (async; the daemon),
 //! [`verify`], [`restore`], [`list`], [`last_backup`] (for `status`).
 
+pub mod confine;
 pub mod retention;
 pub mod snapshot;
 pub mod sources;
@@ -97,6 +98,8 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("refusing {path}: it is a symbolic link in a directory another user controls; a backup run as root does not follow it")]
+    Symlink { path: PathBuf },
     #[error("no snapshot with id {id}")]
     UnknownId { id: i64 },
     #[error("snapshot {id} is {what}; it cannot be verified or restored")]
@@ -144,6 +147,10 @@ impl Coded for BackupError {
             BackupError::NoMatch { .. } => {
                 Some("fix the sources glob or remove it from the backup entry".into())
             }
+            BackupError::Symlink { .. } => Some(
+                "declare the real path (no symlink below the user's home) or remove the link; nothing was written through it"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -159,7 +166,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Who ran it, for the audit log: `cli:backup`, `daemon:backup`.
     pub actor: String,
-    /// Who the directories and snapshots it creates belong to (see [`file_owner`]).
+    /// Who the directories and snapshots it creates belong to (see [`file_owner`]); also whose
+    /// file identity the sources are read with under a root agent.
     pub owner: Option<FileOwner>,
 }
 
@@ -267,20 +275,27 @@ fn run_entry(
     opts: &RunOptions,
     report: &mut RunReport,
 ) -> Result<(), BackupError> {
-    let entry_dir = entry.dest.join(&entry.name);
-    let dirs_ready = snapshot::ensure_private_dir(&entry.dest, opts.owner)
-        .and_then(|()| snapshot::ensure_private_dir(&entry_dir, opts.owner));
-    for matched in sources::expand(&entry.sources) {
+    let strict = confine::strict();
+    let staging = staging_root(state);
+    let dirs = snapshot::ensure_private_dir(&entry.dest, opts.owner)
+        .and_then(|dest| snapshot::ensure_private_child(&dest, &entry.name, opts.owner));
+    for matched in sources::expand(&entry.sources, strict) {
         let started = Instant::now();
         let created = Utc::now();
         let (source, result) = match matched {
             sources::Matched::File(path) => {
-                let result = match &dirs_ready {
-                    Ok(()) => snapshot_one(&path, &entry_dir, created, opts),
+                let result = match &dirs {
+                    Ok(entry_dir) => {
+                        snapshot_one(&path, entry_dir, created, opts, strict, &staging)
+                    }
                     Err(e) => Err(clone_setup_error(e)),
                 };
                 (path.to_string_lossy().into_owned(), result)
             }
+            sources::Matched::Symlinked { path } => (
+                path.to_string_lossy().into_owned(),
+                Err(BackupError::Symlink { path }),
+            ),
             sources::Matched::Nothing { pattern } => {
                 (pattern.clone(), Err(BackupError::NoMatch { pattern }))
             }
@@ -363,6 +378,7 @@ fn clone_setup_error(e: &BackupError) -> BackupError {
             mode: *mode,
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
+        BackupError::Symlink { path } => BackupError::Symlink { path: path.clone() },
         BackupError::Io { op, path, source } => BackupError::Io {
             op,
             path: path.clone(),
@@ -378,19 +394,26 @@ fn clone_setup_error(e: &BackupError) -> BackupError {
 
 fn snapshot_one(
     source: &Path,
-    entry_dir: &Path,
+    entry_dir: &confine::Dir,
     created: DateTime<Utc>,
     opts: &RunOptions,
+    strict: bool,
+    staging: &Path,
 ) -> Result<snapshot::Taken, BackupError> {
-    let dir = entry_dir.join(sources::slug(source));
-    snapshot::ensure_private_dir(&dir, opts.owner)?;
+    let dir = snapshot::ensure_private_child(entry_dir, &sources::slug(source), opts.owner)?;
+    let access = snapshot::Access {
+        owner: opts.owner,
+        read_as: opts.owner.filter(|_| strict),
+        nofollow: strict,
+        staging,
+    };
     let mut bar = Progress::new(opts.progress, source);
     let taken = snapshot::take(
         source,
         &dir,
         created,
         opts.busy_timeout,
-        opts.owner,
+        access,
         &mut |done, total| bar.update(done, total),
     );
     bar.finish();
@@ -418,17 +441,22 @@ pub fn apply_retention(
     let mut pruned = Vec::new();
     for s in good.iter().filter(|s| !kept.contains(&s.id)) {
         if let Some(path) = &s.path {
-            match std::fs::remove_file(path) {
-                Ok(()) => {
-                    if let Some(dir) = path.parent() {
-                        snapshot::sync_dir(dir)?;
+            // Through the directory's descriptor, opened without following a symlink a user
+            // could have put in its path: `unlinkat` removes the entry itself, whatever it is.
+            let removed = confine::split(path).and_then(|(dir, name)| {
+                match confine::Dir::open(dir, confine::Missing::Fail, confine::strict()) {
+                    Ok(d) => d.unlink(name).and_then(|()| d.sync()),
+                    Err(BackupError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        Ok(())
                     }
+                    Err(e) => Err(e),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(snapshot = %path.display(), "retention cannot delete: {e}");
-                    continue;
-                }
+            });
+            if let Err(e) = removed {
+                tracing::warn!(snapshot = %path.display(), "retention cannot delete: {}", chain(&e));
+                continue;
             }
         }
         state.mark_snapshot_deleted(s.id, Utc::now().timestamp_millis())?;
@@ -458,19 +486,47 @@ pub fn last_backup(state: &State, source: &Path) -> Result<Option<Snapshot>, Bac
     Ok(state.last_snapshot_of_source(&real.to_string_lossy())?)
 }
 
+/// Where SQLite's private staging directories are made (see [`confine`]): beside the state
+/// database (root's own under a root agent, and no other user can rename entries there), else
+/// (an in-memory state) the system's temporary directory.
+fn staging_root(state: &State) -> PathBuf {
+    state
+        .path()
+        .parent()
+        .filter(|d| d.is_dir())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// Re-checks a good snapshot: its file's sha256 against the catalogue, then
 /// `PRAGMA integrity_check`. Returns the row when both hold.
+///
+/// The file is read once, through a descriptor opened without following a symlink a user
+/// could have planted in its path, into a private staging copy that is hashed on the way and
+/// then checked by SQLite (which can only be given a path, see [`confine`]).
 pub fn verify(state: &State, id: i64) -> Result<Snapshot, BackupError> {
     let row = usable(state, id)?;
     let path = row.path.clone().ok_or(BackupError::Unusable {
         id,
         what: "a failed attempt",
     })?;
-    let (actual, _) = snapshot::sha256_file(&path).map_err(|source| BackupError::Io {
+    let read_err = |source| BackupError::Io {
         op: "read snapshot",
         path: path.clone(),
         source,
+    };
+    let (dir, name) = confine::split(&path)?;
+    let mut input =
+        confine::Dir::open(dir, confine::Missing::Fail, confine::strict())?.open_file(name)?;
+    let staging = confine::Staging::new(&staging_root(state))?;
+    let staged = staging.path().join("verify.sqlite");
+    let mut copy = std::fs::File::create(&staged).map_err(|source| BackupError::Io {
+        op: "create",
+        path: staged.clone(),
+        source,
     })?;
+    let (actual, _) = snapshot::copy_hashing(&mut input, &mut copy).map_err(read_err)?;
+    drop(copy);
     let expected = row.sha256.clone().unwrap_or_default();
     if actual != expected {
         return Err(BackupError::Checksum {
@@ -480,7 +536,7 @@ pub fn verify(state: &State, id: i64) -> Result<Snapshot, BackupError> {
         });
     }
     let conn = rusqlite::Connection::open_with_flags(
-        &path,
+        &staged,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| BackupError::Integrity {
@@ -535,42 +591,48 @@ pub fn restore(
 ) -> Result<Restored, BackupError> {
     let row = verify(state, id)?;
     let snapshot_path = row.path.clone().expect("verified rows have a path");
-    let target = if to.is_dir() {
-        let name = Path::new(&row.source)
-            .file_name()
-            .map(|n| n.to_owned())
-            .unwrap_or_else(|| "restored.sqlite".into());
-        to.join(name)
-    } else {
-        to.to_path_buf()
+    let strict = confine::strict();
+    // `to` is an existing directory (then the source's file name inside it) or a file path.
+    // Neither `to` nor a directory above it is followed when it is a symlink a user could
+    // have planted; everything below goes through the target directory's descriptor.
+    let (dir, name) = match confine::Dir::open(to, confine::Missing::Fail, strict) {
+        Ok(d) => {
+            let name = Path::new(&row.source)
+                .file_name()
+                .map(|n| n.to_owned())
+                .unwrap_or_else(|| "restored.sqlite".into());
+            (d, name)
+        }
+        Err(e @ BackupError::Symlink { .. }) => return Err(e),
+        Err(_) => {
+            let (parent, name) = confine::split(to)?;
+            let d = confine::Dir::open(parent, confine::Missing::Create(None), strict)?;
+            (d, name.to_owned())
+        }
     };
-    let sidecars: Vec<PathBuf> = ["-wal", "-journal", "-shm"]
+    let target = dir.path().join(&name);
+    if strict && dir.is_symlink(&name)? {
+        return Err(BackupError::Symlink { path: target });
+    }
+    let sidecars: Vec<std::ffi::OsString> = ["-wal", "-journal", "-shm"]
         .iter()
         .map(|s| {
-            let mut p = target.as_os_str().to_owned();
+            let mut p = name.clone();
             p.push(s);
-            PathBuf::from(p)
+            p
         })
         .collect();
-    let occupied = std::iter::once(&target)
-        .chain(&sidecars[..2])
-        .find(|p| p.symlink_metadata().is_ok());
-    if let (Some(p), false) = (occupied, force) {
-        return Err(BackupError::TargetExists { path: p.clone() });
+    for n in std::iter::once(&name).chain(&sidecars[..2]) {
+        if !force && dir.lstat(n)?.is_some() {
+            return Err(BackupError::TargetExists {
+                path: dir.path().join(n),
+            });
+        }
     }
-    let dir = match target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) => d.to_path_buf(),
-        None => PathBuf::from("."),
-    };
-    if !dir.exists() {
-        snapshot::ensure_private_dir(&dir, None)?;
-    }
-    let mut input = std::fs::File::open(&snapshot_path).map_err(|source| BackupError::Io {
-        op: "read snapshot",
-        path: snapshot_path.clone(),
-        source,
-    })?;
-    let (temp, sha) = snapshot::write_temp_copy(&dir, &mut input)?;
+    let (snap_dir, snap_name) = confine::split(&snapshot_path)?;
+    let mut input =
+        confine::Dir::open(snap_dir, confine::Missing::Fail, strict)?.open_file(snap_name)?;
+    let (temp, sha, _) = snapshot::write_temp_copy(&dir, &mut input, None)?;
     // The file could have changed between verify and this copy: check what was written.
     let expected = row.sha256.clone().unwrap_or_default();
     if sha != expected {
@@ -582,17 +644,9 @@ pub fn restore(
     }
     // Leftovers of the database being replaced belong to it, not to the restored copy.
     for s in &sidecars {
-        let _ = std::fs::remove_file(s);
+        let _ = dir.unlink(s);
     }
-    temp.replace(&target)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).map_err(
-        |source| BackupError::Io {
-            op: "chmod 0600",
-            path: target.clone(),
-            source,
-        },
-    )?;
+    temp.replace(&name)?;
     state.audit(
         actor,
         "backup-restore",

@@ -5,9 +5,10 @@
 //! a database being written is torn: half old pages, half new, or missing its WAL). It must not
 //! leave a partial file behind on any failure, and never touches an earlier snapshot.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
+use super::confine::{self, Dir, Missing};
 use super::BackupError;
 
 /// Pages copied per `sqlite3_backup_step` call: 1024 pages is 4 MiB at the default page size,
@@ -38,14 +40,18 @@ pub struct FileOwner {
 }
 
 impl FileOwner {
-    /// `chown` of what this run just created (never of something it did not create).
-    fn apply(self, path: &Path) -> Result<(), BackupError> {
-        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)).map_err(|source| {
-            BackupError::Io {
-                op: "give the owner",
-                path: path.to_path_buf(),
-                source,
-            }
+    /// `fchown` of what this run just created, through its descriptor (never by path, never
+    /// of something it did not create).
+    pub(crate) fn apply_fd(self, fd: BorrowedFd<'_>, path: &Path) -> Result<(), BackupError> {
+        nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(self.uid)),
+            Some(nix::unistd::Gid::from_raw(self.gid)),
+        )
+        .map_err(|e| BackupError::Io {
+            op: "give the owner",
+            path: path.to_path_buf(),
+            source: e.into(),
         })
     }
 }
@@ -59,31 +65,67 @@ pub struct Taken {
     pub sha256: String,
 }
 
-/// Snapshots `source` into `dir` (which must exist, private), named after `created`.
+/// Where a run reads and writes, and as whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    /// Who the snapshot file belongs to (`None`: the running user).
+    pub owner: Option<FileOwner>,
+    /// Whose file identity the source is opened with (see [`confine::AsOwner`]); `None`: this
+    /// process's own.
+    pub read_as: Option<FileOwner>,
+    /// Refuse a source path that goes through a symlink (`SQLITE_OPEN_NOFOLLOW`).
+    pub nofollow: bool,
+    /// Where the private staging directory of SQLite's copy is made.
+    pub staging: &'a Path,
+}
+
+impl<'a> Access<'a> {
+    /// The running user's own access: no owner, symlinks followed, staging in the temp dir.
+    pub fn own(staging: &'a Path) -> Self {
+        Access {
+            owner: None,
+            read_as: None,
+            nofollow: false,
+            staging,
+        }
+    }
+}
+
+/// Snapshots `source` into `dir` (open, private), named after `created`.
+///
+/// SQLite writes the copy in a private staging directory (it can only be handed a path, and
+/// resolves it again by name: see [`confine`]); the checked copy is then streamed, hashed,
+/// into a file created through `dir`'s descriptor, fsynced and renamed in place through it.
+/// That costs one more sequential write of the snapshot, for a copy no symlink can redirect.
 ///
 /// `progress(copied_pages, total_pages)` is called after every step.
-/// `owner`: who the snapshot file belongs to (`None`: the running user).
 pub fn take(
     source: &Path,
-    dir: &Path,
+    dir: &Dir,
     created: DateTime<Utc>,
     busy_timeout: Duration,
-    owner: Option<FileOwner>,
+    access: Access<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Taken, BackupError> {
     sweep_stale_temps(dir);
-    let temp = TempFile::create(dir, "sqlite", owner)?;
-
-    copy_online(source, temp.path(), busy_timeout, progress)?;
-    let page_count = check_snapshot(temp.path())?;
-    let (sha256, size_bytes) = hash_and_sync(temp.path())?;
+    let staging = confine::Staging::new(access.staging)?;
+    let staged = staging.path().join("copy.sqlite");
+    copy_online(source, &staged, busy_timeout, access, progress)?;
+    let page_count = check_snapshot(&staged)?;
+    let mut input = File::open(&staged).map_err(|source| BackupError::Io {
+        op: "read",
+        path: staged.clone(),
+        source,
+    })?;
+    let (temp, sha256, size_bytes) = write_temp_copy(dir, &mut input, access.owner)?;
+    drop(staging);
 
     let name = format!(
         "{}-{}.sqlite",
         created.format("%Y%m%dT%H%M%S%.3fZ"),
         &sha256[..12]
     );
-    let path = temp.persist(dir, &name)?;
+    let path = temp.persist(&name)?;
     Ok(Taken {
         path,
         size_bytes,
@@ -116,9 +158,10 @@ fn copy_online(
     source: &Path,
     temp: &Path,
     busy_timeout: Duration,
+    access: Access<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), BackupError> {
-    let src = open_source(source, busy_timeout)?;
+    let src = open_source(source, busy_timeout, access)?;
     let mut dst = Connection::open(temp).map_err(|e| write_error(temp, e))?;
     {
         let backup = Backup::new(&src, &mut dst).map_err(|e| write_error(temp, e))?;
@@ -175,13 +218,34 @@ fn copy_online(
 /// its first read done: read-only (a backup must never be able to change what it protects),
 /// which for a WAL database still means opening (or creating) its `-shm` file read-write, as
 /// every reader of a WAL database does. `doctor` calls this to know that a backup could read.
-pub fn open_source(source: &Path, busy_timeout: Duration) -> Result<Connection, BackupError> {
+///
+/// With `access.nofollow`, a path through a symlink is refused (`SQLITE_OPEN_NOFOLLOW`: SQLite
+/// checks every component with `lstat` first). With `access.read_as`, and when this process
+/// may switch its file identity (`CAP_SETUID`/`CAP_SETGID`), all of it (the database, its
+/// `-wal`, its `-shm`) is opened with the owner's: whatever the path resolves to by the time
+/// SQLite opens it, this process reads or creates nothing there the owner could not. Without
+/// those capabilities (the shipped units do not grant them) a component swapped for a symlink
+/// between SQLite's check and its `open` is not caught: see README's limits.
+pub fn open_source(
+    source: &Path,
+    busy_timeout: Duration,
+    access: Access<'_>,
+) -> Result<Connection, BackupError> {
+    let _identity = access.read_as.and_then(confine::AsOwner::try_enter);
     let read_err = |e: rusqlite::Error| source_error(source, busy_timeout, e);
-    let src = Connection::open_with_flags(
-        source,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(read_err)?;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if access.nofollow {
+        flags |= OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    }
+    let src = Connection::open_with_flags(source, flags).map_err(|e| {
+        if code_of(&e) == Some(rusqlite::ErrorCode::CannotOpen) && is_symlink_refusal(&e) {
+            BackupError::Symlink {
+                path: source.to_path_buf(),
+            }
+        } else {
+            read_err(e)
+        }
+    })?;
     src.busy_timeout(busy_timeout).map_err(read_err)?;
     src.execute_batch("BEGIN DEFERRED").map_err(read_err)?;
     // The first read takes the snapshot (WAL read mark, or the SHARED lock) and fails early on
@@ -191,6 +255,11 @@ pub fn open_source(source: &Path, busy_timeout: Duration) -> Result<Connection, 
     })
     .map_err(read_err)?;
     Ok(src)
+}
+
+/// `SQLITE_CANTOPEN_SYMLINK`: the path went through a symlink under `SQLITE_OPEN_NOFOLLOW`.
+fn is_symlink_refusal(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == (14 | (6 << 8)))
 }
 
 /// `PRAGMA integrity_check` on the copy; returns its page count.
@@ -220,21 +289,6 @@ pub fn integrity(conn: &Connection) -> Result<(), String> {
     }
 }
 
-/// sha256 and size of a file, and its data on disk (fsync) before anyone renames it.
-fn hash_and_sync(path: &Path) -> Result<(String, u64), BackupError> {
-    let io = |op| {
-        move |source| BackupError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
-    let mut f = File::open(path).map_err(io("open"))?;
-    let (sha, size) = sha256_reader(&mut f).map_err(io("read"))?;
-    f.sync_all().map_err(io("fsync"))?;
-    Ok((sha, size))
-}
-
 pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -245,6 +299,23 @@ pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<(String, u64)> {
             break;
         }
         h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
+/// Copies `r` into `w`, returning the sha256 and size of what went through.
+pub fn copy_hashing(r: &mut impl Read, w: &mut impl Write) -> std::io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        w.write_all(&buf[..n])?;
         size += n as u64;
     }
     Ok((hex::encode(h.finalize()), size))
@@ -283,226 +354,149 @@ fn write_error(temp: &Path, e: rusqlite::Error) -> BackupError {
     }
 }
 
-/// Creates `dir` and missing parents with mode 0700 (each one created given to `owner`, when
-/// there is one); an existing directory that group or others can use is tightened to 0700
-/// (with a warning), since snapshots hold the agent's memory. Only when that chmod fails is it
-/// refused. Directories that existed keep their owner.
-pub fn ensure_private_dir(dir: &Path, owner: Option<FileOwner>) -> Result<(), BackupError> {
-    match fs::metadata(dir) {
-        Ok(m) if m.is_dir() => {
-            let mode = m.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
-                    BackupError::DestInsecure {
-                        path: dir.to_path_buf(),
-                        mode,
-                        source,
-                    }
-                })?;
-                tracing::warn!(
-                    dir = %dir.display(),
-                    "backup directory was mode {mode:04o}; tightened to 0700"
-                );
-            }
-            Ok(())
-        }
-        Ok(_) => Err(BackupError::Io {
-            op: "use as a directory",
-            path: dir.to_path_buf(),
-            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_private_dirs(dir, owner),
-        Err(source) => Err(BackupError::Io {
-            op: "inspect",
-            path: dir.to_path_buf(),
-            source,
-        }),
-    }
+/// Opens `dir` for a run, creating it and missing parents with mode 0700 (each one created
+/// given to `owner`, when there is one; directories that existed keep their owner), without
+/// following a symlink a user could have planted (see [`confine`]). An existing directory that
+/// group or others can use is tightened to 0700 (with a warning), since snapshots hold the
+/// agent's memory; only when that chmod fails is it refused.
+pub fn ensure_private_dir(dir: &Path, owner: Option<FileOwner>) -> Result<Dir, BackupError> {
+    let d = Dir::open(dir, Missing::Create(owner), confine::strict())?;
+    d.make_private()?;
+    Ok(d)
 }
 
-/// Creates the missing directories down to `dir`, outermost first, each 0700 and given to
-/// `owner`: one at a time, so each directory this run created (and only those) is chowned.
-fn create_private_dirs(dir: &Path, owner: Option<FileOwner>) -> Result<(), BackupError> {
-    let missing: Vec<&Path> = dir
-        .ancestors()
-        .take_while(|p| {
-            !p.as_os_str().is_empty()
-                && matches!(fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
-        })
-        .collect();
-    for d in missing.into_iter().rev() {
-        match fs::DirBuilder::new().mode(0o700).create(d) {
-            Ok(()) => {
-                if let Some(o) = owner {
-                    o.apply(d)?;
-                }
-            }
-            // A concurrent run created it a moment ago: it is not ours to chown.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
-            Err(source) => {
-                return Err(BackupError::Io {
-                    op: "create directory",
-                    path: d.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    Ok(())
+/// The subdirectory `name` of `parent`, as [`ensure_private_dir`] would open it.
+pub fn ensure_private_child(
+    parent: &Dir,
+    name: &str,
+    owner: Option<FileOwner>,
+) -> Result<Dir, BackupError> {
+    let d = parent.child(OsStr::new(name), Missing::Create(owner))?;
+    d.make_private()?;
+    Ok(d)
 }
 
-/// fsync of a directory, so a rename or unlink in it survives a crash.
-pub fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| BackupError::Io {
-            op: "fsync directory",
-            path: dir.to_path_buf(),
-            source,
-        })
-}
-
-/// A file being written under a temporary name in its final directory; removed with its
-/// sqlite companions on drop unless persisted.
-pub struct TempFile {
-    path: Option<PathBuf>,
+/// A file being written under a temporary name in its final directory, created and renamed
+/// through that directory's descriptor; removed with its sqlite companions on drop unless
+/// persisted.
+pub struct TempFile<'d> {
+    dir: &'d Dir,
+    name: Option<String>,
+    file: File,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-impl TempFile {
-    /// `<dir>/.clw-tmp-<pid>-<n>.<ext>`, created empty with mode 0600 (never existing before:
-    /// `O_EXCL`), so no other user can open it between creation and rename.
-    /// Given to `owner` when there is one (before anything is written into it).
+impl<'d> TempFile<'d> {
+    /// `.clw-tmp-<pid>-<n>.<ext>` in `dir`, created empty with mode 0600 (never existing
+    /// before, never through a symlink: see [`Dir::create_file`]), so no other user can open
+    /// it between creation and rename. Given to `owner` when there is one (before anything is
+    /// written into it).
     pub fn create(
-        dir: &Path,
+        dir: &'d Dir,
         ext: &str,
         owner: Option<FileOwner>,
-    ) -> Result<TempFile, BackupError> {
+    ) -> Result<TempFile<'d>, BackupError> {
         let name = format!(
             "{TEMP_PREFIX}{}-{}.{ext}",
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let path = dir.join(name);
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| BackupError::Io {
-                op: "create temporary file",
-                path: path.clone(),
-                source,
-            })?;
-        // Exactly 0600 whatever the umask.
-        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
-        let temp = TempFile { path: Some(path) };
-        if let Some(o) = owner {
-            o.apply(temp.path())?;
-        }
-        Ok(temp)
+        let file = dir.create_file(&name, owner)?;
+        Ok(TempFile {
+            dir,
+            name: Some(name),
+            file,
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        self.path.as_deref().expect("not yet persisted")
+    fn name(&self) -> &str {
+        self.name.as_deref().expect("not yet persisted")
     }
 
-    pub fn file(&self) -> Result<File, BackupError> {
-        OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(self.path())
-            .map_err(|source| BackupError::Io {
-                op: "open temporary file",
-                path: self.path().to_path_buf(),
-                source,
-            })
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join(self.name())
     }
 
-    /// Renames to `dir/name` without replacing an existing file (a second snapshot in the same
-    /// millisecond with the same content gets a `-1` suffix), then fsyncs the directory.
-    pub fn persist(mut self, dir: &Path, name: &str) -> Result<PathBuf, BackupError> {
-        let from = self.path().to_path_buf();
+    /// The descriptor it was created with (never reopened by path).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Renames to `name` in its directory without replacing an existing entry (a second
+    /// snapshot in the same millisecond with the same content gets a `-1` suffix), then
+    /// fsyncs the directory.
+    pub fn persist(mut self, name: &str) -> Result<PathBuf, BackupError> {
+        let from = self.name().to_owned();
         let mut attempt = 0;
         let target = loop {
             let candidate = if attempt == 0 {
-                dir.join(name)
+                name.to_owned()
             } else {
                 let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
-                dir.join(format!("{stem}-{attempt}.{ext}"))
+                format!("{stem}-{attempt}.{ext}")
             };
-            match rename_noreplace(&from, &candidate) {
+            match self
+                .dir
+                .rename(OsStr::new(&from), OsStr::new(&candidate), false)
+            {
                 Ok(()) => break candidate,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                    attempt += 1;
-                }
-                Err(source) => {
+                Err(nix::errno::Errno::EEXIST) if attempt < 100 => attempt += 1,
+                Err(e) => {
                     return Err(BackupError::Io {
                         op: "rename into place",
-                        path: candidate,
-                        source,
+                        path: self.dir.path().join(candidate),
+                        source: e.into(),
                     })
                 }
             }
         };
-        self.path = None;
-        sync_dir(dir)?;
-        Ok(target)
+        self.name = None;
+        self.dir.sync()?;
+        Ok(self.dir.path().join(target))
     }
 
-    /// Renames over `target` (replacing it), then fsyncs the directory.
-    pub fn replace(mut self, target: &Path) -> Result<(), BackupError> {
-        let from = self.path().to_path_buf();
-        fs::rename(&from, target).map_err(|source| BackupError::Io {
-            op: "rename into place",
-            path: target.to_path_buf(),
-            source,
-        })?;
-        self.path = None;
-        sync_dir(target.parent().unwrap_or(Path::new(".")))
+    /// Renames over `target` in its directory (replacing the entry itself, a symlink
+    /// included, never what it points to), then fsyncs the directory.
+    pub fn replace(mut self, target: &OsStr) -> Result<(), BackupError> {
+        let from = self.name().to_owned();
+        self.dir
+            .rename(OsStr::new(&from), target, true)
+            .map_err(|e| BackupError::Io {
+                op: "rename into place",
+                path: self.dir.path().join(target),
+                source: e.into(),
+            })?;
+        self.name = None;
+        self.dir.sync()
     }
 }
 
-impl Drop for TempFile {
+impl Drop for TempFile<'_> {
     fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            remove_with_sidecars(&p);
+        if let Some(name) = self.name.take() {
+            remove_with_sidecars(self.dir, OsStr::new(&name));
         }
     }
 }
 
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    nix::fcntl::renameat2(
-        nix::fcntl::AT_FDCWD,
-        from,
-        nix::fcntl::AT_FDCWD,
-        to,
-        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-    )
-    .map_err(std::io::Error::from)
-}
-
-/// Removes a database file and the journal/WAL/shm files SQLite may have created beside it.
-pub fn remove_with_sidecars(path: &Path) {
-    let _ = fs::remove_file(path);
+/// Removes a database file and the journal/WAL/shm files SQLite may have created beside it,
+/// through its directory's descriptor.
+pub fn remove_with_sidecars(dir: &Dir, name: &OsStr) {
+    let _ = dir.unlink(name);
     for suffix in ["-journal", "-wal", "-shm"] {
-        let mut s = path.as_os_str().to_owned();
+        let mut s = name.to_owned();
         s.push(suffix);
-        let _ = fs::remove_file(PathBuf::from(s));
+        let _ = dir.unlink(&s);
     }
 }
 
 /// Removes temporary files of runs that died (their pid no longer exists). A temp file of a
 /// live run (a daemon and a CLI run at once) is left alone.
-pub fn sweep_stale_temps(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+pub fn sweep_stale_temps(dir: &Dir) {
+    for name in dir.names() {
+        let text = name.to_string_lossy();
+        let Some(rest) = text.strip_prefix(TEMP_PREFIX) else {
             continue;
         };
         let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
@@ -512,45 +506,49 @@ pub fn sweep_stale_temps(dir: &Path) {
                     != Err(nix::errno::Errno::ESRCH)
         });
         if !alive {
-            tracing::info!(file = %e.path().display(), "removing a temporary file left by a run that died");
-            let _ = fs::remove_file(e.path());
+            tracing::info!(file = %dir.path().join(&name).display(), "removing a temporary file left by a run that died");
+            let _ = dir.unlink(&name);
         }
     }
 }
 
-/// Writes `data` from `reader` into a new 0600 temp file in `dir`, fsyncs it and returns it
-/// with the sha256 of what was written.
-pub fn write_temp_copy(
-    dir: &Path,
+/// Copies `reader` into a new 0600 temp file in `dir` (given to `owner`), fsyncs it and returns
+/// it with the sha256 and size of what was written.
+pub fn write_temp_copy<'d>(
+    dir: &'d Dir,
     reader: &mut impl Read,
-) -> Result<(TempFile, String), BackupError> {
-    let temp = TempFile::create(dir, "sqlite", None)?;
-    let io = |op, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| BackupError::Io {
-            op,
-            path: p,
+    owner: Option<FileOwner>,
+) -> Result<(TempFile<'d>, String, u64), BackupError> {
+    let temp = TempFile::create(dir, "sqlite", owner)?;
+    let mut out = temp.file();
+    let (sha, size) = copy_hashing(reader, &mut out)
+        .and_then(|r| out.sync_all().map(|()| r))
+        .map_err(|source| BackupError::Io {
+            op: if source.kind() == std::io::ErrorKind::StorageFull {
+                "write (the destination is full)"
+            } else {
+                "write"
+            },
+            path: temp.path(),
             source,
-        }
-    };
-    let mut out = temp.file()?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = reader.read(&mut buf).map_err(io("read", dir))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io("write", temp.path()))?;
-    }
-    out.sync_all().map_err(io("fsync", temp.path()))?;
-    Ok((temp, hex::encode(h.finalize())))
+        })?;
+    Ok((temp, sha, size))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Staging directories left in `parent` (there must be none after a run).
+    fn staged_leftovers(parent: &Path) -> usize {
+        fs::read_dir(parent)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".clw-stage-"))
+            .count()
+    }
 
     fn db(path: &Path, mode: &str, rows: i64) {
         let c = Connection::open(path).unwrap();
@@ -569,14 +567,14 @@ mod tests {
         let src = dir.path().join("src.db");
         db(&src, "WAL", 50);
         let out = dir.path().join("out");
-        ensure_private_dir(&out, None).unwrap();
+        let out_dir = ensure_private_dir(&out, None).unwrap();
         let mut calls = 0;
         let t = take(
             &src,
-            &out,
+            &out_dir,
             Utc::now(),
             Duration::from_secs(5),
-            None,
+            Access::own(dir.path()),
             &mut |_, _| calls += 1,
         )
         .unwrap();
@@ -630,15 +628,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         let out = dir.path().join("out");
-        ensure_private_dir(&out, None).unwrap();
+        let out_dir = ensure_private_dir(&out, None).unwrap();
         let mut seen = Vec::new();
         let mut writes_during = Vec::new();
         let t = take(
             &src,
-            &out,
+            &out_dir,
             Utc::now(),
             Duration::from_secs(10),
-            None,
+            Access::own(dir.path()),
             &mut |done, total| {
                 seen.push((done, total));
                 // 3500 pages take 4 steps; a copy that keeps restarting never ends.
@@ -670,18 +668,19 @@ mod tests {
         let src = dir.path().join("notes.db");
         fs::write(&src, vec![b'z'; 8192]).unwrap();
         let out = dir.path().join("out");
-        ensure_private_dir(&out, None).unwrap();
+        let out_dir = ensure_private_dir(&out, None).unwrap();
         let err = take(
             &src,
-            &out,
+            &out_dir,
             Utc::now(),
             Duration::from_secs(1),
-            None,
+            Access::own(dir.path()),
             &mut |_, _| {},
         )
         .unwrap_err();
         assert!(matches!(err, BackupError::ReadSource { .. }), "{err:?}");
         assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+        assert_eq!(staged_leftovers(dir.path()), 0);
     }
 
     #[test]
@@ -693,18 +692,19 @@ mod tests {
         // EXCLUSIVE keeps readers out in rollback-journal mode.
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let out = dir.path().join("out");
-        ensure_private_dir(&out, None).unwrap();
+        let out_dir = ensure_private_dir(&out, None).unwrap();
         let err = take(
             &src,
-            &out,
+            &out_dir,
             Utc::now(),
             Duration::from_millis(200),
-            None,
+            Access::own(dir.path()),
             &mut |_, _| {},
         )
         .unwrap_err();
         assert!(matches!(err, BackupError::SourceLocked { .. }), "{err:?}");
         assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+        assert_eq!(staged_leftovers(dir.path()), 0);
     }
 
     #[test]
@@ -743,7 +743,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let before = fs::metadata(dir.path()).unwrap().uid();
         let out = dir.path().join("a/b");
-        ensure_private_dir(&out, Some(owner)).unwrap();
+        let out_dir = ensure_private_dir(&out, Some(owner)).unwrap();
         for d in [dir.path().join("a"), out.clone()] {
             let m = fs::metadata(&d).unwrap();
             assert_eq!(
@@ -759,10 +759,13 @@ mod tests {
         db(&src, "WAL", 3);
         let t = take(
             &src,
-            &out,
+            &out_dir,
             Utc::now(),
             Duration::from_secs(5),
-            Some(owner),
+            Access {
+                owner: Some(owner),
+                ..Access::own(dir.path())
+            },
             &mut |_, _| {},
         )
         .unwrap();
@@ -783,7 +786,7 @@ mod tests {
         for p in [&dead, &live, &other] {
             fs::write(p, b"x").unwrap();
         }
-        sweep_stale_temps(dir.path());
+        sweep_stale_temps(&Dir::open(dir.path(), Missing::Fail, true).unwrap());
         assert!(!dead.exists());
         assert!(live.exists());
         assert!(other.exists());

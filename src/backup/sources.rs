@@ -22,11 +22,20 @@ pub enum Matched {
     BadPattern { pattern: String, reason: String },
     /// The pattern matched no database file.
     Nothing { pattern: String },
+    /// A match whose path goes through a symlink, refused (`refuse_symlinks`): it is reported
+    /// under the path the pattern matched, not where the link leads.
+    Symlinked { path: PathBuf },
 }
 
 /// Expands every pattern; a file matched by several patterns appears once, in the position of
 /// its first match.
-pub fn expand(patterns: &[String]) -> Vec<Matched> {
+///
+/// `refuse_symlinks` (a run as root): a match whose real path is not the path matched (a
+/// symlink in it, or a `..`) is refused rather than resolved. Under a user's home every
+/// component is that user's to swap for a link, and root must not read (or, for WAL, create
+/// a `-shm` beside) a database the user pointed it at; the real path is what the catalogue
+/// records, so declaring it loses nothing.
+pub fn expand(patterns: &[String], refuse_symlinks: bool) -> Vec<Matched> {
     let options = glob::MatchOptions {
         case_sensitive: true,
         require_literal_separator: true,
@@ -59,6 +68,13 @@ pub fn expand(patterns: &[String]) -> Vec<Matched> {
                 continue;
             }
             any = true;
+            let declared = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+            if refuse_symlinks && declared != real {
+                if seen.insert(declared.clone()) {
+                    out.push(Matched::Symlinked { path: declared });
+                }
+                continue;
+            }
             if seen.insert(real.clone()) {
                 out.push(Matched::File(real));
             }
@@ -139,13 +155,16 @@ mod tests {
         }
         std::fs::create_dir(root.join("memory/dir.sqlite")).unwrap();
         let r = root.display();
-        let got = expand(&[
-            format!("{r}/memory/*.sqlite*"),
-            format!("{r}/matrix/**/*.db*"),
-            format!("{r}/memory/main.sqlite"),
-            format!("{r}/nowhere/*.db"),
-            format!("{r}/memory/[.db"),
-        ]);
+        let got = expand(
+            &[
+                format!("{r}/memory/*.sqlite*"),
+                format!("{r}/matrix/**/*.db*"),
+                format!("{r}/memory/main.sqlite"),
+                format!("{r}/nowhere/*.db"),
+                format!("{r}/memory/[.db"),
+            ],
+            false,
+        );
         let real = std::fs::canonicalize(root).unwrap();
         assert_eq!(
             got[..4],
@@ -165,5 +184,40 @@ mod tests {
             got[4]
         );
         assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn a_match_through_a_symlink_is_refused_when_asked_and_resolved_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(root.join("elsewhere")).unwrap();
+        std::fs::write(root.join("elsewhere/other.sqlite"), b"x").unwrap();
+        std::fs::create_dir(root.join("memory")).unwrap();
+        // A link at the file, and a link at a directory above it.
+        std::os::unix::fs::symlink(
+            root.join("elsewhere/other.sqlite"),
+            root.join("memory/main.sqlite"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(root.join("elsewhere"), root.join("linked")).unwrap();
+        let patterns = [
+            format!("{}/memory/main.sqlite", root.display()),
+            format!("{}/linked/*.sqlite", root.display()),
+        ];
+        assert_eq!(
+            expand(&patterns, true),
+            [
+                Matched::Symlinked {
+                    path: root.join("memory/main.sqlite")
+                },
+                Matched::Symlinked {
+                    path: root.join("linked/other.sqlite")
+                },
+            ]
+        );
+        assert_eq!(
+            expand(&patterns, false),
+            [Matched::File(root.join("elsewhere/other.sqlite"))]
+        );
     }
 }

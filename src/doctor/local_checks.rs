@@ -251,16 +251,19 @@ pub fn backup_dest(f: Option<&Fortress>, min_free: u64) -> Check {
     }
 }
 
-/// Creates and removes an empty file in `dir`, as a backup's temporary file would be.
-fn try_write(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let probe = dir.join(format!(".clw-doctor-{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&probe)?;
-    std::fs::remove_file(&probe)
+/// Creates and removes an empty file in `dir`, as a backup's temporary file would be: through
+/// the directory's descriptor, refusing a symlink a user planted on the way as a backup does.
+fn try_write(dir: &Path) -> Result<(), String> {
+    use crate::backup::confine::{self, Dir, Missing};
+    let name = format!(".clw-doctor-{}", std::process::id());
+    let d =
+        Dir::open(dir, Missing::Fail, confine::strict()).map_err(|e| crate::report::chain(&e))?;
+    drop(
+        d.create_file(&name, None)
+            .map_err(|e| crate::report::chain(&e))?,
+    );
+    d.unlink(std::ffi::OsStr::new(&name))
+        .map_err(|e| crate::report::chain(&e))
 }
 
 /// `backup.sources`: every database the backups cover opens the way a snapshot reads it.
@@ -276,12 +279,26 @@ pub fn backup_sources(f: Option<&Fortress>) -> Check {
     let mut failed = Vec::new();
     let mut unmatched = Vec::new();
     for b in &f.backups {
-        for m in crate::backup::sources::expand(&b.sources) {
+        let strict = crate::backup::confine::strict();
+        let staging = std::env::temp_dir();
+        let access = crate::backup::snapshot::Access {
+            owner: None,
+            read_as: crate::backup::file_owner(f).filter(|_| strict),
+            nofollow: strict,
+            staging: &staging,
+        };
+        for m in crate::backup::sources::expand(&b.sources, strict) {
             match m {
+                crate::backup::sources::Matched::Symlinked { path } => failed.push(format!(
+                    "{}: {}",
+                    b.name,
+                    crate::report::chain(&crate::backup::BackupError::Symlink { path })
+                )),
                 crate::backup::sources::Matched::File(path) => {
                     match crate::backup::snapshot::open_source(
                         &path,
                         std::time::Duration::from_secs(2),
+                        access,
                     ) {
                         Ok(_) => opened.push(format!("{}: {} opens", b.name, path.display())),
                         Err(e) => failed.push(format!("{}: {}", b.name, crate::report::chain(&e))),
