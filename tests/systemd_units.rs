@@ -238,7 +238,8 @@ fn the_agent_unit_is_notify_typed_watched_restarted_with_backoff_and_sandboxed()
     assert_eq!(get("ProtectKernelLogs"), "no");
     assert_eq!(
         get("CapabilityBoundingSet"),
-        "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_SYSLOG CAP_SYS_ADMIN"
+        "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_SYSLOG CAP_SYS_ADMIN \
+         CAP_SYS_PTRACE"
     );
     // Egress: the agent enters sandboxes' network namespaces (and only those) and connects
     // upstream wherever an allow-list says.

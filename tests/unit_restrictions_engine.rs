@@ -425,9 +425,10 @@ fn the_agent_enforces_backs_up_and_verifies_a_users_home_under_its_units_restric
         .unwrap();
     let text = String::from_utf8_lossy(&probe.stdout);
     assert!(text.contains("NoNewPrivs:\t1"), "{}", describe(&probe));
-    // DAC_OVERRIDE 1, DAC_READ_SEARCH 2, CHOWN 0, FOWNER 3, SYS_ADMIN 21 (egress), SYSLOG 34.
+    // DAC_OVERRIDE 1, DAC_READ_SEARCH 2, CHOWN 0, FOWNER 3, SYS_PTRACE 19 and SYS_ADMIN 21
+    // (egress), SYSLOG 34.
     assert!(
-        text.contains("CapBnd:\t000000040020000f"),
+        text.contains("CapBnd:\t000000040028000f"),
         "{}",
         describe(&probe)
     );
@@ -562,4 +563,140 @@ fn doctor_as_root_tells_what_the_agent_can_reach_under_its_unit() {
     let r: serde_json::Value = serde_json::from_slice(&child.stdout).unwrap();
     assert_eq!(check(&r, "backup.dest")["outcome"], "fail", "{r:#}");
     assert_eq!(check(&r, "secrets.file")["outcome"], "pass", "{r:#}");
+}
+
+/// Removes a directory when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills and reaps a process when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn poll_until<T>(what: &dyn Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "gave up waiting for {}",
+            what()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Egress needs the agent to enter the sandbox's network namespace (setns, CAP_SYS_ADMIN): the
+/// agent under the unit's capability bounding set, no-new-privileges and read-only system
+/// still opens the listener, and the sandbox reaches its allowed host through it.
+#[test]
+fn the_agent_serves_a_sandboxs_egress_listener_under_its_units_restrictions() {
+    require_engine();
+    let unit = unit_text("clw-fortress.service");
+    let mut guard = ContainerGuard::new();
+    let upstream = guard.track(&unique("clwt-unit-up"));
+    let body = unique("egress-under-unit");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &upstream,
+        "--label",
+        TEST_LABEL,
+        FIXTURE_IMAGE,
+        "sh",
+        "-c",
+        &format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www"),
+    ]);
+    let ip = docker_ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &upstream]);
+
+    // The unit's PrivateTmp hides /tmp: manifest and state live where the unit may write.
+    let name = unique("clwt-unit-eg");
+    let dir = PathBuf::from("/var/lib/clw-fortress").join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _dir = RemoveDir(dir.clone());
+    let sandbox = guard.track(&format!("{name}-main"));
+    let manifest = dir.join("fortress.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: clw-fortress/v1\nkind: Fortress\nmetadata: {{name: {name}}}\n\
+             engine: {{socket: \"{socket}\"}}\nstate: {{path: {state}}}\n\
+             defaults:\n  image: {FIXTURE_IMAGE}\n  limits: {{memory: 64Mi, cpus: 0.5, pids: 64}}\n\
+             sandboxes:\n  - name: {sandbox}\n    command: [sleep, \"3600\"]\n    egress:\n      \
+             allow: [\"allowed.test:8080\"]\n      hosts: {{allowed.test: {ip}}}\n",
+            socket = engine_socket(),
+            state = dir.join("state.db").display(),
+        ),
+    )
+    .unwrap();
+    let applied = bin()
+        .arg("-f")
+        .arg(&manifest)
+        .arg("apply")
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", describe(&applied));
+
+    let log = dir.join("agent.log");
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(Restrictions::of_unit(&unit).script())
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_clw-fortress"))
+        .arg("-f")
+        .arg(&manifest)
+        .args(["-v", "daemon"])
+        .env_remove("HOME")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("run unshare (util-linux)");
+    let mut agent = KillOnDrop(child);
+    let agent_log = || {
+        format!(
+            "the egress listener of the agent under the unit; its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    poll_until(&agent_log, || {
+        if let Ok(Some(status)) = agent.0.try_wait() {
+            panic!(
+                "the agent exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("egress proxy listening inside the sandbox")
+            .then_some(())
+    });
+    let fetched = poll_until(&|| "the allowed host through the proxy".to_string(), || {
+        let out = docker(&[
+            "exec",
+            &sandbox,
+            "sh",
+            "-c",
+            "printf 'CONNECT allowed.test:8080 HTTP/1.1\\r\\nHost: allowed.test:8080\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 3128",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains(&body).then_some(text)
+    });
+    assert!(fetched.contains(&body));
+    drop(agent);
 }

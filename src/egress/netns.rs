@@ -13,8 +13,9 @@
 //! The one way out is that listener; while the agent is down nothing listens and nothing is
 //! reachable (fail closed), and the same works on both engines without a firewall.
 //!
-//! It needs what `setns(CLONE_NEWNET)` needs: `CAP_SYS_ADMIN` and the sandbox's host pid
-//! (rootful engines; a rootless engine's namespaces belong to the user's namespace).
+//! It needs what `setns(CLONE_NEWNET)` needs: `CAP_SYS_ADMIN`, `CAP_SYS_PTRACE` (opening
+//! `/proc/<pid>/ns/net` of another user's process is a ptrace access check) and the sandbox's
+//! host pid (rootful engines; a rootless engine's namespaces belong to the user's namespace).
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
