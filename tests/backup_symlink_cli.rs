@@ -16,38 +16,20 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use rusqlite::Connection;
 use serde_json::Value;
 
-use common::{bin, describe};
+use common::{bin, describe, system_user};
 
 const OWNER: &str = "clw-bsafe-t";
 
 /// The user whose home the backups go to, created once (idempotent).
 fn owner() -> (u32, u32, PathBuf) {
     static ONCE: std::sync::OnceLock<(u32, u32, PathBuf)> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        assert!(
-            nix::unistd::getuid().is_root(),
-            "these tests reproduce a root agent: run them as root"
-        );
-        if nix::unistd::User::from_name(OWNER).unwrap().is_none() {
-            let out = Command::new("useradd")
-                .args(["--create-home", "--user-group", "--shell", "/bin/sh", OWNER])
-                .output()
-                .expect("useradd (Debian's passwd package)");
-            assert!(
-                out.status.success() || nix::unistd::User::from_name(OWNER).unwrap().is_some(),
-                "useradd: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let u = nix::unistd::User::from_name(OWNER).unwrap().unwrap();
-        (u.uid.as_raw(), u.gid.as_raw(), u.dir)
-    })
-    .clone()
+    ONCE.get_or_init(|| system_user(OWNER, "these tests reproduce a root agent"))
+        .clone()
 }
 
 /// A directory in the owner's home (the user's tree), the owner's WAL database in it, a

@@ -6,7 +6,6 @@ mod common;
 
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 
@@ -14,24 +13,10 @@ const OWNER: &str = "clw-owner-t";
 
 /// The test user, created once (the tests run as root, as CI does); its home.
 fn owner_home() -> (u32, u32, PathBuf) {
-    assert!(
-        nix::unistd::getuid().is_root(),
-        "the deploy tests create a user and run as the system unit does: run them as root"
-    );
-    if nix::unistd::User::from_name(OWNER).unwrap().is_none() {
-        let out = Command::new("useradd")
-            .args(["--create-home", "--user-group", "--shell", "/bin/sh", OWNER])
-            .output()
-            .expect("useradd (Debian's passwd package)");
-        // A parallel test may have created it a moment ago.
-        assert!(
-            out.status.success() || nix::unistd::User::from_name(OWNER).unwrap().is_some(),
-            "useradd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let u = nix::unistd::User::from_name(OWNER).unwrap().unwrap();
-    (u.uid.as_raw(), u.gid.as_raw(), u.dir)
+    system_user(
+        OWNER,
+        "the deploy tests create a user and run as the system unit does",
+    )
 }
 
 fn own(path: &Path, uid: u32, gid: u32, mode: u32) {

@@ -230,23 +230,7 @@ fn owner() -> (u32, u32, PathBuf) {
 }
 
 fn create_owner() -> (u32, u32, PathBuf) {
-    assert!(
-        nix::unistd::getuid().is_root(),
-        "these tests reproduce a root unit: run them as root"
-    );
-    if nix::unistd::User::from_name(OWNER).unwrap().is_none() {
-        let out = Command::new("useradd")
-            .args(["--create-home", "--user-group", "--shell", "/bin/sh", OWNER])
-            .output()
-            .expect("useradd (Debian's passwd package)");
-        assert!(
-            out.status.success() || nix::unistd::User::from_name(OWNER).unwrap().is_some(),
-            "useradd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let u = nix::unistd::User::from_name(OWNER).unwrap().unwrap();
-    (u.uid.as_raw(), u.gid.as_raw(), u.dir)
+    system_user(OWNER, "these tests reproduce a root unit")
 }
 
 /// A user's OpenClaw-like home with a WAL database (the gateway stopped: no -wal or -shm

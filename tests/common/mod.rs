@@ -670,3 +670,23 @@ impl CountingSocket {
         self.count.load(Ordering::SeqCst)
     }
 }
+
+/// A local user for the tests that run as a root agent protecting a user's home: created with
+/// `useradd` the first time (idempotent; a parallel test may be creating it at the same moment),
+/// returned as `(uid, gid, home)`. Needs root, as CI runs: `why` says what for.
+pub fn system_user(name: &str, why: &str) -> (u32, u32, PathBuf) {
+    assert!(nix::unistd::getuid().is_root(), "{why}: run them as root");
+    if nix::unistd::User::from_name(name).unwrap().is_none() {
+        let out = Command::new("useradd")
+            .args(["--create-home", "--user-group", "--shell", "/bin/sh", name])
+            .output()
+            .expect("useradd (Debian's passwd package)");
+        assert!(
+            out.status.success() || nix::unistd::User::from_name(name).unwrap().is_some(),
+            "useradd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let u = nix::unistd::User::from_name(name).unwrap().unwrap();
+    (u.uid.as_raw(), u.gid.as_raw(), u.dir)
+}
