@@ -290,18 +290,7 @@ pub fn integrity(conn: &Connection) -> Result<(), String> {
 }
 
 pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<(String, u64)> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), size))
+    copy_hashing(r, &mut std::io::sink())
 }
 
 /// Copies `r` into `w`, returning the sha256 and size of what went through.
