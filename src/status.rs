@@ -518,13 +518,18 @@ impl StatusReport {
                 ));
             }
             for d in &t.egress_denied {
+                // A refused sentinel has no rule that would allow it.
+                let fix = if d.rule_needed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; allow with egress.allow: [\"{}\"]", d.rule_needed)
+                };
                 out.push_str(&format!(
-                    "  egress denied {} {}:{} ({}); allow with egress.allow: [\"{}\"]\n",
+                    "  egress denied {} {}:{} ({}){fix}\n",
                     fmt_ts(d.ts_ms),
                     d.host,
                     d.port,
                     d.reason,
-                    d.rule_needed
                 ));
             }
             for a in &t.audit {
